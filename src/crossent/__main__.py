@@ -1,0 +1,5 @@
+import sys
+
+from crossent.cli import main
+
+sys.exit(main())

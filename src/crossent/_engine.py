@@ -1,0 +1,105 @@
+"""Run :func:`crossent._kernel.ce_block` over cache-sized blocks of rows, on every core.
+
+NumPy's ufuncs release the GIL, so a thread per core over disjoint row ranges scales; small
+problems run inline (no thread start-up).
+"""
+
+from __future__ import annotations
+
+import os
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+import numpy as np
+
+from crossent._kernel import Array, Problem, ce_block
+
+# a block of rows of about this many bytes stays in the per-core cache
+BLOCK_BYTES = 512 * 1024
+# below this many elements (M * C) one thread does all the work
+PARALLEL_MIN_ELEMENTS = 1 << 20
+
+_pool: ThreadPoolExecutor | None = None
+
+
+def n_threads() -> int:
+    """Threads used for large problems: ``CROSSENT_NUM_THREADS`` or the usable cores."""
+    env = os.environ.get("CROSSENT_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _get_pool(workers: int) -> ThreadPoolExecutor:
+    global _pool
+    if _pool is None or _pool._max_workers < workers:
+        _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crossent")
+    return _pool
+
+
+def block_rows(n_classes: int, itemsize: int) -> int:
+    return max(1, BLOCK_BYTES // max(1, n_classes * itemsize))
+
+
+def _run_range(
+    pb: Problem,
+    r0: int,
+    r1: int,
+    grad_out: Array | None,
+    loss: Array,
+    lse: Array,
+    block: int,
+) -> None:
+    c = pb.n_classes
+    direct = grad_out is not None and grad_out.dtype == pb.cdtype
+    scratch = None if direct else np.empty((min(block, r1 - r0), c), dtype=pb.cdtype)
+    tbuf = np.empty((min(block, r1 - r0), c), dtype=pb.cdtype) if pb.softcap else None
+    for b0 in range(r0, r1, block):
+        b1 = min(b0 + block, r1)
+        if direct:
+            assert grad_out is not None
+            z = grad_out[b0:b1]
+        else:
+            assert scratch is not None
+            z = scratch[: b1 - b0]
+        t = tbuf[: b1 - b0] if tbuf is not None else None
+        loss[b0:b1], lse[b0:b1] = ce_block(pb, b0, b1, z, t, grad_out is not None)
+        if grad_out is not None and not direct:
+            np.copyto(grad_out[b0:b1], z, casting="same_kind")
+
+
+def run(
+    pb: Problem, grad_out: Array | None, *, threads: int | None = None, block: int | None = None
+) -> tuple[Array, Array]:
+    """Per-row losses and log-sum-exps (float64); the gradient, if wanted, into ``grad_out``.
+
+    ``grad_out`` is an ``(M, C)`` C-contiguous array (it may be ``pb.x`` itself).
+    """
+    m, c = pb.x.shape
+    loss = np.empty(m, dtype=np.float64)
+    lse = np.empty(m, dtype=np.float64)
+    if block is None:
+        block = block_rows(c, np.dtype(pb.cdtype).itemsize)
+    if threads is None:
+        threads = n_threads() if m * c >= PARALLEL_MIN_ELEMENTS else 1
+    threads = max(1, min(threads, (m + block - 1) // block))
+    if threads == 1:
+        _run_range(pb, 0, m, grad_out, loss, lse, block)
+        return loss, lse
+    bounds = np.linspace(0, m, threads + 1).astype(int)
+    futures = [
+        _get_pool(threads).submit(
+            _run_range, pb, int(lo), int(hi), grad_out, loss, lse, block
+        )
+        for lo, hi in zip(bounds[:-1], bounds[1:])
+    ]
+    for f in futures:
+        f.result()
+    return loss, lse
+
+
+def empty_like_rows(pb: Problem) -> Any:
+    return np.empty(pb.x.shape, dtype=pb.x.dtype)

@@ -1,0 +1,63 @@
+"""The ``crossent`` command line: ``train``, ``evaluate``, ``predict``, ``explain``, ``bench``.
+
+Each subcommand lives in its own module exposing ``add_parser(subparsers)`` and
+``run(args) -> int``; heavy dependencies are imported inside ``run`` only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from crossent import __version__
+
+# subcommand name -> module under crossent.cli
+SUBCOMMANDS = {
+    "train": "train",
+    "evaluate": "evaluate",
+    "predict": "predict",
+    "explain": "explain",
+    "bench": "bench",
+}
+
+
+class CLIError(Exception):
+    """A user-facing error: printed as ``crossent: error: ...`` with exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="crossent",
+        description="Softmax cross-entropy, done right: train, evaluate, explain, benchmark.",
+    )
+    parser.add_argument("--version", action="version", version=f"crossent {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, module_name in SUBCOMMANDS.items():
+        try:
+            module = importlib.import_module(f"crossent.cli.{module_name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"crossent.cli.{module_name}":
+                raise
+            continue
+        module.add_parser(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``crossent`` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.run(args) or 0)
+    except CLIError as exc:
+        print(f"crossent {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())
