@@ -1,5 +1,8 @@
+"""``python -m crossent``: the command line."""
+
 import sys
 
 from crossent.cli import main
 
-sys.exit(main())
+if __name__ == "__main__":
+    sys.exit(main())

@@ -6,6 +6,7 @@ problems run inline (no thread start-up).
 
 from __future__ import annotations
 
+import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -91,10 +92,8 @@ def run(
         return loss, lse
     bounds = np.linspace(0, m, threads + 1).astype(int)
     futures = [
-        _get_pool(threads).submit(
-            _run_range, pb, int(lo), int(hi), grad_out, loss, lse, block
-        )
-        for lo, hi in zip(bounds[:-1], bounds[1:])
+        _get_pool(threads).submit(_run_range, pb, int(lo), int(hi), grad_out, loss, lse, block)
+        for lo, hi in itertools.pairwise(bounds)
     ]
     for f in futures:
         f.result()

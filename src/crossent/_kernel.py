@@ -103,7 +103,8 @@ def ce_block(
         _check_row_max(pb, r0, m)
         # an ignored row of all -inf is shifted by 0: exp gives 0, nothing overflows
         m[np.isneginf(m)] = 0.0
-    z -= m[:, None]
+    with np.errstate(over="ignore"):  # -1e308 - 1e308 is -inf: exp gives 0, as it should
+        z -= m[:, None]
 
     # 2. per-row sums that need z
     rows = np.arange(n)
@@ -124,7 +125,7 @@ def ce_block(
                 zf = np.where(fin, z[flagged], 0.0)
                 wf = fin * (pb.w if pb.w is not None else 1.0)
                 swz[flagged] = (zf * wf).sum(axis=1)
-                k[flagged] = fin.sum(axis=1)
+                k[flagged] = np.maximum(fin.sum(axis=1), 1)  # 0 only in ignored rows
                 w_f[flagged] = wf.sum(axis=1)
     else:
         q = pb.q[r0:r1]
@@ -186,6 +187,7 @@ def ce_block(
         a = a + 2.0 * pb.z_loss * lse
     z *= (rowscale * a / s).astype(pb.cdtype)[:, None]
     if pb.q is None:
+        assert pb.y is not None
         z[rows, pb.y[r0:r1]] -= (rowscale * (1.0 - eps) * wy).astype(pb.cdtype)
         if eps > 0.0:
             coef = (rowscale * eps / k).astype(pb.cdtype)[:, None]

@@ -52,7 +52,10 @@ def _w(w: ArrayLike) -> NDArray[Any]:
 def l1_penalty(w: ArrayLike, strength: float) -> float:
     r"""``strength · Σ|w|``.
 
-    .. math:: R_1(w) = \lambda \sum_i |w_i|, \qquad \partial R_1 / \partial w_i = \lambda\,\operatorname{sign}(w_i)
+    .. math::
+
+        R_1(w) = \lambda \sum_i |w_i|,
+        \qquad \partial R_1 / \partial w_i = \lambda\,\operatorname{sign}(w_i)
 
     Examples
     --------
@@ -80,7 +83,10 @@ def l1_penalty_grad(w: ArrayLike, strength: float) -> NDArray[Any]:
 def l2_penalty(w: ArrayLike, strength: float) -> float:
     r"""``½ · strength · Σ w²``.
 
-    .. math:: R_2(w) = \frac{\lambda}{2} \sum_i w_i^2, \qquad \partial R_2 / \partial w_i = \lambda\, w_i
+    .. math::
+
+        R_2(w) = \frac{\lambda}{2} \sum_i w_i^2,
+        \qquad \partial R_2 / \partial w_i = \lambda\, w_i
 
     Examples
     --------
@@ -122,10 +128,8 @@ def elastic_net_penalty_grad(w: ArrayLike, strength: float, l1_ratio: float) -> 
 
 def _check_kind(kind: Any) -> str | None:
     if kind not in PENALTIES:
-        raise ValueError(
-            f"penalty: expected one of 'l2', 'l1', 'elasticnet' or None, got {kind!r}"
-        )
-    return kind  # type: ignore[no-any-return]
+        raise ValueError(f"penalty: expected one of 'l2', 'l1', 'elasticnet' or None, got {kind!r}")
+    return kind
 
 
 def _as_list(params: ArrayLike | Sequence[ArrayLike]) -> list[ArrayLike]:
@@ -231,8 +235,7 @@ def regularized_objective(
     Xa = as_float_array(X, "X")
     if Wa.ndim != 2 or ba.shape != (Wa.shape[0],) or Xa.ndim != 2 or Xa.shape[1] != Wa.shape[1]:
         raise ValueError(
-            f"W, b, X: expected shapes (C, D), (C,), (N, D), got {Wa.shape}, {ba.shape}, "
-            f"{Xa.shape}"
+            f"W, b, X: expected shapes (C, D), (C,), (N, D), got {Wa.shape}, {ba.shape}, {Xa.shape}"
         )
     scores = Xa @ Wa.T + ba  # (N, C)
     loss, G = cross_entropy_with_grad(

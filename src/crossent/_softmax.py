@@ -34,7 +34,8 @@ def _shifted(
     check_logits_values(m, name)
     # a row of all -inf: shift by 0 so that exp gives 0 and no warning is raised
     m_safe = np.where(np.isneginf(m), 0.0, m).astype(z.dtype)
-    z -= m_safe
+    with np.errstate(over="ignore"):  # -1e308 - 1e308 is -inf: exp gives 0, as it should
+        z -= m_safe
     return z, m_safe, arr, ax, arr.dtype
 
 

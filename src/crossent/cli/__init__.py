@@ -13,14 +13,8 @@ from collections.abc import Sequence
 
 from crossent import __version__
 
-# subcommand name -> module under crossent.cli
-SUBCOMMANDS = {
-    "train": "train",
-    "evaluate": "evaluate",
-    "predict": "predict",
-    "explain": "explain",
-    "bench": "bench",
-}
+# subcommands, each a module under crossent.cli
+SUBCOMMANDS = ("train", "evaluate", "predict", "explain", "bench")
 
 
 class CLIError(Exception):
@@ -34,7 +28,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"crossent {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
-    for name, module_name in SUBCOMMANDS.items():
+    for module_name in SUBCOMMANDS:
         try:
             module = importlib.import_module(f"crossent.cli.{module_name}")
         except ModuleNotFoundError as exc:

@@ -1,0 +1,114 @@
+"""The blocked, threaded engine equals the single-block computation; out= and in-place."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+import crossent
+from crossent import _engine
+from crossent._cross_entropy import _prepare
+
+OPTION_SETS = [
+    {},
+    {"weight": "w", "label_smoothing": 0.1},
+    {"z_loss": 1e-3, "softcap": 15.0, "temperature": 1.5},
+    {"weight": "w", "label_smoothing": 0.2, "z_loss": 1e-4, "softcap": 30.0, "temperature": 0.8},
+]
+
+
+def _problem(kind, n, c, dtype, rng):
+    x = (rng.normal(size=(n, c)) * 4).astype(dtype)
+    x[::5, ::7] = -np.inf  # masked classes
+    if kind == "index":
+        y = rng.integers(0, c, size=n)
+        y = np.where(np.isneginf(x[np.arange(n), y]), 1, y)
+        y[::7] = -100
+        return x, y
+    q = rng.random((n, c))
+    q[np.isneginf(x)] = 0.0
+    return x, (q / q.sum(axis=1, keepdims=True)).astype(dtype)
+
+
+@pytest.mark.parametrize("kind", ["index", "prob"])
+@pytest.mark.parametrize("opts", OPTION_SETS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_blocked_threaded_equals_single_block(kind, opts, dtype):
+    rng = np.random.default_rng(0)
+    n, c = 301, 203
+    x, target = _problem(kind, n, c, dtype, rng)
+    opts = {k: (rng.random(c) + 0.5 if v == "w" else v) for k, v in opts.items()}
+    prep = _prepare(x, target, -1, opts.get("weight"), -100, "mean", opts.get("label_smoothing", 0.0),
+                    opts.get("z_loss", 0.0), opts.get("softcap"), opts.get("temperature", 1.0))  # fmt: skip
+    results = []
+    for threads, block in [(1, n), (1, 1), (2, 7), (3, 64)]:
+        grad = np.empty_like(x)
+        loss, lse = _engine.run(prep.pb, grad, threads=threads, block=block)
+        results.append((loss, lse, grad))
+    # summation order differs with the block shape: equal to rounding
+    tol = {np.float64: 1e-12, np.float32: 2e-6, np.float16: 1e-3}[dtype]
+    for loss, lse, grad in results[1:]:
+        np.testing.assert_allclose(loss, results[0][0], rtol=tol)
+        np.testing.assert_allclose(lse, results[0][1], rtol=tol)
+        np.testing.assert_allclose(grad, results[0][2], rtol=tol, atol=tol * 1e-3)
+    assert np.isfinite(results[0][2]).all()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("kind", ["index", "prob"])
+def test_large_input_default_path_equals_float64_reference(kind):
+    """Large inputs take the blocked, threaded path: equal to a float64 single-block run."""
+    rng = np.random.default_rng(1)
+    n, c = 2048, 4099
+    x, target = _problem(kind, n, c, np.float32, rng)
+    w = rng.random(c) + 0.5
+    opts = dict(weight=w, label_smoothing=0.1, z_loss=1e-4, softcap=20.0, temperature=1.2)
+    assert n * c >= _engine.PARALLEL_MIN_ELEMENTS
+    loss, grad = crossent.cross_entropy_with_grad(x, target, **opts)
+    prep = _prepare(x.astype(np.float64), target.astype(np.float64) if kind == "prob" else target,
+                    -1, w, -100, "mean", 0.1, 1e-4, 20.0, 1.2)  # fmt: skip
+    ref_grad = np.empty((n, c))
+    ref_loss, _ = _engine.run(prep.pb, ref_grad, threads=1, block=n)
+    assert float(loss) == pytest.approx(ref_loss.sum() * prep.pb.scale, rel=1e-5)
+    np.testing.assert_allclose(grad, ref_grad, rtol=1e-4, atol=1e-9)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+def test_out_and_in_place(dtype):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(50, 30)).astype(dtype)
+    y = rng.integers(0, 30, size=50)
+    loss, grad = crossent.cross_entropy_with_grad(x, y, label_smoothing=0.1)
+    out = np.empty_like(x)
+    loss2, grad2 = crossent.cross_entropy_with_grad(x, y, label_smoothing=0.1, out=out)
+    assert grad2 is out
+    np.testing.assert_array_equal(out, grad)
+    assert loss2 == loss
+    xc = x.copy()
+    loss3, grad3 = crossent.cross_entropy_with_grad(xc, y, label_smoothing=0.1, out=xc)
+    assert grad3 is xc
+    np.testing.assert_array_equal(xc, grad)
+    assert loss3 == loss
+
+
+def test_out_with_class_axis_not_last():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(4, 6, 5))
+    y = rng.integers(0, 6, size=(4, 5))
+    ref = crossent.cross_entropy_grad(x, y, axis=1)
+    out = np.empty_like(x)
+    assert crossent.cross_entropy_grad(x, y, axis=1, out=out) is out
+    np.testing.assert_allclose(out, ref)
+
+
+def test_import_crossent_stays_light():
+    code = (
+        "import sys, crossent; crossent.cross_entropy([1.0, 2.0], 0); "
+        "heavy = {'torch', 'sklearn', 'matplotlib', 'scipy', 'rich'} & set(sys.modules); "
+        "print(sorted(heavy))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
