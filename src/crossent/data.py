@@ -1,0 +1,378 @@
+"""Datasets for the classifier: the bundled digits, MNIST/Fashion-MNIST IDX files, CSV and NPZ.
+
+Every loader returns raw features (no scaling: fit a scaler on the training split only, e.g.
+``make_pipeline(StandardScaler(), clf)``) and a fixed split: MNIST's own 60000/10000, or a
+seeded ``train_test_split`` for the others. A :class:`DataSpec` describes a dataset in a few
+JSON-able fields, so a saved run can reload exactly its test split.
+
+Examples
+--------
+>>> from crossent.data import DataSpec, load_dataset
+>>> ds = load_dataset(DataSpec("digits"))
+>>> ds.X_train.shape, ds.X_test.shape, ds.image_shape
+((1347, 64), (450, 64), (8, 8))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import csv
+import gzip
+import hashlib
+import os
+import tempfile
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike, NDArray
+
+__all__ = [
+    "SOURCES",
+    "DataSpec",
+    "Dataset",
+    "default_data_home",
+    "load_csv",
+    "load_dataset",
+    "load_mnist",
+    "load_npz",
+    "read_idx",
+    "write_idx",
+]
+
+SOURCES = ("digits", "mnist", "fashion-mnist", "csv", "npz")
+
+MNIST_FILES = {  # name -> MD5 (the checksums torchvision publishes)
+    "mnist": {
+        "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
+        "train-labels-idx1-ubyte.gz": "d53e105ee54ea40749a09fcbcd1e9432",
+        "t10k-images-idx3-ubyte.gz": "9fb629c4189551a2d022fa330f9573f3",
+        "t10k-labels-idx1-ubyte.gz": "ec29112dd5afa0611ce80d1b7f02629c",
+    },
+    "fashion-mnist": {
+        "train-images-idx3-ubyte.gz": "8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+        "train-labels-idx1-ubyte.gz": "25c81989df183df01b3e8a0aad5dffbe",
+        "t10k-images-idx3-ubyte.gz": "bef4ecab320f06d8554ea6380940ec79",
+        "t10k-labels-idx1-ubyte.gz": "bb300cfdad3c16e7a12a480ee83cd310",
+    },
+}
+MIRRORS = {
+    "mnist": (
+        "https://ossci-datasets.s3.amazonaws.com/mnist/",
+        "https://storage.googleapis.com/cvdf-datasets/mnist/",
+    ),
+    "fashion-mnist": (
+        "https://raw.githubusercontent.com/zalandoresearch/fashion-mnist/master/data/fashion/",
+        "http://fashion-mnist.s3-website.eu-central-1.amazonaws.com/",
+    ),
+}
+FASHION_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt",
+                   "Sneaker", "Bag", "Ankle boot")  # fmt: skip
+
+_IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 0x0E: ">f8"}
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """What to load: ``source`` in :data:`SOURCES`, ``path`` (a directory for MNIST, a file for
+    CSV/NPZ), the CSV ``label_column`` (name or index; default ``"label"`` or the last column),
+    ``test_size`` and ``seed`` of the split (not used by MNIST, which has its own), an optional
+    cap ``limit`` on the training examples (a seeded subset), and whether MNIST may be
+    ``download``-ed."""
+
+    source: str = "digits"
+    path: str | None = None
+    label_column: str | int | None = None
+    test_size: float = 0.25
+    seed: int = 0
+    limit: int | None = None
+    download: bool = True
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> DataSpec:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+
+@dataclass
+class Dataset:
+    """A fixed train/test split of raw features ``X`` (N, D) and labels ``y`` (N,)."""
+
+    X_train: NDArray[np.float64]
+    y_train: NDArray[Any]
+    X_test: NDArray[np.float64]
+    y_test: NDArray[Any]
+    spec: DataSpec
+    image_shape: tuple[int, int] | None = None
+    class_names: list[str] | None = field(default=None)
+
+    @property
+    def name(self) -> str:
+        return (
+            self.spec.source if self.spec.path is None else f"{self.spec.source}:{self.spec.path}"
+        )
+
+
+def default_data_home() -> Path:
+    """``$CROSSENT_DATA``, else ``$XDG_CACHE_HOME/crossent``, else ``~/.cache/crossent``."""
+    if os.environ.get("CROSSENT_DATA"):
+        return Path(os.environ["CROSSENT_DATA"])
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "crossent"
+
+
+# ---- IDX (MNIST's format) -------------------------------------------------------------------
+def read_idx(path: str | os.PathLike[str]) -> NDArray[Any]:
+    """Read an IDX file (raw or gzip-compressed, detected from its first bytes).
+
+    The format: two zero bytes, a type code (0x08 uint8 ... 0x0E float64), the number of
+    dimensions ``k``, ``k`` big-endian uint32 sizes, then the data, big-endian, row-major.
+    """
+    raw = Path(path).read_bytes()
+    if raw[:2] == b"\x1f\x8b":
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as exc:
+            raise ValueError(
+                f"{path}: expected a valid gzip file, got a damaged one ({exc})"
+            ) from None
+    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+        raise ValueError(
+            f"{path}: expected an IDX file (magic 00 00 <type> <ndim>), got "
+            f"bytes {raw[:4].hex(' ') or '(empty)'}"
+        )
+    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
+    header = 4 + 4 * ndim
+    if len(raw) < header:
+        raise ValueError(f"{path}: expected {ndim} dimension sizes, got a truncated header")
+    shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
+    expected = int(np.prod(shape)) * dtype.itemsize
+    if len(raw) - header != expected:
+        raise ValueError(
+            f"{path}: expected {expected} data bytes for shape {shape}, got "
+            f"{len(raw) - header} (truncated or damaged)"
+        )
+    return (
+        np.frombuffer(raw, dtype=dtype, offset=header)
+        .reshape(shape)
+        .astype(dtype.newbyteorder("="))
+    )
+
+
+def write_idx(path: str | os.PathLike[str], array: ArrayLike) -> None:
+    """Write ``array`` as an IDX file (gzip-compressed when ``path`` ends in ``.gz``)."""
+    arr = np.asarray(array)
+    codes = {np.dtype(v).newbyteorder("="): k for k, v in _IDX_DTYPES.items()}
+    code = codes.get(arr.dtype)
+    if code is None:
+        raise TypeError(
+            f"array: expected dtype uint8, int8, int16, int32, float32 or float64, got {arr.dtype}"
+        )
+    body = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
+    body += arr.astype(arr.dtype.newbyteorder(">")).tobytes()
+    data = gzip.compress(body) if str(path).endswith(".gz") else body
+    Path(path).write_bytes(data)
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+
+
+def _fetch(url: str, dest: Path, md5: str, timeout: float = 30.0) -> None:
+    """Download ``url`` to ``dest`` atomically, keeping it only if its MD5 is ``md5``."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
+    try:
+        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
+            while chunk := resp.read(1 << 20):
+                out.write(chunk)
+        got = _md5(Path(tmp))
+        if got != md5:
+            raise ValueError(f"{url}: expected MD5 {md5}, got {got}")
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _find(directory: Path, name: str) -> Path | None:
+    for candidate in (directory / name, directory / name.removesuffix(".gz")):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_mnist(
+    directory: str | os.PathLike[str] | None = None, *, kind: str = "mnist", download: bool = True
+) -> tuple[NDArray[np.float64], NDArray[np.int64], NDArray[np.float64], NDArray[np.int64]]:
+    """MNIST or Fashion-MNIST from its four IDX files: ``(X_train, y_train, X_test, y_test)``.
+
+    Looks in ``directory`` (default ``default_data_home() / kind``) for each file, ``.gz`` or
+    uncompressed; missing files are downloaded there (checksums verified) when ``download`` is
+    true and the network answers. Otherwise raises ``FileNotFoundError`` naming the files.
+    Features are the 784 pixel values 0–255 as float64.
+    """
+    if kind not in MNIST_FILES:
+        raise ValueError(f"kind: expected 'mnist' or 'fashion-mnist', got {kind!r}")
+    root = Path(directory) if directory is not None else default_data_home() / kind
+    found: dict[str, Path] = {}
+    errors: list[str] = []
+    for name, md5 in MNIST_FILES[kind].items():
+        path = _find(root, name)
+        if path is None and download:
+            for mirror in MIRRORS[kind]:
+                try:
+                    _fetch(mirror + name, root / name, md5)
+                    path = root / name
+                    break
+                except (OSError, ValueError) as exc:
+                    errors.append(f"{mirror + name}: {exc}")
+        if path is not None:
+            found[name] = path
+    missing = [n for n in MNIST_FILES[kind] if n not in found]
+    if missing:
+        why = f" (download failed: {errors[-1]})" if errors else ""
+        raise FileNotFoundError(
+            f"{kind}: expected the four IDX files in {root}{why}; missing: {', '.join(missing)}. "
+            f"Place train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+            f"t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (or the same names "
+            f"without .gz) in {root}, or pass its directory."
+        )
+    arrays = [read_idx(found[n]) for n in MNIST_FILES[kind]]
+    X_train, y_train, X_test, y_test = arrays
+    for X, y, part in ((X_train, y_train, "train"), (X_test, y_test, "t10k")):
+        if X.ndim != 3 or y.ndim != 1 or len(X) != len(y):
+            raise ValueError(
+                f"{kind} {part}: expected images (N, H, W) and labels (N,), got "
+                f"{X.shape} and {y.shape}"
+            )
+    flat = lambda X: X.reshape(len(X), -1).astype(np.float64)  # noqa: E731
+    return flat(X_train), y_train.astype(np.int64), flat(X_test), y_test.astype(np.int64)
+
+
+# ---- the user's own data ---------------------------------------------------------------------
+def load_csv(
+    path: str | os.PathLike[str], label_column: str | int | None = None
+) -> tuple[NDArray[np.float64], NDArray[Any]]:
+    """Features (N, D) and labels (N,) from a CSV file with an optional header row.
+
+    ``label_column`` is a header name or a column index; by default the column named
+    ``"label"`` if there is one, else the last. Labels stay strings unless all are integers.
+    """
+    with open(path, newline="") as fh:
+        rows = [r for r in csv.reader(fh) if r]
+    if not rows:
+        raise ValueError(f"{path}: expected a CSV file with rows, got an empty file")
+    header = None
+    try:
+        [float(v) for i, v in enumerate(rows[0]) if i != (len(rows[0]) - 1)]
+    except ValueError:
+        header, rows = [h.strip() for h in rows[0]], rows[1:]
+    n_cols = len(header) if header else len(rows[0])
+    if isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
+        if header is None or label_column not in header:
+            raise ValueError(
+                f"label_column: expected a column of {header or 'the file'}, got {label_column!r}"
+            )
+        col = header.index(label_column)
+    elif label_column is None:
+        col = header.index("label") if header and "label" in header else n_cols - 1
+    else:
+        col = int(label_column) % n_cols
+    labels, feats = [], []
+    for lineno, row in enumerate(rows, start=2 if header else 1):
+        if len(row) != n_cols:
+            raise ValueError(f"{path}, line {lineno}: expected {n_cols} columns, got {len(row)}")
+        labels.append(row[col].strip())
+        try:
+            feats.append([float(v) for i, v in enumerate(row) if i != col])
+        except ValueError as exc:
+            raise ValueError(
+                f"{path}, line {lineno}: expected numeric features, got {exc}"
+            ) from None
+    y = np.asarray(labels)
+    with contextlib.suppress(ValueError):
+        y = y.astype(np.int64)
+    return np.asarray(feats, dtype=np.float64), y
+
+
+def load_npz(path: str | os.PathLike[str]) -> tuple[NDArray[np.float64], NDArray[Any]]:
+    """Features ``X`` (N, D) and labels ``y`` (N,) from an ``.npz`` file with those two keys."""
+    with np.load(path, allow_pickle=False) as f:
+        if "X" not in f.files or "y" not in f.files:
+            raise ValueError(f"{path}: expected arrays 'X' and 'y', got {sorted(f.files)}")
+        X, y = f["X"], f["y"]
+    if X.ndim < 2 or y.ndim != 1 or len(X) != len(y):
+        raise ValueError(f"{path}: expected X (N, D) and y (N,), got {X.shape} and {y.shape}")
+    return X.reshape(len(X), -1).astype(np.float64), y
+
+
+def _subsample(X: Any, y: Any, limit: int | None, seed: int) -> tuple[Any, Any]:
+    if limit is None or limit >= len(X):
+        return X, y
+    keep = np.sort(np.random.default_rng(seed).permutation(len(X))[:limit])
+    return X[keep], y[keep]
+
+
+def load_dataset(spec: DataSpec | str = "digits") -> Dataset:
+    """Load the dataset ``spec`` describes, split into a fixed train and test part.
+
+    ``"digits"`` is scikit-learn's bundled 1797 8×8 images (offline); MNIST has its own split;
+    digits, CSV and NPZ are split by ``train_test_split(test_size, random_state=seed)``.
+    """
+    from sklearn.model_selection import train_test_split
+
+    if isinstance(spec, str):
+        spec = DataSpec(spec)
+    if spec.source not in SOURCES:
+        raise ValueError(f"source: expected one of {SOURCES}, got {spec.source!r}")
+    image_shape: tuple[int, int] | None = None
+    names = None
+    if spec.source in ("mnist", "fashion-mnist"):
+        X_tr, y_tr, X_te, y_te = load_mnist(spec.path, kind=spec.source, download=spec.download)
+        X_tr, y_tr = _subsample(X_tr, y_tr, spec.limit, spec.seed)
+        names = list(FASHION_CLASSES) if spec.source == "fashion-mnist" else None
+        return Dataset(X_tr, y_tr, X_te, y_te, spec, (28, 28), names)
+    if spec.source == "digits":
+        from sklearn.datasets import load_digits
+
+        X, y = load_digits(return_X_y=True)
+        X, image_shape = X.astype(np.float64), (8, 8)
+    elif spec.path is None:
+        raise ValueError(f"path: expected a file for source {spec.source!r}, got None")
+    elif spec.source == "csv":
+        X, y = load_csv(spec.path, spec.label_column)
+    else:
+        X, y = load_npz(spec.path)
+    if not 0.0 < spec.test_size < 1.0:
+        raise ValueError(f"test_size: expected a number in (0, 1), got {spec.test_size!r}")
+    X_tr, X_te, y_tr, y_te = train_test_split(
+        X, y, test_size=spec.test_size, random_state=spec.seed
+    )
+    X_tr, y_tr = _subsample(X_tr, y_tr, spec.limit, spec.seed)
+    if image_shape is None and spec.source == "npz":
+        side = round(np.sqrt(X.shape[1]))
+        image_shape = (side, side) if side * side == X.shape[1] and side > 1 else None
+    return Dataset(X_tr, y_tr, X_te, y_te, spec, image_shape, names)
+
+
+def parse_source(text: str) -> tuple[str, str | None]:
+    """``"digits"``, ``"mnist"``, ``"fashion-mnist"``, or a ``.csv``/``.npz`` path."""
+    low = text.lower()
+    if low in ("digits", "mnist", "fashion-mnist"):
+        return low, None
+    for prefix in ("mnist:", "fashion-mnist:"):
+        if low.startswith(prefix):
+            return prefix[:-1], text[len(prefix) :]
+    if low.endswith(".csv"):
+        return "csv", text
+    if low.endswith(".npz"):
+        return "npz", text
+    raise ValueError(
+        f"data: expected 'digits', 'mnist', 'fashion-mnist' or a .csv/.npz file, got {text!r}"
+    )

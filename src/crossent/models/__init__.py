@@ -1,0 +1,14 @@
+"""Classifiers trained with crossent's loss, with scikit-learn's estimator API.
+
+- :class:`SoftmaxClassifier`: the linear model ``y = Wx + b`` (softmax regression).
+- :class:`MLPClassifier`: a small ReLU network whose last layer gives the class scores,
+  trained by backpropagation.
+
+Both minimize the mean cross-entropy plus ``alpha · R(W)`` (L2, L1 or elastic net, biases not
+penalized). Importing this package needs scikit-learn and SciPy (``pip install crossent[learn]``).
+"""
+
+from crossent.models._linear import SoftmaxClassifier
+from crossent.models._mlp import MLPClassifier
+
+__all__ = ["MLPClassifier", "SoftmaxClassifier"]

@@ -1,0 +1,462 @@
+"""What both classifiers share: the scikit-learn contract, penalties, and the training loops.
+
+A model is a list of parameter arrays ``[W1, b1, W2, b2, ...]`` (weights ``(out, in)``, biases
+``(out,)``) stored as views of one flat float64 vector ``theta``; subclasses say how to turn
+``(params, X)`` into class scores and gradients. Only the weights are penalized.
+"""
+
+from __future__ import annotations
+
+import numbers
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils.class_weight import compute_class_weight
+from sklearn.utils.multiclass import check_classification_targets
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+import crossent
+from crossent.models._optim import SCHEDULES, learning_rate_at, make_optimizer, soft_threshold
+
+Params = list[NDArray[np.float64]]
+Callback = Callable[[dict[str, Any]], Any]
+
+_PENALTIES = ("l2", "l1", "elasticnet", None)
+
+
+def make_rng(random_state: Any) -> np.random.Generator:
+    """A ``np.random.Generator`` from ``None``, an int, a ``Generator`` or a ``RandomState``."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(int(random_state.randint(np.iinfo(np.int32).max)))
+    if random_state is None or (
+        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
+    ):
+        return np.random.default_rng(None if random_state is None else int(random_state))
+    raise TypeError(
+        "random_state: expected None, an int, a numpy Generator or RandomState, "
+        f"got {random_state!r}"
+    )
+
+
+def unpack(theta: NDArray[np.float64], shapes: list[tuple[int, ...]]) -> Params:
+    """Views of ``theta`` with the given shapes, in order."""
+    out, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        out.append(theta[start : start + size].reshape(shape))
+        start += size
+    return out
+
+
+def _check_number(value: Any, name: str, low: float, high: float = np.inf, *, integer=False):
+    kinds = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= float(value) <= high:
+        what = "an int" if integer else "a number"
+        bounds = f">= {low}" if high == np.inf else f"in [{low}, {high}]"
+        raise ValueError(f"{name}: expected {what} {bounds}, got {value!r}")
+
+
+def _blas_threads(solver: str, X: NDArray[np.float64]) -> Any:
+    """One BLAS thread for small matrix products (mini-batches, small full batches).
+
+    Threads cost more than they give on products of a few hundred rows, and on a busy machine
+    OpenBLAS's spinning threads make them up to 30x slower.
+    """
+    from contextlib import nullcontext
+
+    from threadpoolctl import threadpool_limits
+
+    if solver == "lbfgs" and X.size > 200_000:
+        return nullcontext()
+    return threadpool_limits(limits=1, user_api="blas")
+
+
+class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
+    """Base class; see :class:`SoftmaxClassifier` and :class:`MLPClassifier`."""
+
+    _solvers: tuple[str, ...] = ("lbfgs", "sgd", "adam")
+    classes_: NDArray[Any]
+
+    # ---- hooks for subclasses ------------------------------------------------------------
+    def _shapes(self, n_features: int, n_classes: int) -> list[tuple[int, ...]]:
+        raise NotImplementedError
+
+    def _init_params(self, params: Params, rng: np.random.Generator) -> None:
+        raise NotImplementedError
+
+    def _scores(self, params: Params, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        raise NotImplementedError
+
+    def _loss_grad(
+        self, params: Params, X: NDArray[np.float64], y: NDArray[np.intp], grads: Params
+    ) -> float:
+        """Mean cross-entropy of the scores; writes d(loss)/d(params) into ``grads``."""
+        raise NotImplementedError
+
+    def _publish(self, params: Params) -> None:
+        """Set the public fitted attributes (``coef_``, ...) from ``params``."""
+        raise NotImplementedError
+
+    def _params(self) -> Params:
+        """The parameter list read back from the public fitted attributes."""
+        raise NotImplementedError
+
+    # ---- validation ----------------------------------------------------------------------
+    def _check_hyperparameters(self) -> str:
+        if self.penalty not in _PENALTIES:
+            raise ValueError(
+                f"penalty: expected 'l2', 'l1', 'elasticnet' or None, got {self.penalty!r}"
+            )
+        _check_number(self.alpha, "alpha", 0.0)
+        _check_number(self.l1_ratio, "l1_ratio", 0.0, 1.0)
+        _check_number(self.max_iter, "max_iter", 1, integer=True)
+        _check_number(self.tol, "tol", 0.0)
+        _check_number(self.batch_size, "batch_size", 1, integer=True)
+        _check_number(self.learning_rate_init, "learning_rate_init", 0.0)
+        if not self.learning_rate_init > 0:
+            raise ValueError(f"learning_rate_init: expected > 0, got {self.learning_rate_init}")
+        _check_number(self.momentum, "momentum", 0.0, 1.0)
+        _check_number(self.validation_fraction, "validation_fraction", 0.0, 1.0)
+        _check_number(self.n_iter_no_change, "n_iter_no_change", 1, integer=True)
+        _check_number(self.label_smoothing, "label_smoothing", 0.0, 1.0)
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"lr_schedule: expected one of {SCHEDULES}, got {self.lr_schedule!r}")
+        solver = self._resolve_solver()
+        if solver == "lbfgs" and self.penalty in ("l1", "elasticnet") and self.alpha > 0:
+            raise ValueError(
+                f"solver: 'lbfgs' needs a smooth penalty ('l2' or None), got penalty="
+                f"{self.penalty!r}; use solver='sgd' (proximal L1 step)"
+            )
+        return solver
+
+    def _resolve_solver(self) -> str:
+        solver = self.solver
+        if solver == "auto" and "auto" in self._solvers:
+            return "sgd" if self.penalty in ("l1", "elasticnet") else "lbfgs"
+        if solver not in self._solvers:
+            raise ValueError(f"solver: expected one of {self._solvers}, got {solver!r}")
+        return str(solver)
+
+    def _class_weight_vector(self, y_idx: NDArray[np.intp]) -> NDArray[np.float64] | None:
+        cw = self.class_weight
+        if cw is None:
+            return None
+        n_classes = len(self.classes_)
+        if cw == "balanced":
+            present = np.unique(y_idx)
+            vec = np.ones(n_classes)
+            vec[present] = compute_class_weight("balanced", classes=present, y=y_idx)
+            return vec
+        if not isinstance(cw, dict):
+            raise ValueError(f"class_weight: expected None, 'balanced' or a dict, got {cw!r}")
+        vec = np.ones(n_classes)
+        for label, w in cw.items():
+            where = np.flatnonzero(self.classes_ == label)
+            if where.size == 0:
+                raise ValueError(
+                    f"class_weight: expected keys among the classes {self.classes_.tolist()}, "
+                    f"got {label!r}"
+                )
+            vec[where[0]] = float(w)
+        return vec
+
+    # ---- objective -----------------------------------------------------------------------
+    def _prox_strength(self, solver: str) -> float:
+        """Strength of the L1 term handled by the proximal step (0 when it is in the gradient)."""
+        if solver != "sgd" or self.penalty not in ("l1", "elasticnet"):
+            return 0.0
+        return float(self.alpha) * (1.0 if self.penalty == "l1" else float(self.l1_ratio))
+
+    def _smooth_penalty(self, solver: str) -> tuple[str | None, float]:
+        """(kind, strength) of the penalty term that goes into the gradient."""
+        if self.penalty is None or self.alpha == 0:
+            return None, 0.0
+        if self._prox_strength(solver) == 0.0:
+            return self.penalty, float(self.alpha)
+        if self.penalty == "elasticnet":
+            return "l2", float(self.alpha) * (1.0 - float(self.l1_ratio))
+        return None, 0.0
+
+    def _objective(
+        self,
+        theta: NDArray[np.float64],
+        X: NDArray[np.float64],
+        y: NDArray[np.intp],
+        grad: NDArray[np.float64],
+        solver: str,
+    ) -> float:
+        """Mean CE + the smooth part of ``alpha·R``; writes the gradient into ``grad``."""
+        params, grads = unpack(theta, self._shapes_), unpack(grad, self._shapes_)
+        loss = self._loss_grad(params, X, y, grads)
+        kind, strength = self._smooth_penalty(solver)
+        if kind is not None:
+            weights = params[0::2]
+            loss += crossent.penalty(weights, kind, strength, self.l1_ratio)
+            for g, pg in zip(
+                grads[0::2],
+                crossent.penalty_grad(weights, kind, strength, self.l1_ratio),
+                strict=True,
+            ):
+                g += pg
+        return loss
+
+    def _l1_value(self, theta: NDArray[np.float64], strength: float) -> float:
+        weights = unpack(theta, self._shapes_)[0::2]
+        return crossent.penalty(weights, "l1", strength) if strength > 0 else 0.0
+
+    # ---- fitting -------------------------------------------------------------------------
+    def _initialize(self, n_features: int, rng: np.random.Generator, optimizer: str) -> None:
+        self._shapes_ = self._shapes(n_features, len(self.classes_))
+        theta = np.zeros(sum(int(np.prod(s)) for s in self._shapes_))
+        self._init_params(unpack(theta, self._shapes_), rng)
+        self._theta = theta
+        self._publish(unpack(theta, self._shapes_))
+        self.n_iter_ = 0
+        self.loss_curve_: list[float] = []
+        self._state: dict[str, Any] = {
+            "t": 0,
+            "rng": rng,
+            "optimizer": make_optimizer(optimizer, theta.size, momentum=self.momentum),
+            "best_loss": np.inf,
+            "best_score": -np.inf,
+            "no_improve": 0,
+            "best_theta": None,
+        }
+
+    def _rebuild_theta(self) -> None:
+        """Copy the public attributes into a fresh ``theta`` and re-publish them as its views."""
+        params = self._params()
+        self._theta = np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in params])
+        self._publish(unpack(self._theta, self._shapes_))
+
+    def fit(self, X: Any, y: Any, callback: Callback | None = None) -> SoftmaxModelBase:
+        """Fit the model to ``X`` (N, D) and labels ``y`` (N,).
+
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+        y : array_like, shape (N,)
+            Labels of any type (ints, strings, ...); at least two distinct values.
+        callback : callable, optional
+            Called after each epoch (L-BFGS: each iteration) with a dict ``{"epoch", "loss"}``;
+            the estimator's attributes hold the current parameters during the call.
+
+        Returns
+        -------
+        self
+        """
+        solver = self._check_hyperparameters()
+        warm = bool(self.warm_start) and hasattr(self, "_theta")
+        old_features = getattr(self, "n_features_in_", None)
+        X, y = validate_data(self, X, y, dtype=np.float64)
+        check_classification_targets(y)
+        classes, y_idx = np.unique(y, return_inverse=True)
+        if classes.size < 2:
+            raise ValueError(f"y: expected at least 2 classes, got 1 class ({classes[0]!r})")
+        if warm and (old_features != X.shape[1] or not np.array_equal(classes, self.classes_)):
+            raise ValueError(
+                "warm_start: expected the same features and classes as the previous fit, got "
+                f"{X.shape[1]} features and classes {classes.tolist()}"
+            )
+        self.classes_ = classes
+        if warm:
+            self._rebuild_theta()
+            if self._state["optimizer"].name != solver and solver != "lbfgs":
+                self._state["optimizer"] = make_optimizer(
+                    solver, self._theta.size, momentum=self.momentum
+                )
+        else:
+            self._initialize(X.shape[1], make_rng(self.random_state), solver)
+        self._weight = self._class_weight_vector(y_idx)
+        with _blas_threads(solver, X):
+            if solver == "lbfgs":
+                self._fit_lbfgs(X, y_idx, callback)
+            else:
+                self._fit_stochastic(X, y_idx, solver, self.max_iter, callback, self.early_stopping)
+        return self
+
+    def partial_fit(self, X: Any, y: Any, classes: Any = None) -> SoftmaxModelBase:
+        """One epoch of mini-batch SGD/Adam on ``(X, y)`` (L-BFGS models use SGD here).
+
+        ``classes`` (all labels that will ever appear) is required on the first call.
+        """
+        solver = self._check_hyperparameters()
+        solver = "sgd" if solver == "lbfgs" else solver
+        first = not hasattr(self, "classes_")
+        X, y = validate_data(self, X, y, dtype=np.float64, reset=first)
+        check_classification_targets(y)
+        if first:
+            if classes is None:
+                raise ValueError(
+                    "classes: expected the array of all labels on the first "
+                    "call to partial_fit, got None"
+                )
+            self.classes_ = np.unique(np.asarray(classes))
+            if self.classes_.size < 2:
+                raise ValueError(f"classes: expected at least 2 classes, got {self.classes_}")
+            self._initialize(X.shape[1], make_rng(self.random_state), solver)
+        elif classes is not None and not np.array_equal(np.unique(classes), self.classes_):
+            raise ValueError(
+                f"classes: expected {self.classes_.tolist()} as on the first call, got "
+                f"{np.unique(classes).tolist()}"
+            )
+        unknown = ~np.isin(y, self.classes_)
+        if unknown.any():
+            raise ValueError(
+                f"y: expected labels among {self.classes_.tolist()}, got "
+                f"{np.unique(y[unknown]).tolist()}"
+            )
+        y_idx = np.searchsorted(self.classes_, y)
+        self._rebuild_theta()
+        if self._state["optimizer"].name != solver:
+            self._state["optimizer"] = make_optimizer(
+                solver, self._theta.size, momentum=self.momentum
+            )
+        self._weight = self._class_weight_vector(y_idx)
+        with _blas_threads(solver, X):
+            self._fit_stochastic(X, y_idx, solver, 1, None, False, warn=False)
+        return self
+
+    def _fit_lbfgs(self, X: NDArray[np.float64], y: NDArray[np.intp], callback: Any) -> None:
+        from scipy.optimize import minimize
+
+        grad = np.empty_like(self._theta)
+
+        def fun(x: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+            loss = self._objective(x, X, y, grad, "lbfgs")
+            return loss, grad.copy()
+
+        def on_iteration(intermediate_result: Any) -> None:
+            self._theta[:] = intermediate_result.x
+            self.n_iter_ += 1
+            self.loss_curve_.append(float(intermediate_result.fun))
+            self._state["t"] += 1
+            if callback is not None:
+                callback({"epoch": self.n_iter_, "loss": self.loss_curve_[-1]})
+
+        res = minimize(
+            fun,
+            self._theta.copy(),
+            jac=True,
+            method="L-BFGS-B",
+            callback=on_iteration,
+            options={
+                "maxiter": self.max_iter,
+                "maxls": 50,
+                "gtol": self.tol,
+                "ftol": 64 * np.finfo(float).eps,
+            },
+        )
+        self._theta[:] = res.x
+        if res.status == 1:
+            warnings.warn(
+                f"{type(self).__name__}: L-BFGS did not converge in max_iter={self.max_iter} "
+                "iterations; increase max_iter or scale the data",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    def _fit_stochastic(
+        self,
+        X: NDArray[np.float64],
+        y: NDArray[np.intp],
+        solver: str,
+        epochs: int,
+        callback: Callback | None,
+        early_stopping: bool,
+        warn: bool = True,
+    ) -> None:
+        st, theta = self._state, self._theta
+        rng: np.random.Generator = st["rng"]
+        if early_stopping:
+            if "val_idx" not in st:
+                n_val = max(1, round(self.validation_fraction * len(X)))
+                st["val_idx"] = np.sort(rng.permutation(len(X))[:n_val])
+            is_val = np.zeros(len(X), dtype=bool)
+            is_val[st["val_idx"]] = True
+            X_val, y_val, X, y = X[is_val], y[is_val], X[~is_val], y[~is_val]
+            if not hasattr(self, "validation_scores_"):
+                self.validation_scores_: list[float] = []
+        n = len(X)
+        batch = min(self.batch_size, n)
+        grad = np.empty_like(theta)
+        opt = st["optimizer"]
+        l1 = self._prox_strength(solver)
+        weights = unpack(theta, self._shapes_)[0::2]
+        stopped = False
+        for _ in range(epochs):
+            lr = learning_rate_at(self.lr_schedule, self.learning_rate_init, st["t"])
+            order = rng.permutation(n)
+            total = 0.0
+            for start in range(0, n, batch):
+                idx = order[start : start + batch]
+                total += self._objective(theta, X[idx], y[idx], grad, solver) * len(idx)
+                opt.step(theta, grad, lr)
+                if l1 > 0:
+                    for w in weights:
+                        soft_threshold(w, lr * l1)
+            loss = total / n + self._l1_value(theta, l1)
+            st["t"] += 1
+            self.n_iter_ += 1
+            self.loss_curve_.append(loss)
+            info: dict[str, Any] = {"epoch": self.n_iter_, "loss": loss}
+            if early_stopping:
+                score = float(np.mean(self._scores(self._params(), X_val).argmax(1) == y_val))
+                self.validation_scores_.append(score)
+                info["validation_score"] = score
+                if score > st["best_score"] + self.tol:
+                    st["no_improve"] = 0
+                else:
+                    st["no_improve"] += 1
+                if score > st["best_score"]:
+                    st["best_score"], st["best_theta"] = score, theta.copy()
+            else:
+                st["no_improve"] = st["no_improve"] + 1 if loss > st["best_loss"] - self.tol else 0
+                st["best_loss"] = min(st["best_loss"], loss)
+            if callback is not None:
+                callback(info)
+            if st["no_improve"] >= self.n_iter_no_change:
+                stopped = True
+                break
+        if early_stopping and st["best_theta"] is not None:
+            theta[:] = st["best_theta"]
+            self.best_validation_score_ = st["best_score"]
+        if warn and not stopped:
+            warnings.warn(
+                f"{type(self).__name__}: {solver} reached max_iter={epochs} epochs before "
+                f"the loss stopped improving by tol={self.tol}",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+
+    # ---- prediction ----------------------------------------------------------------------
+    def _raw_scores(self, X: Any) -> NDArray[np.float64]:
+        check_is_fitted(self)
+        X = validate_data(self, X, dtype=np.float64, reset=False)
+        return self._scores(self._params(), X)  # (N, C)
+
+    def decision_function(self, X: Any) -> NDArray[np.float64]:
+        """Class scores ``(N, C)``; for two classes, ``s₁ − s₀`` with shape ``(N,)``."""
+        scores = self._raw_scores(X)
+        if scores.shape[1] == 2:
+            return scores[:, 1] - scores[:, 0]
+        return scores
+
+    def predict_proba(self, X: Any) -> NDArray[np.floating]:
+        """Softmax of the class scores, ``(N, C)``, columns in the order of ``classes_``."""
+        return crossent.softmax(self._raw_scores(X), axis=1)
+
+    def predict_log_proba(self, X: Any) -> NDArray[np.floating]:
+        """Log-softmax of the class scores, ``(N, C)`` (stable: no ``log(0)``)."""
+        return crossent.log_softmax(self._raw_scores(X), axis=1)
+
+    def predict(self, X: Any) -> NDArray[Any]:
+        """The class of highest score for each row of ``X``."""
+        return self.classes_[np.argmax(self._raw_scores(X), axis=1)]

@@ -1,0 +1,169 @@
+r"""Softmax regression: the linear model ``y = Wx + b`` trained with cross-entropy + L1/L2."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+import crossent
+from crossent.models._base import Params, SoftmaxModelBase
+
+__all__ = ["SoftmaxClassifier"]
+
+
+class SoftmaxClassifier(SoftmaxModelBase):
+    r"""Multinomial logistic (softmax) regression with L2, L1 or elastic-net penalty.
+
+    Scores are ``S = X Wᵀ + b`` (N, C); the model minimizes
+
+    .. math::
+
+        J(W, b) = \frac{1}{D} \sum_{n=1}^{N}
+                  w_{y_n}\,\big(-\log \operatorname{softmax}(S_n)_{y_n}\big) + \alpha\, R(W),
+        \qquad D = \sum_n w_{y_n}
+
+    (``w`` the class weights, all 1 by default, so the first term is the mean cross-entropy;
+    with ``label_smoothing`` it is :func:`crossent.cross_entropy` with that option) and
+
+    .. math::
+
+        R(W) = \tfrac12 \lVert W \rVert_2^2 \ (\text{"l2"}), \quad
+               \lVert W \rVert_1 \ (\text{"l1"}), \quad
+               \rho \lVert W \rVert_1 + \tfrac{1-\rho}{2} \lVert W \rVert_2^2
+               \ (\text{"elasticnet"}), \quad 0 \ (\text{None}).
+
+    The bias ``b`` is not penalized. scikit-learn's ``LogisticRegression(C=C)`` minimizes the same
+    objective (L2, no class weights) when ``alpha = 1 / (C · N)``.
+
+    Parameters
+    ----------
+    penalty : {"l2", "l1", "elasticnet", None}, default="l2"
+    alpha : float, default=1e-3
+        Strength of the penalty (``α`` above).
+    l1_ratio : float, default=0.15
+        ``ρ`` of the elastic net.
+    solver : {"auto", "lbfgs", "sgd", "adam"}, default="auto"
+        ``"lbfgs"``: full-batch L-BFGS (``scipy.optimize``), for ``"l2"``/``None``.
+        ``"sgd"``: mini-batch SGD with momentum; the L1 part is applied by a proximal
+        (soft-thresholding) step after each update, which gives exact zeros.
+        ``"adam"``: Adam, the L1 part by its subgradient. ``"auto"``: ``"lbfgs"`` for smooth
+        penalties, ``"sgd"`` otherwise.
+    max_iter : int, default=200
+        L-BFGS iterations, or epochs (passes over the data) for SGD/Adam.
+    tol : float, default=1e-4
+        L-BFGS: gradient tolerance. SGD/Adam: stop when the epoch loss (or, with early
+        stopping, the validation accuracy) has not improved by ``tol`` for ``n_iter_no_change``
+        epochs.
+    batch_size : int, default=64
+    learning_rate_init : float, default=0.05
+    lr_schedule : {"constant", "invscaling"}, default="invscaling"
+        ``η_t = η₀`` or ``η₀ / √(1 + t)`` at epoch ``t``.
+    momentum : float, default=0.9
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data (seeded by ``random_state``),
+        stop when its accuracy stops improving and keep the best parameters.
+    validation_fraction : float, default=0.1
+    n_iter_no_change : int, default=10
+    class_weight : dict, "balanced" or None, default=None
+        Class weights ``w_c`` (the ``weight`` of :func:`crossent.cross_entropy`).
+    label_smoothing : float, default=0.0
+    warm_start : bool, default=False
+        Continue from the previous fit (parameters, optimizer state, epoch count).
+    random_state : int, numpy Generator or None, default=None
+        Seeds the shuffling and the validation split (all randomness of ``fit``).
+
+    Attributes
+    ----------
+    coef_ : ndarray, shape (C, D)
+        ``W``; rows are the class templates (for two classes too: ``C = 2``).
+    intercept_ : ndarray, shape (C,)
+    classes_ : ndarray, shape (C,)
+    n_features_in_ : int
+    n_iter_ : int
+        Iterations (L-BFGS) or epochs run, summed over warm starts.
+    loss_curve_ : list of float
+        The objective ``J`` after each iteration/epoch (SGD: mean over the epoch's batches).
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crossent.models import SoftmaxClassifier
+    >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [3.0, 3.0], [3.0, 4.0]])
+    >>> clf = SoftmaxClassifier(alpha=0.01).fit(X, ["cat", "cat", "dog", "dog"])
+    >>> clf.predict([[0.5, 0.5], [3.5, 3.5]]).tolist()
+    ['cat', 'dog']
+    >>> clf.coef_.shape
+    (2, 2)
+    """
+
+    _solvers = ("auto", "lbfgs", "sgd", "adam")
+
+    def __init__(
+        self,
+        penalty: str | None = "l2",
+        alpha: float = 1e-3,
+        l1_ratio: float = 0.15,
+        *,
+        solver: str = "auto",
+        max_iter: int = 200,
+        tol: float = 1e-4,
+        batch_size: int = 64,
+        learning_rate_init: float = 0.05,
+        lr_schedule: str = "invscaling",
+        momentum: float = 0.9,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        n_iter_no_change: int = 10,
+        class_weight: Any = None,
+        label_smoothing: float = 0.0,
+        warm_start: bool = False,
+        random_state: Any = None,
+    ) -> None:
+        self.penalty = penalty
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.solver = solver
+        self.max_iter = max_iter
+        self.tol = tol
+        self.batch_size = batch_size
+        self.learning_rate_init = learning_rate_init
+        self.lr_schedule = lr_schedule
+        self.momentum = momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.class_weight = class_weight
+        self.label_smoothing = label_smoothing
+        self.warm_start = warm_start
+        self.random_state = random_state
+
+    def _shapes(self, n_features: int, n_classes: int) -> list[tuple[int, ...]]:
+        return [(n_classes, n_features), (n_classes,)]
+
+    def _init_params(self, params: Params, rng: np.random.Generator) -> None:
+        for p in params:  # the objective is convex: start from W = 0, b = 0
+            p[...] = 0.0
+
+    def _scores(self, params: Params, X: NDArray[np.float64]) -> NDArray[np.float64]:
+        W, b = params
+        return X @ W.T + b  # (N, C)
+
+    def _loss_grad(
+        self, params: Params, X: NDArray[np.float64], y: NDArray[np.intp], grads: Params
+    ) -> float:
+        W, b = params  # (C, D), (C,)
+        scores = X @ W.T + b  # (N, C)
+        loss, G = crossent.cross_entropy_with_grad(
+            scores, y, weight=self._weight, label_smoothing=self.label_smoothing
+        )  # G: (N, C) = dJ/dscores
+        np.matmul(G.T, X, out=grads[0])  # (C, D)
+        np.sum(G, axis=0, out=grads[1])  # (C,)
+        return float(loss)
+
+    def _publish(self, params: Params) -> None:
+        self.coef_, self.intercept_ = params
+
+    def _params(self) -> Params:
+        return [self.coef_, self.intercept_]
