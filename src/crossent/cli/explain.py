@@ -1,0 +1,256 @@
+"""``crossent explain``: the seed's step-by-step walk-through of the loss, for any scores.
+
+With no arguments it shows the seed's example (scores 10, 9, 8 for cat, dog, horse; the
+image is a cat). Text by default; ``--json``, ``--plot FILE.png`` and ``--html FILE`` give the
+same numbers as JSON, a picture and an interactive page.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from crossent.cli import CLIError
+
+# the argument names of crossent.explain.explain (and of the penalty functions) -> options
+_OPTION = {
+    "scores": "SCORES",
+    "classes": "--classes",
+    "weight": "--weight",
+    "label_smoothing": "--label-smoothing",
+    "z_loss": "--z-loss",
+    "softcap": "--softcap",
+    "temperature": "--temperature",
+    "penalty": "--penalty",
+    "alpha": "--alpha",
+    "strength": "--alpha",
+    "l1_ratio": "--l1-ratio",
+    "params": "--weights",
+    "w": "--weights",
+}
+
+EPILOG = """\
+examples:
+  crossent explain                             the seed's example: cat 10, dog 9, horse 8
+  crossent explain 10 9 8 --target horse       a wrong answer: a large loss
+  crossent explain 2 1 0.1 --probs 0.7 0.2 0.1 a probability target: H(q, p)
+  crossent explain --penalty l2 --alpha 0.1 --weights 0.5 -1.2 2
+                                               loss term + regularization term
+  crossent explain --json | --plot explain.png | --html explain.html
+  crossent explain --model runs/digits --index 7
+                                               one test image through a trained model
+
+Negative scores are fine (crossent explain 1 -2 0.5); put -- before any written like -1e3.
+"""
+
+
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    """Add ``explain`` to the ``crossent`` command's subparsers."""
+    p = subparsers.add_parser(
+        "explain",
+        help="walk through the cross-entropy of one example, step by step",
+        description=(
+            "Show how softmax cross-entropy turns one example's class scores into a loss: "
+            "shift, exp, sum, softmax probability, -log p, target, gradient, loss, and what "
+            "the result means (the seed's walk-through). Every number comes from crossent's "
+            "own functions."
+        ),
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument(
+        "scores",
+        nargs="*",
+        type=float,
+        metavar="SCORES",
+        help="one class score (logit) per class; default: the seed's 10 9 8",
+    )
+    p.add_argument(
+        "--classes", nargs="+", metavar="NAME", help="class names (default: cat dog horse)"
+    )
+    tgt = p.add_mutually_exclusive_group()
+    tgt.add_argument(
+        "--target", metavar="CLASS", help="the true class: an index or a name (default: 0)"
+    )
+    tgt.add_argument(
+        "--probs",
+        nargs="+",
+        type=float,
+        metavar="Q",
+        help="a probability target instead (one per class, summing to 1): the loss is H(q, p)",
+    )
+    opt = p.add_argument_group("loss options (as in crossent.cross_entropy)")
+    opt.add_argument("--weight", nargs="+", type=float, metavar="W", help="class weights")
+    opt.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS")
+    opt.add_argument("--temperature", type=float, default=1.0, metavar="T")
+    opt.add_argument("--z-loss", type=float, default=0.0, metavar="LAMBDA")
+    opt.add_argument("--softcap", type=float, default=None, metavar="CAP")
+    reg = p.add_argument_group("regularization: objective = loss term + alpha·R(weights)")
+    reg.add_argument("--penalty", choices=["l1", "l2", "elasticnet"], help="R: L1, L2 or both")
+    reg.add_argument("--alpha", type=float, default=1.0, help="strength (default 1.0)")
+    reg.add_argument(
+        "--l1-ratio", type=float, default=0.5, help="L1 share of elasticnet (default 0.5)"
+    )
+    reg.add_argument(
+        "--weights",
+        nargs="+",
+        type=float,
+        metavar="W",
+        help="the model weights R is computed on (default with --model: the model's coef_)",
+    )
+    mdl = p.add_argument_group("a real example through a model saved by `crossent train`")
+    mdl.add_argument("--model", type=Path, metavar="RUN_DIR", help="the run directory")
+    mdl.add_argument(
+        "--index", type=int, default=None, metavar="I", help="the test example (default 0)"
+    )
+    out = p.add_argument_group("output")
+    out.add_argument("--json", action="store_true", help="print the numbers as JSON")
+    out.add_argument("--plot", type=Path, metavar="FILE.png", help="write a picture")
+    out.add_argument("--html", type=Path, metavar="FILE.html", help="write an interactive page")
+    out.add_argument(
+        "--digits", type=int, default=3, help="decimals shown in text, picture, page (default 3)"
+    )
+    p.set_defaults(run=run)
+    return p
+
+
+def _check_output(path: Path | None, option: str, suffixes: tuple[str, ...]) -> None:
+    if path is None:
+        return
+    if path.suffix.lower() not in suffixes:
+        raise CLIError(
+            f"{option}: expected a file name ending in {' or '.join(suffixes)}, got {str(path)!r}"
+        )
+    if not path.parent.is_dir():
+        raise CLIError(f"{option}: expected an existing directory, got {str(path.parent)!r}")
+    if path.is_dir():
+        raise CLIError(f"{option}: expected a file name, got the directory {str(path)!r}")
+
+
+def _from_model(args: argparse.Namespace) -> dict[str, Any]:
+    """Scores, classes, target, image and source of one test example of a saved run."""
+    import numpy as np
+
+    if args.scores:
+        raise CLIError("SCORES: expected no scores with --model (they come from the model)")
+    if args.classes:
+        raise CLIError("--classes: expected no class names with --model (the run has them)")
+    try:
+        from crossent.io import load_run
+    except ImportError as exc:
+        raise CLIError(f"--model: this crossent cannot load runs ({exc})") from None
+    if not args.model.is_dir():
+        raise CLIError(f"--model: expected a run directory, got {str(args.model)!r}")
+    try:
+        run = load_run(args.model)
+    except (OSError, ValueError, KeyError) as exc:
+        raise CLIError(f"--model: cannot load the run in {str(args.model)!r}: {exc}") from None
+    X = np.asarray(run.X_test)
+    n = X.shape[0]
+    i = 0 if args.index is None else args.index
+    if not -n <= i < n:
+        raise CLIError(f"--index: expected a test example index in [0, {n - 1}], got {i}")
+    i %= n
+    scores = np.asarray(run.model.decision_function(X[i : i + 1]), dtype=np.float64)
+    scores = scores.reshape(-1)
+    classes = [str(c) for c in run.classes]
+    if scores.shape[0] == 1 and len(classes) == 2:  # a binary decision function
+        scores = np.array([0.0, scores[0]])
+    true = run.y_test[i]
+    matches = [k for k, c in enumerate(run.classes) if c == true]
+    target = matches[0] if matches else str(true)
+    image = None
+    shape = getattr(run, "image_shape", None)
+    if shape is not None and int(np.prod(shape)) == X[i].size:
+        image = X[i].reshape(shape)
+    params = None
+    coef = getattr(run.model, "coef_", None)
+    if coef is not None:
+        params = np.asarray(coef, dtype=np.float64).reshape(-1)
+    return {
+        "scores": scores,
+        "classes": classes,
+        "target": target,
+        "image": image,
+        "source": f"test example {i} of {n} from the model in {args.model}",
+        "model_params": params,
+    }
+
+
+def _error(exc: Exception, args: argparse.Namespace) -> CLIError:
+    msg = str(exc)
+    name, sep, rest = msg.partition(": ")
+    if sep and name == "target":
+        return CLIError(f"{'--probs' if args.probs else '--target'}: {rest}")
+    if sep and name in _OPTION:
+        return CLIError(f"{_OPTION[name]}: {rest}")
+    return CLIError(msg)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``crossent explain``; see ``crossent explain --help``."""
+    from crossent.explain import explain, format_text, save_plot, write_html
+
+    if not 0 <= args.digits <= 12:
+        raise CLIError(f"--digits: expected an integer in [0, 12], got {args.digits}")
+    if args.index is not None and args.model is None:
+        raise CLIError("--index: expected --model RUN_DIR with it (the example's run)")
+    _check_output(args.plot, "--plot", (".png",))
+    _check_output(args.html, "--html", (".html", ".htm"))
+
+    kw: dict[str, Any] = {}
+    params = args.weights
+    if args.model is not None:
+        got = _from_model(args)
+        model_params = got.pop("model_params")
+        kw.update(got)
+        if params is None and args.penalty is not None:
+            if model_params is None:
+                raise CLIError("--weights: expected the weights (the model has no coef_)")
+            params = model_params
+    else:
+        if args.scores:
+            kw["scores"] = args.scores
+        if args.classes:
+            kw["classes"] = args.classes
+        if args.scores and len(args.scores) != 3 and args.classes is None:
+            kw["classes"] = None
+    if args.target is not None:
+        kw["target"] = args.target
+    if args.probs is not None:
+        kw["target"] = args.probs
+    if args.penalty is not None and params is None:
+        raise CLIError("--weights: expected the model weights with --penalty, got none")
+    if args.penalty is None and args.weights is not None:
+        raise CLIError("--penalty: expected l1, l2 or elasticnet with --weights, got none")
+    try:
+        ex = explain(
+            weight=args.weight,
+            label_smoothing=args.label_smoothing,
+            z_loss=args.z_loss,
+            softcap=args.softcap,
+            temperature=args.temperature,
+            penalty=args.penalty,
+            alpha=args.alpha,
+            l1_ratio=args.l1_ratio,
+            params=params,
+            **kw,
+        )
+    except (ValueError, TypeError) as exc:
+        raise _error(exc, args) from None
+
+    if args.json:
+        json.dump(ex.to_dict(), sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        sys.stdout.write(format_text(ex, digits=args.digits) + "\n")
+    if args.plot is not None:
+        save_plot(ex, args.plot, digits=args.digits)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    if args.html is not None:
+        write_html(ex, args.html, digits=args.digits)
+        print(f"wrote {args.html}", file=sys.stderr)
+    return 0

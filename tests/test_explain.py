@@ -1,0 +1,404 @@
+"""``crossent explain`` and ``crossent.explain``: every number shown equals the library's."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+import crossent
+from crossent.cli import main
+from crossent.explain import explain, format_number, format_text, render_html
+
+SEED = [10.0, 9.0, 8.0]
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = main(["explain", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def table_rows(text: str) -> dict[str, list[str]]:
+    """The table's rows by first cell, header included (key 'class')."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith("class "))
+    rows = {}
+    for line in lines[start:]:
+        if not line.strip():
+            break
+        cells = line.split()
+        rows[cells[0]] = cells[1:]
+    return rows
+
+
+def fmt3(x: float) -> str:
+    return format_number(x, 3)
+
+
+# ---------------------------------------------------------------- the seed's example
+
+
+def test_default_is_the_seed(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run_cli(capsys)
+    assert code == 0
+    assert err == ""
+    assert "scores: cat 10, dog 9, horse 8; target: cat (class 0)" in out
+    rows = table_rows(out)
+    assert rows["class"] == ["score", "shifted", "exp", "p", "-log", "p", "target", "p", "-", "y"]
+    # the seed's numbers
+    assert [rows[c][3] for c in ("cat", "dog", "horse")] == ["0.665", "0.245", "0.090"]
+    assert "loss = -log p(cat) = -log 0.665 = 0.408" in out
+    assert "exp(10000) is inf in float64" in out
+    assert "Right but unsure" in out
+
+
+@pytest.mark.parametrize(
+    ("argv", "scores", "target"),
+    [
+        ((), SEED, 0),
+        (("10", "9", "8", "--target", "0", "--classes", "cat", "dog", "horse"), SEED, 0),
+        (("10", "9", "8", "--target", "horse"), SEED, 2),
+        (("1", "-2", "0.5", "4", "--target", "2"), [1.0, -2.0, 0.5, 4.0], 2),
+        (("3", "0", "--classes", "yes", "no", "--target", "no"), [3.0, 0.0], 1),
+    ],
+)
+def test_table_numbers_are_the_librarys(
+    capsys: pytest.CaptureFixture[str], argv: tuple[str, ...], scores: list[float], target: int
+) -> None:
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0
+    x = np.array(scores)
+    p = crossent.softmax(x)
+    logp = crossent.log_softmax(x)
+    grad = crossent.cross_entropy_grad(x, target)
+    rows = table_rows(out)
+    names = [n for n in rows if n not in ("class", "sum")]
+    assert len(names) == len(scores)
+    for c, name in enumerate(names):
+        score, shifted, e, pc, nlp, tgt, g = rows[name]
+        assert score == fmt3(x[c])
+        assert shifted == fmt3(x[c] - x.max())
+        assert e == format_number(np.exp(x[c] - x.max()), 3, tiny=True)
+        assert pc == format_number(p[c], 3, tiny=True)
+        assert nlp == fmt3(-logp[c])
+        assert tgt == ("1" if c == target else "0")
+        assert g == fmt3(grad[c])
+    assert rows["sum"] == [fmt3(np.exp(x - x.max()).sum()), "1.000", "1", "0.000"]
+    loss = crossent.cross_entropy(x, target)
+    assert f"= {fmt3(loss)}\n" in out
+
+
+def test_numbers_of_the_seed_explanation() -> None:
+    ex = explain()
+    np.testing.assert_allclose(
+        ex.probs, [0.6652409557748219, 0.2447284710547976, 0.09003057317038046]
+    )
+    assert ex.loss == pytest.approx(0.4076059644443804, rel=1e-15)
+    assert ex.loss == crossent.cross_entropy(SEED, 0)
+    np.testing.assert_array_equal(ex.probs, crossent.softmax(SEED))
+    np.testing.assert_array_equal(ex.grad, crossent.cross_entropy_grad(SEED, 0))
+    np.testing.assert_allclose(ex.grad, ex.probs - [1, 0, 0], atol=1e-16)
+    assert ex.sum_exp == pytest.approx(1 + np.exp(-1) + np.exp(-2))
+    assert ex.classes == ("cat", "dog", "horse")
+    assert ex.plain
+
+
+# ---------------------------------------------------------------- JSON, options, consistency
+
+OPTION_CASES: list[tuple[list[str], dict[str, Any], Any]] = [
+    ([], {}, 0),
+    (["--target", "dog"], {}, 1),
+    (["--weight", "1", "2", "3"], {"weight": [1.0, 2.0, 3.0]}, 0),
+    (["--label-smoothing", "0.2", "--target", "2"], {"label_smoothing": 0.2}, 2),
+    (["--temperature", "2.5"], {"temperature": 2.5}, 0),
+    (["--z-loss", "0.01", "--target", "1"], {"z_loss": 0.01}, 1),
+    (["--softcap", "3"], {"softcap": 3.0}, 0),
+    (["--probs", "0.2", "0.5", "0.3"], {}, [0.2, 0.5, 0.3]),
+    (
+        ["--probs", "0.7", "0", "0.3", "--weight", "2", "1", "0.5", "--label-smoothing", "0.1",
+         "--temperature", "0.7", "--softcap", "5", "--z-loss", "0.001"],
+        {"weight": [2.0, 1.0, 0.5], "label_smoothing": 0.1, "temperature": 0.7,
+         "softcap": 5.0, "z_loss": 0.001},
+        [0.7, 0.0, 0.3],
+    ),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("argv", "opts", "target"), OPTION_CASES)
+def test_json_equals_library(
+    capsys: pytest.CaptureFixture[str], argv: list[str], opts: dict[str, Any], target: Any
+) -> None:
+    code, out, _ = run_cli(capsys, "--json", *argv)
+    assert code == 0
+    d = json.loads(out)
+    tgt = np.array(target) if isinstance(target, list) else target
+    loss = crossent.cross_entropy(SEED, tgt, reduction="sum", **opts)
+    grad = crossent.cross_entropy_grad(SEED, tgt, reduction="sum", **opts)
+    assert d["scores"] == SEED
+    assert d["target"] == target
+    assert d["loss"] == loss
+    assert d["mean_loss"] == crossent.cross_entropy(SEED, tgt, **opts)
+    assert d["grad"] == grad.tolist()
+    z = np.array(d["logits"])
+    # the logits shown are the ones the loss uses: their plain cross-entropy is the same
+    if not opts.get("z_loss"):
+        plain = {k: v for k, v in opts.items() if k in ("weight", "label_smoothing")}
+        assert crossent.cross_entropy(z, tgt, reduction="sum", **plain) == pytest.approx(loss)
+    assert d["probs"] == crossent.softmax(z).tolist()
+    assert d["log_probs"] == crossent.log_softmax(z).tolist()
+    assert sum(d["terms"]) + d["z_term"] == pytest.approx(loss, rel=1e-12)
+    assert d["z_term"] == pytest.approx(opts.get("z_loss", 0.0) * float(crossent.logsumexp(z)) ** 2)
+    assert d["penalty"] is None and d["objective"] is None
+    assert d["options"]["temperature"] == opts.get("temperature", 1.0)
+
+
+def test_json_penalty_and_objective(capsys: pytest.CaptureFixture[str]) -> None:
+    w = [0.5, -1.2, 2.0]
+    for kind in ("l1", "l2", "elasticnet"):
+        argv = ["--json", "--penalty", kind, "--alpha", "0.1", "--weights", *map(str, w)]
+        code, out, _ = run_cli(capsys, *argv)
+        assert code == 0
+        d = json.loads(out)
+        value = crossent.penalty(np.array(w), kind, alpha=0.1)
+        assert d["penalty"]["kind"] == kind
+        assert d["penalty"]["value"] == value
+        assert d["penalty"]["grad"] == crossent.penalty_grad(np.array(w), kind, 0.1)[0].tolist()
+        assert d["objective"] == crossent.cross_entropy(SEED, 0) + value
+    assert crossent.l2_penalty(w, 0.1) == pytest.approx(0.5 * 0.1 * (0.25 + 1.44 + 4.0))
+
+
+def test_text_with_penalty_shows_the_objective(capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run_cli(capsys, "--penalty", "l2", "--alpha", "0.1", "--weights", "1", "-2")
+    assert code == 0
+    value = crossent.l2_penalty([1.0, -2.0], 0.1)
+    loss = crossent.cross_entropy(SEED, 0)
+    assert f"alpha·½·sum w² = {fmt3(value)}" in out
+    assert f"objective = loss term + regularization term = {fmt3(loss)} + {fmt3(value)} = " in out
+    line = next(t for t in out.splitlines() if t.startswith("objective = "))
+    assert line.endswith(f" = {fmt3(loss + value)}")
+
+
+def test_text_with_options_shows_their_columns(capsys: pytest.CaptureFixture[str]) -> None:
+    argv = ["--weight", "2", "1", "3", "--temperature", "2", "--label-smoothing", "0.3"]
+    code, out, _ = run_cli(capsys, *argv)
+    assert code == 0
+    opts = {"weight": [2.0, 1.0, 3.0], "temperature": 2.0, "label_smoothing": 0.3}
+    rows = table_rows(out)
+    assert rows["class"][:2] == ["score", "z"]
+    grad = crossent.cross_entropy_grad(SEED, 0, reduction="sum", **opts)
+    assert [rows[c][-1] for c in ("cat", "dog", "horse")] == [fmt3(g) for g in grad]
+    assert [rows[c][1] for c in ("cat", "dog", "horse")] == ["5.000", "4.500", "4.000"]
+    loss = crossent.cross_entropy(SEED, 0, reduction="sum", **opts)
+    assert f"= {fmt3(loss)}\n" in out
+    mean = crossent.cross_entropy(SEED, 0, **opts)
+    assert f"by the target's weight 2: {fmt3(mean)})" in " ".join(out.split())
+
+
+@pytest.mark.parametrize(
+    ("scores", "target", "verdict", "words"),
+    [
+        ([9.0, 0.0, 0.0], 0, "confident", "Right and confident"),
+        (SEED, 0, "unsure", "Right but unsure"),
+        (SEED, 2, "wrong", "Wrong: the model prefers cat"),
+    ],
+)
+def test_reading_follows_the_seed(
+    scores: list[float], target: int, verdict: str, words: str
+) -> None:
+    ex = explain(scores, target)
+    assert ex.verdict == verdict
+    assert ex.reading.startswith(words)
+    assert f"{ex.loss:.3g}" in ex.reading
+
+
+def test_probability_target_reads_entropy_and_kl() -> None:
+    q = np.array([0.2, 0.5, 0.3])
+    ex = explain(SEED, q)
+    assert ex.entropy == pytest.approx(-(q * np.log(q)).sum())
+    assert ex.loss == crossent.cross_entropy(SEED, q, reduction="sum")
+    assert f"H(q) = {ex.entropy:.3g}" in ex.reading
+    assert f"{ex.loss - ex.entropy:.3g} more (the KL divergence" in ex.reading
+
+
+def test_underflowing_probability_still_gives_a_finite_loss(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, _ = run_cli(capsys, "1000", "-50", "8", "--target", "1")
+    assert code == 0
+    assert f"= {fmt3(crossent.cross_entropy([1000.0, -50.0, 8.0], 1))}\n" in out
+    assert "underflows to 0 in float64" in out
+
+
+# ---------------------------------------------------------------- user errors
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--weight", "1", "2"], "--weight: expected 3 values (one per class), got 2"),
+        (["--weight", "1", "-2", "1"], "--weight: expected non-negative class weights, got -2"),
+        (["--target", "3"], "--target: expected a class index in [0, 2] or one of the class"),
+        (["--target", "zebra"], "names cat, dog, horse, got 'zebra'"),
+        (["--probs", "0.5", "0.2", "0.2"], "--probs: expected probabilities summing to 1, got"),
+        (["--probs", "1.5", "-0.5", "0"], "--probs: expected probabilities >= 0, got -0.5"),
+        (["--probs", "0.5", "0.5"], "--probs: expected 3 values (one per class), got 2"),
+        (["1", "2", "--classes", "a"], "--classes: expected 2 names (one per score), got 1"),
+        (["1", "2", "--classes", "a", "a"], "--classes: expected distinct names, got a twice"),
+        (["5"], "SCORES: expected at least 2 class scores, got 1"),
+        (["1", "nan"], "SCORES: expected finite numbers, got nan"),
+        (["--temperature", "0"], "--temperature: expected"),
+        (["--label-smoothing", "1.5"], "--label-smoothing: expected"),
+        (["--softcap", "-1"], "--softcap: expected"),
+        (["--z-loss", "-1"], "--z-loss: expected"),
+        (["--penalty", "l2"], "--weights: expected the model weights with --penalty, got none"),
+        (["--weights", "1"], "--penalty: expected l1, l2 or elasticnet with --weights"),
+        (["--penalty", "l1", "--weights", "1", "--alpha", "-1"], "--alpha: expected"),
+        (["--penalty", "l1", "--weights", "inf"], "--weights: expected finite numbers, got inf"),
+        (["--index", "3"], "--index: expected --model RUN_DIR with it"),
+        (["--plot", "x.jpg"], "--plot: expected a file name ending in .png, got 'x.jpg'"),
+        (["--plot", "/nonexistent/dir/x.png"], "--plot: expected an existing directory"),
+        (["--html", "x.txt"], "--html: expected a file name ending in .html or .htm"),
+        (["--digits", "20"], "--digits: expected an integer in [0, 12], got 20"),
+        (["--model", "/nonexistent/run"], "--model: "),
+    ],
+)
+def test_user_errors_name_the_option(
+    capsys: pytest.CaptureFixture[str], argv: list[str], message: str
+) -> None:
+    code, out, err = run_cli(capsys, *argv)
+    assert code == 2
+    assert out == ""
+    assert err.startswith("crossent explain: error: ")
+    assert message in err
+
+
+def test_target_and_probs_are_exclusive(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as info:
+        main(["explain", "--target", "0", "--probs", "1", "0", "0"])
+    assert info.value.code == 2
+    assert "not allowed with argument" in capsys.readouterr().err
+
+
+def test_library_errors_name_the_argument() -> None:
+    with pytest.raises(ValueError, match=r"^target: expected a class index in \[0, 2\]"):
+        explain(SEED, 5)
+    with pytest.raises(TypeError, match=r"^target: expected a class index or probabilities"):
+        explain(SEED, True)
+    with pytest.raises(ValueError, match=r"^penalty: expected 'l1', 'l2' or 'elasticnet'"):
+        explain(penalty="l3", params=[1.0])
+    with pytest.raises(ValueError, match=r"^scores: expected a 1-d sequence"):
+        explain([[1.0, 2.0]])
+
+
+# ---------------------------------------------------------------- the picture
+
+
+def _png(path: Path) -> np.ndarray:
+    import matplotlib.image as mpimg
+
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    return np.asarray(mpimg.imread(path))
+
+
+def test_plot_writes_a_sensible_png(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "seed.png"
+    code, text, err = run_cli(capsys, "--plot", str(out))
+    assert code == 0
+    assert "0.408" in text
+    assert f"wrote {out}" in err
+    img = _png(out)
+    h, w = img.shape[:2]
+    assert 300 <= h <= 600 and 700 <= w <= 1200, img.shape
+    assert img[..., :3].std() > 0.05  # not blank
+    assert 10_000 < out.stat().st_size < 150_000
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seed.png"]  # no temporary left
+
+    # with a penalty: a third panel, and the file is replaced in place
+    code, _, _ = run_cli(capsys, "--plot", str(out), "--penalty", "l1", "--weights", "1", "-2")
+    assert code == 0
+    assert _png(out).shape[1] > 1.3 * w
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["seed.png"]
+
+
+def test_plot_marks_the_target_and_labels_the_numbers() -> None:
+    from matplotlib.collections import PathCollection
+    from matplotlib.colors import to_hex
+
+    fig = crossent.explain.plot(explain(SEED, "dog"))
+    bars_ax, curve_ax = fig.axes
+    colors = [to_hex(p.get_facecolor()) for p in bars_ax.patches[:3]]
+    assert colors[1] != colors[0] == colors[2]
+    heights = [p.get_height() for p in bars_ax.patches[:3]]
+    np.testing.assert_allclose(heights, crossent.softmax(SEED))
+    texts = {t.get_text() for t in bars_ax.texts}
+    assert {"0.665", "0.245", "0.090"} <= texts
+    (points,) = [c for c in curve_ax.collections if isinstance(c, PathCollection)]
+    ((px, py),) = points.get_offsets()
+    assert px == pytest.approx(crossent.softmax(SEED)[1])
+    assert py == pytest.approx(crossent.cross_entropy(SEED, 1))
+    assert bars_ax.get_title() and curve_ax.get_title() and curve_ax.get_legend()
+    assert "loss = 1.408" in fig.get_suptitle()
+
+
+# ---------------------------------------------------------------- the page (static checks)
+
+
+def test_html_is_self_contained_and_starts_at_the_librarys_numbers(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "page.html"
+    code, _, err = run_cli(capsys, "--html", str(out))
+    assert code == 0 and f"wrote {out}" in err
+    page = out.read_text(encoding="utf-8")
+    for external in ("<link", "src=", "@import", "url(", "@font-face", "<iframe", "fetch("):
+        assert external not in page
+    assert re.findall(r"https?://[^\s\"']+", page) == ["http://www.w3.org/2000/svg"]  # a name
+    p = crossent.softmax(SEED)
+    assert '<output id="loss">0.408</output>' in page
+    for i, pc in enumerate(p):
+        assert f'<td id="p-{i}">{fmt3(pc)}</td>' in page
+    data = json.loads(re.search(r'id="crossent-data">(.*?)</script>', page, re.S)[1])
+    assert data["classes"] == ["cat", "dog", "horse"]
+    assert data["library"]["loss"] == crossent.cross_entropy(SEED, 0)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["page.html"]
+
+
+def test_html_escapes_class_names() -> None:
+    page = render_html(explain([1.0, 2.0], 0, classes=["<b>", "</script>"]))
+    assert "<b>" not in page.split("<body>")[1].split("<script")[0]
+    assert '</script>"' not in page and "<\\/script>" in page
+
+
+# ---------------------------------------------------------------- the rest
+
+
+def test_format_text_digits() -> None:
+    text = format_text(explain(), digits=5)
+    assert "loss = -log p(cat) = -log 0.66524 = 0.40761" in text
+
+
+def test_help_and_entry_point() -> None:
+    proc = subprocess.run(
+        [sys.executable, "-m", "crossent", "explain", "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert proc.returncode == 0
+    assert "--label-smoothing" in proc.stdout and "crossent explain --model" in proc.stdout
+
+
+def test_import_stays_light() -> None:
+    code = (
+        "import sys, crossent, crossent.explain, crossent.cli.explain;"
+        "bad = [m for m in ('matplotlib', 'rich', 'sklearn', 'torch') if m in sys.modules];"
+        "assert not bad, bad"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
