@@ -402,3 +402,16 @@ def test_import_stays_light() -> None:
         "assert not bad, bad"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_readme_shows_the_real_output(capsys: pytest.CaptureFixture[str]) -> None:
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("## Explain one example", 1)[1].split("\n## ", 1)[0]
+    shown_output = section.split("```console\n$ crossent explain\n", 1)[1].split("```", 1)[0]
+    code, out, _ = run_cli(capsys)
+    assert code == 0
+    assert shown_output == out
+    assert "](docs/explain.png)" in section
+    png = Path(__file__).resolve().parents[1] / "docs" / "explain.png"
+    assert _png(png).shape[1] >= 700
+    assert png.stat().st_size < 150_000

@@ -156,26 +156,35 @@ def _from_model(args: argparse.Namespace) -> dict[str, Any]:
     i %= n
     scores = np.asarray(run.model.decision_function(X[i : i + 1]), dtype=np.float64)
     scores = scores.reshape(-1)
-    classes = [str(c) for c in run.classes]
+    names = getattr(run, "class_names", None)
+    if names is None or len(names) != len(run.classes):
+        names = run.classes
+    classes = [str(c) for c in names]
     if scores.shape[0] == 1 and len(classes) == 2:  # a binary decision function
         scores = np.array([0.0, scores[0]])
     true = run.y_test[i]
     matches = [k for k, c in enumerate(run.classes) if c == true]
-    target = matches[0] if matches else str(true)
+    if not matches:
+        raise CLIError(f"--model: the label {true!r} of test example {i} is not a model class")
     image = None
     shape = getattr(run, "image_shape", None)
     if shape is not None and int(np.prod(shape)) == X[i].size:
         image = X[i].reshape(shape)
     params = None
-    coef = getattr(run.model, "coef_", None)
+    coef = getattr(getattr(run, "classifier", run.model), "coef_", None)
     if coef is not None:
         params = np.asarray(coef, dtype=np.float64).reshape(-1)
+    pred = classes[int(np.argmax(scores))]
+    source = (
+        f"test example {i} of {n} from the model in {args.model}: true class {classes[matches[0]]}"
+        f", predicted {pred}"
+    )
     return {
         "scores": scores,
         "classes": classes,
-        "target": target,
+        "target": matches[0],
         "image": image,
-        "source": f"test example {i} of {n} from the model in {args.model}",
+        "source": source,
         "model_params": params,
     }
 

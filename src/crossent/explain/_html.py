@@ -185,7 +185,9 @@ _JS = r"""
         "stroke-dasharray": "3 3" }));
       svg.appendChild(el("circle", { cx: px, cy: py, r: 6, fill: "#d62728",
         "class": "point", "data-class": D.classes[k] }));
-      svg.appendChild(el("text", { x: Math.min(px + 9, W - 150), y: py - 9 },
+      var right = r.p[k] > 0.5;
+      svg.appendChild(el("text", { x: right ? px - 9 : px + 9, y: py - 9,
+        "text-anchor": right ? "end" : "start" },
         D.classes[k] + ": p = " + fmt(r.p[k]) + ", -log p = " + fmt(-r.logp[k])));
     });
   }
@@ -219,11 +221,13 @@ _JS = r"""
     (function (k) {
       var slider = $("score-" + k), box = $("num-" + k);
       slider.addEventListener("input", function () { box.value = slider.value; update(); });
-      box.addEventListener("input", function () {
+      var typed = function () {
         var v = parseFloat(box.value);
         if (isFinite(v)) slider.value = String(v);
         update();
-      });
+      };
+      box.addEventListener("input", typed);
+      box.addEventListener("change", typed);
     })(i);
   }
   ["target", "temperature", "smoothing"].forEach(function (id) {
@@ -328,7 +332,7 @@ def render_html(ex: Explanation, *, digits: int = 3) -> str:
     if ex.penalty is not None and ex.objective is not None:
         pt = ex.penalty
         penalty_html = (
-            f'<p class="result">regularization ({_e(pt.kind)}, alpha {pt.alpha:g}) = '
+            f'<p>regularization ({_e(pt.kind)}, alpha {pt.alpha:g}) = '
             f'<span id="penalty">{f(pt.value)}</span>; objective = loss + regularization = '
             f'<output id="objective">{f(ex.objective)}</output></p>'
         )
