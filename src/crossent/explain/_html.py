@@ -15,8 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
-from crossent.explain._compute import Explanation
 from crossent.explain._files import atomic_write
+from crossent.explain._result import Explanation
 from crossent.explain._text import format_number
 
 __all__ = ["render_html", "write_html"]
@@ -332,7 +332,7 @@ def render_html(ex: Explanation, *, digits: int = 3) -> str:
     if ex.penalty is not None and ex.objective is not None:
         pt = ex.penalty
         penalty_html = (
-            f'<p>regularization ({_e(pt.kind)}, alpha {pt.alpha:g}) = '
+            f"<p>regularization ({_e(pt.kind)}, alpha {pt.alpha:g}) = "
             f'<span id="penalty">{f(pt.value)}</span>; objective = loss + regularization = '
             f'<output id="objective">{f(ex.objective)}</output></p>'
         )

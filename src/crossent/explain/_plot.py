@@ -10,8 +10,8 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import crossent
-from crossent.explain._compute import Explanation
 from crossent.explain._files import atomic_write
+from crossent.explain._result import Explanation
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes

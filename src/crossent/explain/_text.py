@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from crossent.explain._compute import Explanation
+from crossent.explain._result import Explanation
 
 __all__ = ["format_number", "format_text"]
 
