@@ -415,3 +415,96 @@ def test_readme_shows_the_real_output(capsys: pytest.CaptureFixture[str]) -> Non
     png = Path(__file__).resolve().parents[1] / "docs" / "explain.png"
     assert _png(png).shape[1] >= 700
     assert png.stat().st_size < 150_000
+
+
+# ---------------------------------------------------------------- a real example from a model
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny digits run, trained by ``crossent train`` (or, without it, saved like it)."""
+    pytest.importorskip("sklearn")
+    io = pytest.importorskip("crossent.io")
+    if not hasattr(io, "load_run"):
+        pytest.skip("crossent.io.load_run is not available")
+    out = tmp_path_factory.mktemp("run") / "digits"
+    from crossent.cli import SUBCOMMANDS
+
+    try:
+        import crossent.cli.train  # noqa: F401
+
+        have_train = "train" in SUBCOMMANDS
+    except ImportError:
+        have_train = False
+    if have_train:
+        argv = ["train", "--limit", "300", "--out", str(out), "--no-plots", "--quiet"]
+        assert main([*argv, "--epochs", "30"]) == 0
+    else:  # what `crossent train` writes: the model file and metrics.json with the data spec
+        import json as _json
+        import warnings
+
+        from sklearn.pipeline import make_pipeline
+        from sklearn.preprocessing import StandardScaler
+
+        from crossent.data import DataSpec, load_dataset
+        from crossent.models import SoftmaxClassifier
+
+        spec = DataSpec(limit=300)
+        ds = load_dataset(spec)
+        model = make_pipeline(StandardScaler(), SoftmaxClassifier(max_iter=30, random_state=0))
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a short fit need not converge
+            model.fit(ds.X_train, ds.y_train)
+        out.mkdir()
+        io.save_model(model, out / "model.npz")
+        metrics = {"model_file": "model.npz", "data": spec.to_dict(), "image_shape": [8, 8]}
+        (out / "metrics.json").write_text(_json.dumps(metrics))
+    return out
+
+
+def test_model_example(run_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from crossent.io import load_run
+
+    run = load_run(run_dir)
+    i = 7
+    scores = np.asarray(run.model.decision_function(run.X_test[i : i + 1]))[0]
+    y = run.classes.index(run.y_test[i])
+    code, out, _ = run_cli(capsys, "--model", str(run_dir), "--index", str(i), "--json")
+    assert code == 0
+    d = json.loads(out)
+    assert d["scores"] == scores.tolist()
+    assert d["target"] == y
+    assert d["loss"] == crossent.cross_entropy(scores, y, reduction="sum")
+    assert d["probs"] == crossent.softmax(scores).tolist()
+    assert d["grad"] == crossent.cross_entropy_grad(scores, y, reduction="sum").tolist()
+    assert len(d["classes"]) == len(run.classes) == 10
+    assert np.array(d["image"]).shape == (8, 8)
+    assert f"test example {i} of {len(run.X_test)}" in d["source"]
+
+    # the text: the image as characters, then the same table
+    code, out, _ = run_cli(capsys, "--model", str(run_dir), "--index", str(i))
+    assert code == 0
+    lines = out.splitlines()
+    assert sum(1 for line in lines[:12] if len(line) == 18 and line.startswith("  ")) == 8
+    rows = table_rows(out)
+    name = d["classes"][y]
+    assert rows[name][3] == format_number(crossent.softmax(scores)[y], 3, tiny=True)
+    assert f"= {fmt3(crossent.cross_entropy(scores, y))}\n" in out
+
+
+def test_model_example_picture_and_errors(
+    run_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    png = tmp_path / "digit.png"
+    code, _, _ = run_cli(capsys, "--model", str(run_dir), "--plot", str(png))
+    assert code == 0
+    assert _png(png).shape[1] >= 1000  # the image panel, the bars and the curve
+
+    n = len(__import__("crossent.io").io.load_run(run_dir).X_test)
+    code, _, err = run_cli(capsys, "--model", str(run_dir), "--index", str(n))
+    assert code == 2
+    assert f"--index: expected a test example index in [0, {n - 1}], got {n}" in err
+    code, _, err = run_cli(capsys, "1", "2", "--model", str(run_dir))
+    assert code == 2 and "SCORES: expected no scores with --model" in err
+    code, _, err = run_cli(capsys, "--model", str(tmp_path))
+    assert code == 2 and "--model: cannot load the run" in err

@@ -68,10 +68,11 @@ def _bars(ax: Axes, ex: Explanation, digits: int) -> None:
         labels = list(ex.classes)
         ax.set_xlabel("class")
     ax.set_xticks(pos, labels, fontsize=9 if c <= 12 else 7)
-    ax.set_ylim(0, 1.15)
+    ax.set_ylim(0, 1.32)
+    ax.set_yticks(np.linspace(0, 1, 6))
     ax.set_ylabel("probability p = softmax(scores)")
     ax.set_title("Softmax: scores to probabilities")
-    ax.legend(loc="upper right", fontsize=8, frameon=False)
+    ax.legend(loc="upper center", ncols=2, fontsize=8, frameon=False)
 
 
 def _curve(ax: Axes, ex: Explanation, digits: int) -> None:
@@ -87,13 +88,17 @@ def _curve(ax: Axes, ex: Explanation, digits: int) -> None:
     ax.plot(x, -np.log(x), color="black", linewidth=1.5, label="-log(x)")
     top = max(5.0, 1.2 * float(nlp.max()))
     ax.set_ylim(0, top)
-    ax.set_xlim(0, 1.02)
+    ax.set_xlim(0, 1.04)
     for k, i in enumerate(idx):
         lab = f"{ex.classes[i]}: p = {_fmt(ex.probs[i], digits)}, -log p = {_fmt(nlp[k], digits)}"
         size = 60 if ex.target_index is not None else 20 + 120 * float(ex.target_dist[i])
-        ax.scatter([ex.probs[i]], [nlp[k]], s=size, color=_TARGET, zorder=3, label=lab)
+        ax.scatter(
+            [ex.probs[i]], [nlp[k]], s=size, color=_TARGET, zorder=3, label=lab, clip_on=False
+        )
         ax.vlines(ex.probs[i], 0, nlp[k], colors=_TARGET, linestyles=":", linewidth=1)
-    ax.text(0.97, 0.3, "right and confident:\nsmall loss", ha="right", fontsize=8, color="0.3")
+    ax.text(
+        0.97, 0.2 * top, "right and confident:\nsmall loss", ha="right", fontsize=8, color="0.3"
+    )
     ax.text(0.05, top * 0.88, "wrong:\nlarge loss", ha="left", va="top", fontsize=8, color="0.3")
     ax.set_xlabel("p of the target class" if ex.target_index is not None else "p of a class")
     ax.set_ylabel("loss -log p")

@@ -117,7 +117,7 @@ def format_text(ex: Explanation, digits: int = 3) -> str:
         tgt = "the distribution " + ", ".join(
             f"{n} {_short(q)}" for n, q in zip(ex.classes, ex.target_probs, strict=True)
         )
-    out.append(f"scores: {scores}; target: {tgt}")
+    out += _wrap(f"scores: {scores}; target: {tgt}", indent="  ")
     opts = []
     if ex.weight is not None:
         opts.append("class weights " + ", ".join(_short(w) for w in ex.weight))
@@ -236,16 +236,20 @@ def format_text(ex: Explanation, digits: int = 3) -> str:
         )
     if ex.penalty is not None:
         pt = ex.penalty
-        ws = ", ".join(_short(w) for w in pt.weights)
+        if pt.weights.size <= 8:
+            ws = ", ".join(_short(w) for w in pt.weights)
+        else:
+            ws = f"the model's {pt.weights.size} weights"
         what = {
             "l1": "alpha·sum|w|",
             "l2": "alpha·½·sum w²",
             "elasticnet": f"alpha·({_short(pt.l1_ratio)}·sum|w| + ½·{_short(1 - pt.l1_ratio)}"
             "·sum w²)",
         }[pt.kind]
-        out.append(
+        out += _wrap(
             f"regularization ({pt.kind.upper() if pt.kind != 'elasticnet' else 'elastic net'}"
-            f", alpha = {_short(pt.alpha)}, w = {ws}): {what} = {f(pt.value)}"
+            f", alpha = {_short(pt.alpha)}, w = {ws}): {what} = {f(pt.value)}",
+            indent="  ",
         )
         assert ex.objective is not None
         out.append(
