@@ -1,0 +1,19 @@
+"""crossent for PyTorch: a drop-in ``cross_entropy`` and a fused linear + cross-entropy.
+
+* :func:`cross_entropy` / :class:`CrossEntropyLoss`: ``F.cross_entropy``'s signature and
+  semantics, finite wherever the mathematics is, plus z-loss, soft-capping and temperature;
+  the gradient is computed in the forward pass (optionally over the logits' own buffer).
+* :func:`linear_cross_entropy` / :class:`LinearCrossEntropyLoss`: the loss of
+  ``input @ weight.T + bias`` without ever holding the ``(N, V)`` logits.
+
+CPU tensors run on crossent's NumPy engine; CUDA tensors on Triton kernels. Importing
+:mod:`crossent` does not import torch; this module does.
+"""
+
+from __future__ import annotations
+
+from crossent.torch._functional import cross_entropy
+from crossent.torch._linear import linear_cross_entropy
+from crossent.torch._modules import CrossEntropyLoss, LinearCrossEntropyLoss
+
+__all__ = ["CrossEntropyLoss", "LinearCrossEntropyLoss", "cross_entropy", "linear_cross_entropy"]

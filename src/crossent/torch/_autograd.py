@@ -1,0 +1,120 @@
+"""``torch.autograd.Function`` classes: the gradient is computed in the forward pass.
+
+Forward runs the loss and its gradient together (one pass over the logits, one ``exp`` per
+element) and keeps the gradient; backward only scales it by the incoming gradient (a scalar for
+``'mean'``/``'sum'``, one factor per row for ``'none'``). Options travel packed in one
+:class:`~crossent.torch._options.LossOptions`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from crossent.torch import _cpu
+from crossent.torch._options import LossOptions, use_triton
+
+_ONCE = (
+    "crossent (inplace=True) scales the gradient in place during the first backward; a "
+    "second backward through the same loss is not supported"
+)
+
+
+def _scale_grad(ctx: Any, grad_out: torch.Tensor, reduction: str) -> torch.Tensor:
+    """The saved gradient times ``grad_out`` (a scalar, or one factor per row for ``'none'``).
+
+    An incoming gradient of exactly 1 (``loss.backward()``) returns the saved buffer itself.
+    Otherwise the default makes a new tensor (backward may run again); ``inplace=True`` scales
+    the buffer in place, once.
+    """
+    grad: torch.Tensor | None = ctx.grad
+    if grad is None:
+        raise RuntimeError(_ONCE)
+    if reduction == "none":
+        factor = grad_out.reshape(-1, 1).to(grad.dtype)
+    else:
+        if bool(grad_out == 1.0):
+            return grad
+        factor = grad_out.to(grad.dtype)
+    if not ctx.opts.inplace:
+        return grad * factor
+    ctx.grad = None
+    return grad.mul_(factor)
+
+
+def _bump_version(x: torch.Tensor) -> None:
+    """The logits were overwritten: any other op that saved them now fails loudly in backward."""
+    torch.autograd.graph.increment_version(x)
+
+
+class CrossEntropyFunction(torch.autograd.Function):
+    """Cross-entropy on ``(M, C)`` logits; apply as ``(logits, target, weight, options)``."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        opts: LossOptions,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        want_grad = bool(ctx.needs_input_grad[0])
+        lse = torch.empty(0, device=logits.device)
+        if opts.return_lse:  # before the logits may be overwritten
+            lse = _lse(logits, opts)
+        if use_triton(logits, opts):
+            from crossent.torch import _triton_ce
+
+            loss, grad = _triton_ce.ce_forward(logits, target, weight, opts, want_grad)
+        else:
+            loss, grad = _cpu.ce_forward(logits, target, weight, opts, want_grad)
+        if grad is not None and grad.data_ptr() == logits.data_ptr():
+            _bump_version(logits)
+        ctx.grad = grad
+        ctx.opts = opts
+        ctx.n_classes = logits.shape[-1]
+        if ctx.needs_input_grad[1]:
+            ctx.save_for_backward(logits, weight)
+        ctx.mark_non_differentiable(lse)
+        return loss, lse
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(
+        ctx: Any, grad_loss: torch.Tensor, grad_lse: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+        opts: LossOptions = ctx.opts
+        grad_x = grad_t = None
+        if ctx.needs_input_grad[1]:
+            logits, weight = ctx.saved_tensors
+            grad_t = _target_grad(logits, weight, grad_loss, opts)
+        if ctx.needs_input_grad[0]:
+            grad_x = _scale_grad(ctx, grad_loss, opts.reduction)
+        return grad_x, grad_t, None, None
+
+
+def _lse(logits: torch.Tensor, opts: LossOptions) -> torch.Tensor:
+    return _cpu.transformed_lse(logits, opts)
+
+
+def _target_grad(
+    logits: torch.Tensor,
+    weight: torch.Tensor | None,
+    grad_loss: torch.Tensor,
+    opts: LossOptions,
+) -> torch.Tensor:
+    """``∂L/∂q_{n,c} = -(1-ε)·w_c·log p_{n,c} / D`` for probability targets (distillation)."""
+    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    logp = torch.log_softmax(_cpu.transform(logits.detach().to(dtype), opts), dim=-1)
+    g = logp.mul_(-(1.0 - opts.label_smoothing))
+    if weight is not None:
+        g.mul_(weight.to(dtype))
+    if opts.reduction == "none":
+        g.mul_(grad_loss.reshape(-1, 1).to(dtype))
+    else:
+        scale = grad_loss.to(dtype)
+        if opts.reduction == "mean":
+            scale = scale / max(logits.shape[0], 1)
+        g.mul_(scale)
+    return g.to(logits.dtype)

@@ -1,0 +1,237 @@
+r"""The functional API: :func:`cross_entropy`, with ``F.cross_entropy``'s signature.
+
+Validation happens here, once; the layout work (class dimension 1, K-dimensional inputs,
+unbatched inputs) is done with differentiable torch ops around the autograd Function, which
+sees ``(M, C)`` logits only.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from crossent.torch._autograd import CrossEntropyFunction
+from crossent.torch._options import (
+    LossOptions,
+    check_class_weight,
+    check_float_tensor,
+    make_options,
+)
+
+_INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
+
+
+def _shape(shape: Any) -> str:
+    return str(tuple(shape))
+
+
+def flatten_target(input: torch.Tensor, target: Any) -> tuple[torch.Tensor, tuple[int, ...]]:
+    """``(M,)`` int64 indices or ``(M, C)`` probabilities, and the batch shape of ``'none'``."""
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target: expected a torch.Tensor, got {type(target).__name__}")
+    if target.device != input.device:
+        raise ValueError(f"target: expected a tensor on {input.device}, got one on {target.device}")
+    c = input.shape[1] if input.ndim > 1 else input.shape[0]
+    batch = (input.shape[0], *input.shape[2:]) if input.ndim > 1 else ()
+    if target.is_floating_point() and target.shape == input.shape:
+        if target.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
+            raise TypeError(f"target: expected float16/32/64 or bfloat16, got {target.dtype}")
+        q = target.movedim(1, -1) if input.ndim > 2 else target
+        return q.reshape(-1, c), batch
+    if target.dtype in _INT_DTYPES and tuple(target.shape) == batch:
+        return target.reshape(-1).long(), batch
+    if target.is_floating_point() and tuple(target.shape) == batch:
+        raise TypeError(
+            f"target: expected integer class indices of shape {_shape(batch)} or float "
+            f"probabilities of shape {_shape(input.shape)}, got float labels (dtype "
+            f"{target.dtype}) of shape {_shape(target.shape)}; use target.long()"
+        )
+    raise ValueError(
+        f"target: expected integer class indices of shape {_shape(batch)} or float "
+        f"probabilities of shape {_shape(input.shape)}, got dtype {target.dtype} and shape "
+        f"{_shape(target.shape)}"
+    )
+
+
+def flatten_logits(input: Any) -> torch.Tensor:
+    """``(M, C)`` logits from ``(C,)``, ``(N, C)`` or ``(N, C, d1, ..., dK)``."""
+    check_float_tensor(input, "input")
+    if input.ndim == 0:
+        raise ValueError(
+            "input: expected a tensor of shape (C,), (N, C) or (N, C, d1, ...), got 0-d"
+        )
+    if input.ndim == 1:
+        return input.unsqueeze(0)
+    if input.ndim == 2:
+        return input
+    return input.movedim(1, -1).reshape(-1, input.shape[1])
+
+
+def _producer_saved(x: torch.Tensor) -> bool:
+    """Did the op that made ``x`` save ``x`` itself for its backward (``exp``, ``tanh``...)?"""
+    node = x.grad_fn
+    saved = getattr(node, "_saved_result", None) if node is not None else None
+    return isinstance(saved, torch.Tensor) and saved.data_ptr() == x.data_ptr()
+
+
+@torch.compiler.disable
+def _apply(
+    x: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None, opts: LossOptions
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The autograd Function, run eagerly under ``torch.compile`` (a graph break)."""
+    return CrossEntropyFunction.apply(x, t, w, opts)
+
+
+def cross_entropy(
+    input: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    *,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    temperature: float = 1.0,
+    return_lse: bool = False,
+    inplace: bool = False,
+) -> Any:
+    opts = make_options(
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        temperature=temperature,
+        return_lse=return_lse,
+        inplace=inplace,
+    )
+    x = flatten_logits(input)
+    c = x.shape[1]
+    if c == 0:
+        raise ValueError("input: expected at least one class (dimension 1), got 0")
+    t, batch = flatten_target(input, target)
+    w = check_class_weight(weight, c, input.device)
+    if inplace and x.requires_grad:
+        if x.is_leaf:
+            raise ValueError(
+                "inplace: the gradient would overwrite a leaf tensor that requires grad "
+                "(a parameter); pass the logits produced by your model, or inplace=False"
+            )
+        if t.requires_grad:
+            raise ValueError("inplace: not supported when target requires grad")
+        if _producer_saved(x):  # the op that made the logits needs them: keep them
+            opts = dataclasses.replace(opts, inplace=False)
+    loss, lse = _apply(x, t, w, opts)
+    if reduction == "none":
+        loss = loss.reshape(batch)
+    if return_lse:
+        return loss, lse.reshape(batch)
+    return loss
+
+
+cross_entropy.__doc__ = r"""Softmax cross-entropy, a drop-in for ``F.cross_entropy``.
+
+    Same signature and semantics as PyTorch (class dimension 1, K-dimensional inputs, class
+    indices or class probabilities as targets, ``weight``, ``ignore_index``, ``reduction``,
+    ``label_smoothing``), plus z-loss, soft-capping and temperature, and finite results
+    wherever the mathematics is finite. The gradient is computed in the forward pass, in one
+    pass over the logits with one ``exp`` per element; backward only scales it.
+
+    With ``x`` the logits after the transforms (``x/T``, then ``s·tanh(x/s)``),
+    ``p = softmax(x)`` and class-index targets ``y``:
+
+    .. math::
+
+        \ell_n = (1-\varepsilon)\, w_{y_n} (-\log p_{n,y_n})
+               + \frac{\varepsilon}{k} \sum_c w_c (-\log p_{n,c})
+               + \lambda \operatorname{lse}(x_n)^2,
+        \qquad L_{\text{mean}} = \frac{\sum_{n \in V} \ell_n}{\sum_{n \in V} w_{y_n}}
+
+    and with probability targets ``q``, ``q' = (1-ε) q + ε/k``,
+    ``ℓ_n = -Σ_c w_c q'_{n,c} log p_{n,c} + λ lse(x_n)²`` and ``L_mean = Σ ℓ_n / N``.
+    ``k`` counts the finite (unmasked) logits of the row; ``V`` the positions whose target is
+    not ``ignore_index``. The gradient with respect to the logits is
+
+    .. math::
+
+        \frac{\partial L}{\partial x_{n,c}} = \frac{1[n \in V]}{D}
+            \Big[\big(a_n + 2\lambda \operatorname{lse}(x_n)\big) p_{n,c} - b_{n,c}\Big]
+
+    with ``a_n = Σ_c b_{n,c}``, ``b_{n,c} = w_c q'_{n,c}`` (``q'`` the smoothed one-hot for
+    index targets) and ``D`` the ``'mean'`` denominator (1 for ``'sum'``/``'none'``), times the
+    chain rule of the transforms.
+
+    Parameters
+    ----------
+    input : Tensor, shape (C,), (N, C) or (N, C, d1, ..., dK)
+        Logits: float32, float64, float16 or bfloat16; ``-inf`` marks masked classes.
+        Low-precision gradients are computed in float32 (``p - 1`` of a confident prediction
+        included) and rounded once.
+    target : Tensor
+        Class indices (integer dtype, shape ``()``, ``(N,)`` or ``(N, d1, ..., dK)``) or class
+        probabilities (floating, ``input``'s shape). Probability targets may require grad.
+    weight : Tensor, shape (C,), optional
+        Class weights ``w`` (treated as constants).
+    ignore_index : int, default -100
+        Index targets equal to it contribute nothing, to the ``'mean'`` denominator either.
+    reduction : {'mean', 'sum', 'none'}, default 'mean'
+        ``'mean'`` divides by ``Σ_{n∈V} w_{y_n}`` (index targets; 0 when every target is
+        ignored gives a loss of 0, not NaN) or by ``N`` (probabilities).
+    label_smoothing : float in [0, 1], default 0.0
+        ``ε``, spread over the finite classes only.
+    z_loss : float >= 0, default 0.0
+        ``λ``: adds ``λ·lse(x_n)²`` per non-ignored position.
+    softcap : float > 0, optional
+        ``s``: logits become ``s·tanh(x/s)`` (after the temperature); ``-inf`` stays ``-inf``.
+    temperature : float > 0, default 1.0
+        ``T``: logits are divided by ``T`` first.
+    return_lse : bool, default False
+        Also return the log-sum-exp of each position's transformed logits (float32, the
+        batch shape; not differentiable), e.g. to log the z-loss.
+    inplace : bool, default False
+        Write the gradient over the logits' buffer instead of allocating one of their size.
+        The logits must then not be needed afterwards: a leaf that requires grad is refused;
+        logits saved by the op that made them (``exp``, ``tanh``, ...) are copied instead;
+        any other op that saved them raises autograd's "modified by an inplace operation"
+        error in backward rather than producing a wrong gradient.
+
+    Returns
+    -------
+    loss : Tensor
+        A scalar (``'mean'``/``'sum'``) or the batch shape (``'none'``), in ``input``'s dtype.
+    lse : Tensor
+        Only with ``return_lse=True``.
+
+    Raises
+    ------
+    TypeError
+        A non-tensor or non-float ``input``, float labels, a non-int ``ignore_index``,
+        non-numeric options.
+    ValueError
+        Shapes that do not match, a class index out of range, probabilities that are negative
+        or do not sum to 1, NaN or ``+inf`` logits (CPU), a bad option value.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from crossent.torch import cross_entropy
+    >>> x = torch.tensor([[2.0, 1.0, 0.1], [0.5, 2.5, 0.3], [1.0, 1.0, 3.0]], requires_grad=True)
+    >>> y = torch.tensor([0, 2, -100])
+    >>> loss = cross_entropy(x, y, weight=torch.tensor([1.0, 2.0, 3.0]))
+    >>> round(loss.item(), 6)
+    1.919295
+    >>> loss.backward()
+    >>> x.grad[2]  # the ignored row
+    tensor([0., 0., 0.])
+
+    Where PyTorch gives NaN, crossent gives the limit:
+
+    >>> cross_entropy(torch.zeros(2, 3), torch.tensor([-100, -100]))
+    tensor(0.)
+    >>> masked = torch.tensor([[0.0, 0.0, float("-inf")]])
+    >>> cross_entropy(masked, torch.tensor([[0.5, 0.5, 0.0]]), label_smoothing=0.1)
+    tensor(0.6931)
+    """

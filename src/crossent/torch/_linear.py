@@ -1,0 +1,255 @@
+r"""Fused linear + cross-entropy: the loss of ``input @ weight.T + bias``, logits never held.
+
+Rows of ``input`` are processed in chunks. For each chunk the logits ``(rows, V)`` are made by
+one GEMM into a reused float32 buffer, the cross-entropy engine turns them into per-row losses
+and overwrites them with their gradient, and two more GEMMs take that gradient to ``input``
+(``g @ W``, each row written once) and to ``weight`` (``g.T @ x``, accumulated by the GEMM
+itself into one float32 buffer, ``beta = 1``: no ``(V, D)`` temporary per chunk). With
+``'mean'``/``'sum'`` all of this happens in the forward pass (``6·N·D·V`` flops, the same as
+the unfused path) and backward only scales; with ``'none'`` backward redoes the loop with each
+row's incoming gradient.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import torch
+
+from crossent.torch import _cpu
+from crossent.torch._options import (
+    LossOptions,
+    check_class_weight,
+    check_float_tensor,
+    make_options,
+    use_triton,
+)
+
+# rows per chunk by default: the float32 logits buffer holds about this many elements (64 MiB)
+CHUNK_ELEMENTS = 1 << 24
+
+
+def default_chunk_size(n_rows: int, n_classes: int) -> int:
+    return max(1, min(n_rows, CHUNK_ELEMENTS // max(n_classes, 1)))
+
+
+def _chunk_loss_grad(
+    logits: torch.Tensor,
+    target: torch.Tensor,
+    class_weight: torch.Tensor | None,
+    opts: LossOptions,
+    want_grad: bool,
+) -> torch.Tensor:
+    """Per-row losses (float64, (rows,)); the per-row gradient overwrites ``logits``."""
+    row_opts = dataclasses.replace(opts, reduction="none", inplace=True, return_lse=False)
+    if use_triton(logits, opts):
+        from crossent.torch import _triton_ce
+
+        loss, _ = _triton_ce.ce_forward(logits, target, class_weight, row_opts, want_grad)
+    else:
+        loss, _ = _cpu.ce_forward(logits, target, class_weight, row_opts, want_grad)
+    return loss.double()
+
+
+def _run(
+    x: torch.Tensor,
+    w: torch.Tensor,
+    b: torch.Tensor | None,
+    target: torch.Tensor,
+    class_weight: torch.Tensor | None,
+    opts: LossOptions,
+    chunk: int,
+    row_scale: torch.Tensor | float,
+    grads: tuple[bool, bool, bool],
+) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Losses (float64, (N,)) and the gradients scaled by ``row_scale`` (scalar or (N,))."""
+    n, d = x.shape
+    v = w.shape[0]
+    cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
+    low = x.dtype != cdt  # bfloat16/float16: GEMMs in that dtype, accumulation in float32
+    want_grad = any(grads)
+    gx = torch.empty_like(x) if grads[0] else None
+    gw = torch.zeros((v, d), dtype=cdt, device=x.device) if grads[1] else None
+    gb = torch.zeros(v, dtype=cdt, device=x.device) if grads[2] else None
+    losses = torch.empty(n, dtype=torch.float64, device=x.device)
+    buf = torch.empty((min(chunk, n), v), dtype=cdt, device=x.device)
+    wt = w.t()
+    for r0 in range(0, n, chunk):
+        r1 = min(r0 + chunk, n)
+        xc = x[r0:r1]  # (rows, D)
+        lg = buf[: r1 - r0]  # (rows, V)
+        if low:
+            lg.copy_(torch.addmm(b, xc, wt) if b is not None else xc @ wt)
+        elif b is not None:
+            torch.addmm(b, xc, wt, out=lg)
+        else:
+            torch.mm(xc, wt, out=lg)
+        losses[r0:r1] = _chunk_loss_grad(lg, target[r0:r1], class_weight, opts, want_grad)
+        if not want_grad:
+            continue
+        if isinstance(row_scale, torch.Tensor):
+            lg.mul_(row_scale[r0:r1].to(cdt).unsqueeze(1))
+            alpha = 1.0
+        else:
+            alpha = row_scale
+        g = lg.to(x.dtype) if low else lg  # (rows, V): the gradient of the logits
+        if gx is not None:
+            torch.addmm(gx[r0:r1], g, w, beta=0.0, alpha=alpha, out=gx[r0:r1])
+        if gw is not None:
+            if low:
+                gw.add_(g.t() @ xc, alpha=alpha)
+            else:
+                torch.addmm(gw, g.t(), xc, alpha=alpha, out=gw)
+        if gb is not None:
+            gb.add_(lg.sum(0), alpha=alpha)
+    return losses, gx, gw, gb
+
+
+def _flatten_lce_target(
+    target: Any, batch: tuple[int, ...], v: int, device: torch.device
+) -> torch.Tensor:
+    """``(N,)`` int64 indices or ``(N, V)`` probabilities for logits of shape ``(*batch, V)``."""
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target: expected a torch.Tensor, got {type(target).__name__}")
+    if target.device != device:
+        raise ValueError(f"target: expected a tensor on {device}, got one on {target.device}")
+    if target.is_floating_point() and tuple(target.shape) == (*batch, v):
+        return target.reshape(-1, v)
+    integer = not (target.is_floating_point() or target.is_complex()) and target.dtype != torch.bool
+    if integer and tuple(target.shape) == batch:
+        return target.reshape(-1).long()
+    expected = (
+        f"integer class indices of shape {batch} or float probabilities of shape {(*batch, v)}"
+    )
+    if target.is_floating_point() and tuple(target.shape) == batch:
+        raise TypeError(f"target: expected {expected}, got float labels; use target.long()")
+    raise ValueError(
+        f"target: expected {expected}, got dtype {target.dtype} and shape {tuple(target.shape)}"
+    )
+
+
+class LinearCrossEntropyFunction(torch.autograd.Function):
+    """Apply as ``(input (N, D), weight (V, D), target, bias, class_weight, options, chunk)``."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        x: torch.Tensor,
+        w: torch.Tensor,
+        target: torch.Tensor,
+        b: torch.Tensor | None,
+        class_weight: torch.Tensor | None,
+        opts: LossOptions,
+        chunk: int,
+    ) -> torch.Tensor:
+        grads = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[3])
+        ctx.opts, ctx.chunk, ctx.grads, ctx.param_dtype = opts, chunk, grads, w.dtype
+        v = w.shape[0]
+        if opts.reduction == "none":
+            losses, *_ = _run(x, w, b, target, class_weight, opts, chunk, 1.0, (False,) * 3)
+            ctx.save_for_backward(x, w, b, target, class_weight)
+            return losses.to(x.dtype)
+        scale = 1.0
+        if opts.reduction == "mean":
+            denom = _cpu.mean_denominator(target, class_weight, v, opts.ignore_index)
+            scale = 1.0 / denom if denom > 0 else 0.0
+        losses, gx, gw, gb = _run(x, w, b, target, class_weight, opts, chunk, scale, grads)
+        ctx.saved = (gx, gw, gb)
+        return (losses.sum() * scale).to(x.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:
+        opts: LossOptions = ctx.opts
+        if opts.reduction == "none":
+            x, w, b, target, class_weight = ctx.saved_tensors
+            _, gx, gw, gb = _run(
+                x, w, b, target, class_weight, opts, ctx.chunk, grad_loss, ctx.grads
+            )
+        else:
+            if ctx.saved is None:
+                raise RuntimeError(
+                    "crossent computes the gradients in the forward pass and hands them over "
+                    "in the first backward; a second backward is not supported"
+                )
+            gx, gw, gb = ctx.saved
+            ctx.saved = None
+            if not (grad_loss.device.type == "cpu" and float(grad_loss) == 1.0):
+                for g in (gx, gw, gb):
+                    if g is not None:
+                        g.mul_(grad_loss.to(g.dtype))
+        gw = gw.to(ctx.param_dtype) if gw is not None else None
+        gb = gb.to(ctx.param_dtype) if gb is not None else None
+        return gx, gw, None, gb, None, None, None
+
+
+@torch.compiler.disable
+def _apply(*args: Any) -> torch.Tensor:
+    """The autograd Function, run eagerly under ``torch.compile`` (a graph break)."""
+    return LinearCrossEntropyFunction.apply(*args)
+
+
+def linear_cross_entropy(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    target: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    *,
+    class_weight: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    temperature: float = 1.0,
+    chunk_size: int | None = None,
+) -> torch.Tensor:
+    opts = make_options(
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        temperature=temperature,
+    )
+    check_float_tensor(input, "input")
+    check_float_tensor(weight, "weight")
+    if input.ndim < 1:
+        raise ValueError("input: expected a tensor of shape (..., D), got 0-d")
+    if weight.ndim != 2 or weight.shape[1] != input.shape[-1]:
+        raise ValueError(
+            f"weight: expected shape (V, {input.shape[-1]}) for input of shape "
+            f"{tuple(input.shape)}, got {tuple(weight.shape)}"
+        )
+    v, d = weight.shape
+    if v == 0:
+        raise ValueError("weight: expected at least one class (row), got 0")
+    for name, t in (("weight", weight), ("bias", bias), ("class_weight", class_weight)):
+        if t is not None and t.device != input.device:
+            raise ValueError(f"{name}: expected a tensor on {input.device}, got one on {t.device}")
+    if weight.dtype != input.dtype:
+        raise TypeError(f"weight: expected dtype {input.dtype} (input's), got {weight.dtype}")
+    if bias is not None:
+        check_float_tensor(bias, "bias")
+        if bias.shape != (v,):
+            raise ValueError(f"bias: expected shape ({v},), got {tuple(bias.shape)}")
+        if bias.dtype != input.dtype:
+            raise TypeError(f"bias: expected dtype {input.dtype} (input's), got {bias.dtype}")
+    cw = check_class_weight(class_weight, v, input.device) if class_weight is not None else None
+    if cw is not None and cw.requires_grad:
+        cw = cw.detach()
+    batch = tuple(input.shape[:-1])
+    x = input.reshape(-1, d)
+    t = _flatten_lce_target(target, batch, v, input.device)
+    if chunk_size is None:
+        chunk = default_chunk_size(x.shape[0], v)
+    else:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size: expected an int >= 1 or None, got {chunk_size!r}")
+        chunk = chunk_size
+    x = x.contiguous()
+    loss = _apply(x, weight, t, bias, cw, opts, chunk)
+    if reduction == "none":
+        return loss.reshape(batch)
+    return loss

@@ -1,0 +1,255 @@
+r"""Triton kernel for the cross-entropy loss and its gradient (CUDA; ``TRITON_INTERPRET=1`` on CPU).
+
+One program per row of the ``(M, C)`` logits, two sweeps over the row in blocks of
+``BLOCK_C`` classes:
+
+1. online ``max``/``sum exp`` (the log-sum-exp), plus the sums the options need: the target
+   logit, ``Σ_finite w_c z_c`` and the finite count ``k`` (label smoothing),
+   ``Σ w_c q_c z_c`` and ``Σ w_c q_c`` (probability targets);
+2. ``grad = scale · [(a + 2λ·lse)·p - b]`` times the chain rule of the transforms, written over
+   the same block (the second read of a row hits L2: one HBM read, one HBM write).
+
+Everything is computed in float32, the true-class term ``a·p_y - b_y`` included, and rounded to
+the logits' dtype once. Host code: :func:`ce_forward`.
+"""
+
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from crossent.torch._options import LossOptions
+
+
+@triton.jit
+def _transform(x, inv_temp, cap, HAS_CAP: tl.constexpr):
+    z = x * inv_temp
+    if HAS_CAP:
+        u = z / cap
+        th = 1.0 - 2.0 / (tl.exp(2.0 * u) + 1.0)  # tanh(u), overflow-safe
+        z = tl.where(x == float("-inf"), float("-inf"), cap * th)
+    return z
+
+
+@triton.jit
+def _ce_kernel(
+    x_ptr,  # (M, C) logits, rows contiguous
+    g_ptr,  # (M, C) gradient out (may alias x_ptr)
+    y_ptr,  # (M,) int64 targets, or (M, C) probabilities
+    w_ptr,  # (C,) class weights (when HAS_WEIGHT)
+    loss_ptr,  # (M,) float32 per-row losses
+    scale_ptr,  # (1,) float32: 1/D for 'mean', 1 otherwise
+    C,
+    stride_x,
+    stride_g,
+    stride_q,
+    ignore_index,
+    eps,
+    z_loss,
+    inv_temp,
+    cap,
+    HAS_WEIGHT: tl.constexpr,
+    IS_PROB: tl.constexpr,
+    HAS_SMOOTH: tl.constexpr,
+    HAS_CAP: tl.constexpr,
+    WANT_GRAD: tl.constexpr,
+    BLOCK_C: tl.constexpr,
+):
+    row = tl.program_id(0).to(tl.int64)
+    x_row = x_ptr + row * stride_x
+    g_row = g_ptr + row * stride_g
+    cols0 = tl.arange(0, BLOCK_C)
+    ninf = float("-inf")
+
+    valid = True
+    wy = 1.0
+    zy = 0.0
+    if not IS_PROB:
+        y = tl.load(y_ptr + row)
+        valid = y != ignore_index
+        y_safe = tl.where(valid, y, 0)
+        if HAS_WEIGHT:
+            wy = tl.load(w_ptr + y_safe).to(tl.float32)
+        wy = tl.where(valid, wy, 0.0)
+        zy = _transform(tl.load(x_row + y_safe).to(tl.float32), inv_temp, cap, HAS_CAP)
+        zy = tl.where(wy > 0.0, zy, 0.0)
+
+    # sweep 1: log-sum-exp and the per-row sums
+    m = ninf
+    s = 0.0
+    swz = 0.0  # Σ_finite w_c z_c
+    w_fin = 0.0  # Σ_finite w_c
+    k = 0.0  # number of finite classes
+    sqz = 0.0  # Σ w_c q_c z_c (probability targets)
+    sq = 0.0  # Σ w_c q_c
+    for c0 in range(0, C, BLOCK_C):
+        cols = c0 + cols0
+        inb = cols < C
+        z = _transform(
+            tl.load(x_row + cols, mask=inb, other=ninf).to(tl.float32), inv_temp, cap, HAS_CAP
+        )
+        fin = z != ninf
+        m_new = tl.maximum(m, tl.max(z, axis=0))
+        m_safe = tl.where(m_new == ninf, 0.0, m_new)
+        s = s * tl.exp(m - m_safe) + tl.sum(tl.exp(z - m_safe), axis=0)
+        m = m_new
+        wc = tl.full([BLOCK_C], 1.0, tl.float32)
+        if HAS_WEIGHT:
+            wc = tl.load(w_ptr + cols, mask=inb, other=0.0).to(tl.float32)
+        if HAS_SMOOTH:
+            z_fin = tl.where(fin, z, 0.0)
+            swz += tl.sum(wc * z_fin, axis=0)
+            w_fin += tl.sum(tl.where(fin, wc, 0.0), axis=0)
+            k += tl.sum(fin.to(tl.float32), axis=0)
+        if IS_PROB:
+            wq = wc * tl.load(y_ptr + row * stride_q + cols, mask=inb, other=0.0).to(tl.float32)
+            sqz += tl.sum(
+                tl.where(fin, wq * tl.where(fin, z, 0.0), tl.where(wq > 0.0, ninf, 0.0)), axis=0
+            )
+            sq += tl.sum(wq, axis=0)
+
+    s_safe = tl.where(s > 0.0, s, 1.0)
+    m_safe = tl.where(m == ninf, 0.0, m)
+    lse = m_safe + tl.log(s_safe)
+    k_safe = tl.where(k > 0.0, k, 1.0)
+    one_m_eps = 1.0 - eps
+    if IS_PROB:
+        a = one_m_eps * sq
+        lin = one_m_eps * sqz  # Σ w q' z
+        if HAS_SMOOTH:
+            a += eps / k_safe * w_fin
+            lin += eps / k_safe * swz
+        loss = a * lse - lin
+    else:
+        a = one_m_eps * wy
+        loss = one_m_eps * wy * (lse - zy)
+        if HAS_SMOOTH:
+            a += eps / k_safe * w_fin
+            loss += eps / k_safe * (w_fin * lse - swz)
+    loss += z_loss * lse * lse
+    loss = tl.where(valid, loss, 0.0)
+    tl.store(loss_ptr + row, loss)
+
+    if WANT_GRAD:
+        scale = tl.load(scale_ptr)
+        rs = tl.where(valid, scale, 0.0)
+        coef_p = rs * (a + 2.0 * z_loss * lse)
+        # sweep 2: the gradient, written over the block just read
+        for c0 in range(0, C, BLOCK_C):
+            cols = c0 + cols0
+            inb = cols < C
+            x = tl.load(x_row + cols, mask=inb, other=ninf).to(tl.float32)
+            z = _transform(x, inv_temp, cap, HAS_CAP)
+            fin = z != ninf
+            p = tl.exp(z - lse)
+            wc = tl.full([BLOCK_C], 1.0, tl.float32)
+            if HAS_WEIGHT:
+                wc = tl.load(w_ptr + cols, mask=inb, other=0.0).to(tl.float32)
+            if IS_PROB:
+                q = tl.load(y_ptr + row * stride_q + cols, mask=inb, other=0.0).to(tl.float32)
+                b = one_m_eps * q
+            else:
+                b = tl.where(cols == y_safe, one_m_eps, 0.0)
+            if HAS_SMOOTH:
+                b += tl.where(fin, eps / k_safe, 0.0)
+            g = coef_p * p - rs * wc * b  # float32: a confident p_y - 1 keeps its digits
+            if HAS_CAP:
+                t = tl.where(fin, z, 0.0) / cap
+                g = g * tl.where(fin, 1.0 - t * t, 0.0)
+            g = g * inv_temp
+            tl.store(g_row + cols, g.to(g_ptr.dtype.element_ty), mask=inb)
+
+
+def _scale(
+    target: torch.Tensor, weight: torch.Tensor | None, c: int, opts: LossOptions
+) -> torch.Tensor:
+    """``1/D`` for ``'mean'`` (0 when ``D = 0``), else 1: a device scalar, no host sync."""
+    dev = target.device
+    if opts.reduction != "mean":
+        return torch.ones(1, dtype=torch.float32, device=dev)
+    if target.is_floating_point():
+        return torch.full((1,), 1.0 / max(target.shape[0], 1), dtype=torch.float32, device=dev)
+    valid = target != opts.ignore_index
+    if weight is None:
+        denom = valid.sum().to(torch.float32)
+    else:
+        safe = torch.where(valid, target, 0).clamp(0, c - 1)
+        denom = (weight.to(torch.float32)[safe] * valid).sum()
+    inv = torch.where(denom > 0, 1.0 / torch.clamp(denom, min=1e-30), torch.zeros_like(denom))
+    return inv.reshape(1).to(torch.float32)
+
+
+def _check_target(target: torch.Tensor, c: int, opts: LossOptions) -> None:
+    """Index range and probability sums (one host sync): a clear error instead of a fault."""
+    if target.is_floating_point():
+        if target.numel() and bool((target < 0).any()):
+            raise ValueError("target: expected probabilities >= 0, got a negative one")
+        sums = target.sum(dim=-1, dtype=torch.float32)
+        if sums.numel() and bool(((sums - 1.0).abs() > 1e-3).any()):
+            raise ValueError("target: expected probabilities summing to 1 along the class dim")
+        return
+    bad = (target != opts.ignore_index) & ((target < 0) | (target >= c))
+    if bool(bad.any()):
+        pos = int(bad.nonzero()[0, 0])
+        raise ValueError(
+            f"target: expected class indices in [0, {c - 1}] or ignore_index="
+            f"{opts.ignore_index}, got {int(target[pos])} at position {pos}"
+        )
+
+
+def block_size(c: int, itemsize: int) -> int:
+    return int(min(triton.next_power_of_2(c), 16384 // itemsize * 2))
+
+
+def ce_forward(
+    x: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    opts: LossOptions,
+    want_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Loss (reduced as asked, ``x``'s dtype) and the gradient, like :func:`_cpu.ce_forward`."""
+    m, c = x.shape
+    _check_target(target, c, opts)
+    xd = x.detach()
+    if xd.stride(-1) != 1:
+        xd = xd.contiguous()
+    grad = None
+    if want_grad:
+        grad = xd if opts.inplace and xd.data_ptr() == x.data_ptr() else torch.empty_like(xd)
+    losses = torch.empty(m, dtype=torch.float32, device=x.device)
+    scale = _scale(target, weight, c, opts)
+    is_prob = target.is_floating_point()
+    q = target.contiguous() if is_prob else target
+    if m:
+        _ce_kernel[(m,)](
+            xd,
+            grad if grad is not None else xd,
+            q,
+            weight if weight is not None else xd,
+            losses,
+            scale,
+            c,
+            xd.stride(0),
+            grad.stride(0) if grad is not None else 0,
+            q.stride(0) if is_prob else 0,
+            opts.ignore_index,
+            opts.label_smoothing,
+            opts.z_loss,
+            1.0 / opts.temperature,
+            opts.softcap if opts.softcap is not None else 1.0,
+            HAS_WEIGHT=weight is not None,
+            IS_PROB=is_prob,
+            HAS_SMOOTH=opts.label_smoothing > 0.0,
+            HAS_CAP=opts.softcap is not None,
+            WANT_GRAD=want_grad,
+            BLOCK_C=block_size(c, xd.element_size()),
+            num_warps=8 if c >= 4096 else 4,
+        )
+    if opts.reduction == "none":
+        return losses.to(x.dtype), grad
+    total = losses.sum(dtype=torch.float32)
+    if opts.reduction == "mean":
+        total = total * scale[0]
+    return total.to(x.dtype), grad
