@@ -59,7 +59,7 @@ def _check_number(value: Any, name: str, low: float, high: float = np.inf, *, in
     kinds = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kinds) or not low <= float(value) <= high:
         what = "an int" if integer else "a number"
-        bounds = f">= {low}" if high == np.inf else f"in [{low}, {high}]"
+        bounds = f">= {low:g}" if high == np.inf else f"in [{low:g}, {high:g}]"
         raise ValueError(f"{name}: expected {what} {bounds}, got {value!r}")
 
 
@@ -459,4 +459,5 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: Any) -> NDArray[Any]:
         """The class of highest score for each row of ``X``."""
-        return self.classes_[np.argmax(self._raw_scores(X), axis=1)]
+        scores = self._raw_scores(X)  # (N, C); checks that the model is fitted
+        return self.classes_[np.argmax(scores, axis=1)]

@@ -1,0 +1,241 @@
+"""SoftmaxClassifier and MLPClassifier: scikit-learn's contract, the objective, the solvers."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+from sklearn.datasets import load_digits, make_blobs
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.model_selection import GridSearchCV, train_test_split
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from crossent.models import MLPClassifier, SoftmaxClassifier
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    X_tr, X_te, y_tr, y_te = train_test_split(X, y, test_size=0.25, random_state=0)
+    scaler = StandardScaler().fit(X_tr)
+    return scaler.transform(X_tr), scaler.transform(X_te), y_tr, y_te
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@parametrize_with_checks(
+    [
+        SoftmaxClassifier(),
+        SoftmaxClassifier(penalty="l1", solver="sgd"),
+        MLPClassifier(hidden_layer_sizes=(16,)),
+    ]
+)
+def test_sklearn_estimator_checks(estimator, check):
+    check(estimator)
+
+
+@pytest.mark.parametrize("C", [0.1, 1.0])
+def test_same_probabilities_as_logistic_regression(digits, C):
+    X_tr, X_te, y_tr, _ = digits
+    n = len(X_tr)
+    ours = SoftmaxClassifier(
+        solver="lbfgs", penalty="l2", alpha=1 / (C * n), tol=1e-8, max_iter=2000
+    ).fit(X_tr, y_tr)
+    ref = LogisticRegression(C=C, tol=1e-10, max_iter=5000).fit(X_tr, y_tr)
+    np.testing.assert_allclose(ours.predict_proba(X_te), ref.predict_proba(X_te), atol=1e-3)
+    np.testing.assert_array_equal(ours.classes_, ref.classes_)
+
+
+def test_objective_is_the_documented_formula(digits):
+    X, _, y, _ = digits
+    alpha = 0.01
+    clf = SoftmaxClassifier(alpha=alpha, tol=1e-10, max_iter=1000).fit(X, y)
+    W, b = clf.coef_, clf.intercept_
+    S = X @ W.T + b  # (N, C)
+    ce = np.mean(logsumexp(S, axis=1) - S[np.arange(len(y)), y])
+    J = ce + alpha * 0.5 * np.sum(W**2)  # the bias is not penalized
+    assert clf.loss_curve_[-1] == pytest.approx(J, rel=1e-10)
+    # at the optimum the gradient G^T X + alpha W (and sum G) vanishes
+    P = np.exp(S - logsumexp(S, axis=1, keepdims=True))
+    G = (P - np.eye(10)[y]) / len(y)
+    assert np.abs(G.T @ X + alpha * W).max() < 1e-6
+    assert np.abs(G.sum(axis=0)).max() < 1e-6
+
+
+@pytest.mark.parametrize("model", ["linear", "mlp"])
+@pytest.mark.parametrize("penalty", ["l2", "l1", "elasticnet", None])
+def test_objective_gradient_matches_finite_differences(model, penalty):
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(12, 5)), rng.integers(0, 3, size=12)
+    kw = dict(
+        penalty=penalty,
+        alpha=0.3,
+        l1_ratio=0.4,
+        label_smoothing=0.1,
+        class_weight={0: 2.0, 2: 0.5},
+        max_iter=1,
+        solver="adam",
+        random_state=0,
+    )
+    est = MLPClassifier((4, 3), **kw) if model == "mlp" else SoftmaxClassifier(**kw)
+    with pytest.warns(ConvergenceWarning):
+        est.fit(X, y)
+    theta = est._theta + rng.normal(scale=0.5, size=est._theta.size)  # away from 0 for L1
+    grad = np.empty_like(theta)
+    est._objective(theta, X, y, grad, "adam")
+    num = np.empty_like(theta)
+    scratch = np.empty_like(theta)
+    for i in range(theta.size):
+        e = np.zeros_like(theta)
+        e[i] = 1e-6
+        num[i] = (
+            est._objective(theta + e, X, y, scratch, "adam")
+            - est._objective(theta - e, X, y, scratch, "adam")
+        ) / 2e-6
+    np.testing.assert_allclose(grad, num, rtol=1e-5, atol=1e-7)
+
+
+def test_digits_accuracy_targets(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    linear = SoftmaxClassifier(alpha=1 / len(X_tr)).fit(X_tr, y_tr)
+    assert linear.score(X_te, y_te) >= 0.965
+    mlp = MLPClassifier(random_state=0).fit(X_tr, y_tr)
+    assert mlp.score(X_te, y_te) >= 0.975
+
+
+def test_l1_proximal_step_gives_exact_zeros(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    l1 = SoftmaxClassifier(
+        penalty="l1",
+        alpha=0.01,
+        solver="sgd",
+        random_state=0,
+        max_iter=40,
+        tol=0.0,
+        n_iter_no_change=40,
+    )
+    with pytest.warns(ConvergenceWarning):
+        l1.fit(X_tr, y_tr)
+    l2 = SoftmaxClassifier(penalty="l2", alpha=0.01).fit(X_tr, y_tr)
+    assert np.mean(l1.coef_ == 0) > 0.2
+    assert np.mean(l2.coef_ == 0) < 0.05  # only constant pixels
+    assert l1.score(X_te, y_te) > 0.9
+    assert np.all(l1.intercept_ != 0)  # the bias is not penalized
+
+
+def test_solver_sgd_and_adam_learn_digits(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    for solver in ("sgd", "adam"):
+        clf = SoftmaxClassifier(
+            solver=solver,
+            max_iter=30,
+            random_state=0,
+            learning_rate_init=0.05 if solver == "sgd" else 0.01,
+        )
+        with pytest.warns(ConvergenceWarning):
+            clf.fit(X_tr, y_tr)
+        assert clf.score(X_te, y_te) > 0.94
+        assert clf.n_iter_ == 30 and len(clf.loss_curve_) == 30
+        assert clf.loss_curve_[-1] < clf.loss_curve_[0]
+
+
+def test_same_seed_same_model_other_seed_other_model(digits):
+    X_tr, _, y_tr, _ = digits
+    kw = dict(max_iter=3, solver="sgd")
+    fits = []
+    for seed in (1, 1, 2):
+        with pytest.warns(ConvergenceWarning):
+            fits.append(SoftmaxClassifier(random_state=seed, **kw).fit(X_tr, y_tr).coef_)
+    np.testing.assert_array_equal(fits[0], fits[1])
+    assert not np.array_equal(fits[0], fits[2])
+
+
+def test_warm_start_continues_exactly(digits):
+    X_tr, _, y_tr, _ = digits
+    kw = dict(solver="sgd", random_state=0, tol=0.0, n_iter_no_change=100)
+    with pytest.warns(ConvergenceWarning):
+        straight = SoftmaxClassifier(max_iter=6, **kw).fit(X_tr, y_tr)
+    with pytest.warns(ConvergenceWarning):
+        two = SoftmaxClassifier(max_iter=2, **kw).fit(X_tr, y_tr)
+    two.set_params(warm_start=True, max_iter=4)
+    with pytest.warns(ConvergenceWarning):
+        two.fit(X_tr, y_tr)
+    np.testing.assert_array_equal(two.coef_, straight.coef_)
+    assert two.n_iter_ == 6 and two.loss_curve_ == straight.loss_curve_
+
+
+def test_early_stopping_keeps_the_best_epoch(digits):
+    X_tr, _, y_tr, _ = digits
+    clf = MLPClassifier((32,), early_stopping=True, n_iter_no_change=3, random_state=0)
+    clf.fit(X_tr, y_tr)
+    assert len(clf.validation_scores_) == clf.n_iter_ < 200
+    assert clf.best_validation_score_ == max(clf.validation_scores_)
+
+
+def test_partial_fit(digits):
+    X_tr, X_te, y_tr, y_te = digits
+    clf = SoftmaxClassifier(random_state=0)
+    with pytest.raises(ValueError, match="classes: expected"):
+        clf.partial_fit(X_tr, y_tr)
+    for _ in range(5):
+        clf.partial_fit(X_tr, y_tr, classes=np.arange(10))
+    assert clf.score(X_te, y_te) > 0.93
+    assert clf.n_iter_ == 5
+    with pytest.raises(ValueError, match="y: expected labels among"):
+        clf.partial_fit(X_tr[:2], [0, 11])
+
+
+def test_string_labels_and_binary_decision_function():
+    X, y = make_blobs(n_samples=60, centers=2, random_state=0)
+    labels = np.where(y == 1, "dog", "cat")
+    clf = SoftmaxClassifier().fit(X, labels)
+    d = clf.decision_function(X)
+    assert d.shape == (60,)
+    np.testing.assert_array_equal(clf.classes_[(d > 0).astype(int)], clf.predict(X))
+    np.testing.assert_allclose(np.exp(clf.predict_log_proba(X)), clf.predict_proba(X))
+    assert clf.coef_.shape == (2, 2)
+
+
+def test_label_smoothing_makes_predictions_less_confident(digits):
+    X_tr, X_te, y_tr, _ = digits
+    sharp = SoftmaxClassifier(alpha=1e-4).fit(X_tr, y_tr).predict_proba(X_te).max(1).mean()
+    smooth = SoftmaxClassifier(alpha=1e-4, label_smoothing=0.2).fit(X_tr, y_tr)
+    assert smooth.predict_proba(X_te).max(1).mean() < sharp - 0.05
+
+
+def test_pipeline_and_grid_search():
+    X, y = load_digits(return_X_y=True)
+    pipe = make_pipeline(StandardScaler(), SoftmaxClassifier())
+    grid = GridSearchCV(pipe, {"softmaxclassifier__alpha": [1e-3, 1.0]}, cv=3).fit(X, y)
+    assert grid.best_params_ == {"softmaxclassifier__alpha": 1e-3}
+    assert grid.best_score_ > 0.9
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error", "match"),
+    [
+        ({"alpha": -1.0}, ValueError, "alpha: expected a number >= 0, got -1.0"),
+        ({"penalty": "l3"}, ValueError, "penalty: expected 'l2', 'l1', 'elasticnet' or None"),
+        ({"solver": "newton"}, ValueError, "solver: expected one of"),
+        ({"penalty": "l1", "solver": "lbfgs"}, ValueError, "solver: 'lbfgs' needs a smooth"),
+        ({"max_iter": 0}, ValueError, "max_iter: expected an int >= 1, got 0"),
+        ({"l1_ratio": 2.0}, ValueError, r"l1_ratio: expected a number in \[0, 1\], got 2.0"),
+        ({"lr_schedule": "cosine"}, ValueError, "lr_schedule: expected one of"),
+        ({"random_state": "seed"}, TypeError, "random_state: expected None, an int"),
+        ({"class_weight": {7: 1.0}}, ValueError, "class_weight: expected keys among"),
+    ],
+)
+def test_bad_hyperparameters_name_the_argument(kwargs, error, match):
+    with pytest.raises(error, match=match):
+        SoftmaxClassifier(**kwargs).fit([[0.0], [1.0]], [0, 1])
+
+
+def test_one_class_and_unfitted_errors():
+    with pytest.raises(ValueError, match="y: expected at least 2 classes, got 1 class"):
+        SoftmaxClassifier().fit([[0.0], [1.0]], [3, 3])
+    with pytest.raises(NotFittedError):
+        SoftmaxClassifier().predict([[0.0]])
+    with pytest.raises(ValueError, match="hidden_layer_sizes: expected a non-empty tuple"):
+        MLPClassifier(hidden_layer_sizes=()).fit([[0.0], [1.0]], [0, 1])
