@@ -500,7 +500,19 @@ def test_model_example_picture_and_errors(
     assert code == 0
     assert _png(png).shape[1] >= 1000  # the image panel, the bars and the curve
 
-    n = len(__import__("crossent.io").io.load_run(run_dir).X_test)
+    # the penalty defaults to the model's own weights and alpha
+    from crossent.io import load_run
+
+    run = load_run(run_dir)
+    code, out, _ = run_cli(capsys, "--model", str(run_dir), "--penalty", "l2", "--json")
+    assert code == 0
+    d = json.loads(out)
+    clf = run.classifier
+    assert d["penalty"]["alpha"] == clf.alpha
+    assert d["penalty"]["value"] == crossent.penalty(clf.coef_.ravel(), "l2", alpha=clf.alpha)
+    assert d["objective"] == d["loss"] + d["penalty"]["value"]
+
+    n = len(run.X_test)
     code, _, err = run_cli(capsys, "--model", str(run_dir), "--index", str(n))
     assert code == 2
     assert f"--index: expected a test example index in [0, {n - 1}], got {n}" in err

@@ -8,6 +8,7 @@ precision. Skipped only when Debian's ``chromium``/``chromedriver`` are not inst
 
 from __future__ import annotations
 
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -115,6 +116,7 @@ def test_seed_page_in_the_browser(driver: Any, tmp_path: Path) -> None:
     assert shown(driver, "p", 3) == [fmt(v) for v in crossent.softmax(scores)]
     assert shown(driver, "nlp", 3) == [fmt(-v) for v in crossent.log_softmax(scores)]
     assert shown(driver, "grad", 3) == [fmt(v) for v in crossent.cross_entropy_grad(scores, 0)]
+    assert text(driver, "reading") == explain(scores, 0).reading
     assert text(driver, "reading").startswith("Wrong: the model prefers dog")
     # the point on the -log curve moved left (p of cat fell from 0.665 to 0.140)
     point = driver.find_element("css selector", "#curve circle.point")
@@ -143,6 +145,15 @@ def test_seed_page_in_the_browser(driver: Any, tmp_path: Path) -> None:
     type_score(driver, 2, "-3.25")
     scores = page_scores(driver, 3)
     assert scores[2] == -3.25
+    assert text(driver, "loss") == fmt(crossent.cross_entropy(scores, 2))
+
+    # tiny probabilities are written as the text and the library's formatter write them
+    type_score(driver, 0, "20")
+    scores = page_scores(driver, 3)
+    p = crossent.softmax(scores)
+    assert p[2] < 1e-4
+    assert shown(driver, "p", 3) == [format_number(v, 3, tiny=True) for v in p]
+    assert re.fullmatch(r"\d\.\d\de-\d\d", text(driver, "p-2"))  # 7.99e-11
     assert text(driver, "loss") == fmt(crossent.cross_entropy(scores, 2))
     no_errors(driver)
 
@@ -185,7 +196,23 @@ def test_page_with_every_option_agrees_with_the_library(driver: Any, tmp_path: P
 
     Select(driver.find_element("id", "target")).select_by_visible_text("d")
     assert text(driver, "loss") == fmt(crossent.cross_entropy(x, 3, reduction="sum", **kw))
+    assert text(driver, "reading") == explain(x, 3, classes=list("abcd"), **kw).reading
     assert shown(driver, "p", 4) == [
         fmt(v) for v in crossent.softmax(4.0 * np.tanh(np.array(x) / 1.4 / 4.0))
     ]
+    no_errors(driver)
+
+
+def test_probability_target_page_reads_like_the_library(driver: Any, tmp_path: Path) -> None:
+    q = [0.2, 0.5, 0.3]
+    page = write_html(explain(SEED, q), tmp_path / "probs.html")
+    open_page(driver, page)
+    assert text(driver, "loss") == fmt(crossent.cross_entropy(SEED, np.array(q)))
+    assert text(driver, "reading") == explain(SEED, q).reading  # entropy and KL gap
+    type_score(driver, 1, "11")
+    scores = [10.0, 11.0, 8.0]
+    assert text(driver, "loss") == fmt(crossent.cross_entropy(scores, np.array(q)))
+    assert text(driver, "reading") == explain(scores, q).reading
+    points = driver.find_elements("css selector", "#curve circle.point")
+    assert [pt.get_attribute("data-class") for pt in points] == ["cat", "dog", "horse"]
     no_errors(driver)

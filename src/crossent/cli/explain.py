@@ -90,7 +90,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     opt.add_argument("--softcap", type=float, default=None, metavar="CAP")
     reg = p.add_argument_group("regularization: objective = loss term + alpha·R(weights)")
     reg.add_argument("--penalty", choices=["l1", "l2", "elasticnet"], help="R: L1, L2 or both")
-    reg.add_argument("--alpha", type=float, default=1.0, help="strength (default 1.0)")
+    reg.add_argument(
+        "--alpha",
+        type=float,
+        default=None,
+        help="strength (default 1.0; with --model, the model's own alpha)",
+    )
     reg.add_argument(
         "--l1-ratio", type=float, default=0.5, help="L1 share of elasticnet (default 0.5)"
     )
@@ -99,7 +104,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         nargs="+",
         type=float,
         metavar="W",
-        help="the model weights R is computed on (default with --model: the model's coef_)",
+        help="the model weights R is computed on (default with --model: the model's weights)",
     )
     mdl = p.add_argument_group("a real example through a model saved by `crossent train`")
     mdl.add_argument("--model", type=Path, metavar="RUN_DIR", help="the run directory")
@@ -170,10 +175,13 @@ def _from_model(args: argparse.Namespace) -> dict[str, Any]:
     shape = getattr(run, "image_shape", None)
     if shape is not None and int(np.prod(shape)) == X[i].size:
         image = X[i].reshape(shape)
-    params = None
-    coef = getattr(getattr(run, "classifier", run.model), "coef_", None)
-    if coef is not None:
-        params = np.asarray(coef, dtype=np.float64).reshape(-1)
+    # the penalized weights: every weight matrix of an MLP, coef_ of a linear model (no biases)
+    clf = getattr(run, "classifier", run.model)
+    mats = getattr(clf, "coefs_", None) or (
+        [clf.coef_] if getattr(clf, "coef_", None) is not None else []
+    )
+    params = np.concatenate([np.ravel(m) for m in mats]).astype(np.float64) if mats else None
+    alpha = getattr(clf, "alpha", None)
     pred = classes[int(np.argmax(scores))]
     source = (
         f"test example {i} of {n} from the model in {args.model}: true class {classes[matches[0]]}"
@@ -186,6 +194,7 @@ def _from_model(args: argparse.Namespace) -> dict[str, Any]:
         "image": image,
         "source": source,
         "model_params": params,
+        "model_alpha": float(alpha) if isinstance(alpha, (int, float)) else None,
     }
 
 
@@ -212,9 +221,13 @@ def run(args: argparse.Namespace) -> int:
 
     kw: dict[str, Any] = {}
     params = args.weights
+    alpha = args.alpha
     if args.model is not None:
         got = _from_model(args)
         model_params = got.pop("model_params")
+        model_alpha = got.pop("model_alpha")
+        if alpha is None and model_alpha is not None:
+            alpha = model_alpha
         kw.update(got)
         if params is None and args.penalty is not None:
             if model_params is None:
@@ -243,7 +256,7 @@ def run(args: argparse.Namespace) -> int:
             softcap=args.softcap,
             temperature=args.temperature,
             penalty=args.penalty,
-            alpha=args.alpha,
+            alpha=1.0 if alpha is None else alpha,
             l1_ratio=args.l1_ratio,
             params=params,
             **kw,

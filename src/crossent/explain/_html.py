@@ -15,6 +15,8 @@ import os
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 from crossent.explain._files import atomic_write
 from crossent.explain._result import Explanation
 from crossent.explain._text import format_number
@@ -35,7 +37,7 @@ th { font-weight: 600; font-size: 0.9em; color: var(--muted); }
 td.name, th.name { text-align: left; }
 tr.target td.name { color: var(--target); font-weight: 700; }
 input[type=range] { width: 120px; vertical-align: middle; }
-input[type=number] { width: 72px; font: inherit; }
+input[type=number] { width: 84px; font: inherit; }
 input.invalid { outline: 2px solid var(--target); }
 .bar { position: relative; width: 110px; height: 14px; background: #f1f1f1; }
 .bar > div { position: absolute; left: 0; top: 0; bottom: 0; background: var(--bar); }
@@ -60,7 +62,9 @@ _JS = r"""
 
   function fmt(x, tiny) {
     if (tiny && x !== 0 && Math.abs(x) < 0.5 * Math.pow(10, -digits)) {
-      return x.toExponential(Math.max(digits - 1, 1));
+      // as Python writes it: 1.28e-05, not 1.28e-5
+      return x.toExponential(Math.max(digits - 1, 1)).replace(/e([+-])(\d)$/,
+        function (_, sign, d) { return "e" + sign + "0" + d; });
     }
     var s = x.toFixed(digits);
     return /^-0\.?0*$/.test(s) ? s.slice(1) : s;
@@ -122,21 +126,37 @@ _JS = r"""
   }
 
   function reading(r, st) {
+    var o = st.o;
+    var plain = o.temperature === 1 && o.eps === 0 && !o.weight && !o.zloss && !o.softcap;
+    var top = D.classes[r.pred], i;
     if (Array.isArray(st.target)) {
+      var best = 0;
+      for (i = 1; i < C; i++) if (st.target[i] > st.target[best]) best = i;
+      var phrase = r.pred !== best ? "wrong: not the target's most likely class"
+        : r.p[best] >= 0.9 ? "right and confident" : "right but unsure";
+      if (plain) {
+        var H = 0;
+        for (i = 0; i < C; i++) if (st.target[i] > 0) H -= st.target[i] * Math.log(st.target[i]);
+        return "The target spreads its probability over the classes, so even a perfect "
+          + "prediction would cost its entropy H(q) = " + g3(H) + "; this one costs "
+          + g3(r.loss) + ", " + g3(r.loss - H) + " more (the KL divergence from q to p), "
+          + "and its top class is " + top + " (" + phrase + ").";
+      }
       return "The target spreads its probability over the classes; this prediction costs "
-        + g3(r.loss) + ", and its top class is " + D.classes[r.pred] + ".";
+        + g3(r.loss) + ", and its top class is " + top + " (" + phrase + ").";
     }
     var y = st.target, name = D.classes[y], py = g3(r.p[y]);
     if (r.pred === y && r.p[y] >= 0.9) {
       return "Right and confident: the model gives " + name + " p = " + py
-        + ", so the loss is small (" + g3(r.loss) + ").";
+        + ", so the loss is small (" + g3(r.loss) + ")"
+        + (plain ? "; it reaches 0 only at p = 1." : ".");
     }
     if (r.pred === y) {
       return "Right but unsure: " + name + " has the largest probability, yet only p = "
         + py + ", so the loss (" + g3(r.loss) + ") is larger than a confident answer's; "
         + "it falls as p rises toward 1.";
     }
-    return "Wrong: the model prefers " + D.classes[r.pred] + " (p = " + g3(r.p[r.pred])
+    return "Wrong: the model prefers " + top + " (p = " + g3(r.p[r.pred])
       + ") and gives " + name + " only p = " + py + ", so the loss is large ("
       + g3(r.loss) + "); -log p grows without bound as p falls toward 0.";
   }
@@ -262,6 +282,28 @@ def _data(ex: Explanation, digits: int) -> str:
     return json.dumps(data).replace("</", "<\\/")
 
 
+def _image_svg(image: Any) -> str:
+    """The example's image as an inline SVG of grey squares (dark = large), or ''."""
+    if image is None:
+        return ""
+    img = np.asarray(image, dtype=np.float64)
+    if img.ndim != 2 or not np.isfinite(img).all() or img.size > 4096:
+        return ""
+    lo, hi = float(img.min()), float(img.max())
+    scaled = (img - lo) / (hi - lo) if hi > lo else np.zeros_like(img)
+    h, w = img.shape
+    cell = max(3, 96 // max(h, w))
+    rects = "".join(
+        f'<rect x="{c * cell}" y="{r * cell}" width="{cell}" height="{cell}" '
+        f'fill="rgb({v},{v},{v})"/>'
+        for (r, c), v in np.ndenumerate(np.round(255 * (1 - scaled)).astype(int))
+    )
+    return (
+        f'<svg id="image" width="{w * cell}" height="{h * cell}" role="img" '
+        f'aria-label="the example\'s image">{rects}</svg>'
+    )
+
+
 def render_html(ex: Explanation, *, digits: int = 3) -> str:
     """A self-contained interactive page of the walk-through.
 
@@ -337,6 +379,7 @@ def render_html(ex: Explanation, *, digits: int = 3) -> str:
             f'<output id="objective">{f(ex.objective)}</output></p>'
         )
     source = f'<p class="note">{_e(ex.source)}</p>' if ex.source else ""
+    source += _image_svg(ex.image)
     grad_head = "p - y" if ex.plain else "dloss/ds"
     return f"""<!DOCTYPE html>
 <html lang="en">

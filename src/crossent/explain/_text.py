@@ -248,7 +248,7 @@ def format_text(ex: Explanation, digits: int = 3) -> str:
         }[pt.kind]
         out += _wrap(
             f"regularization ({pt.kind.upper() if pt.kind != 'elasticnet' else 'elastic net'}"
-            f", alpha = {_short(pt.alpha)}, w = {ws}): {what} = {f(pt.value)}",
+            f", alpha = {pt.alpha:g}, w = {ws}): {what} = {f(pt.value)}",
             indent="  ",
         )
         assert ex.objective is not None
