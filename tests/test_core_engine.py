@@ -112,3 +112,30 @@ def test_import_crossent_stays_light():
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
+def test_small_lean_path_equals_general_path(dtype, reduction):
+    from crossent._cross_entropy import _compute, _small_simple
+
+    rng = np.random.default_rng(5)
+    for n, c in [(64, 10), (1, 1), (7, 300), (100, 2)]:
+        x = (rng.normal(size=(n, c)) * 10).astype(dtype)
+        y = rng.integers(0, c, size=n)
+        fast = _small_simple(x, y, -1, reduction, True)
+        assert fast is not None
+        general = _compute(
+            _prepare(x, y, -1, None, -100, reduction, 0.0, 0.0, None, 1.0), True, None
+        )
+        tol = 1e-12 if dtype == np.float64 else 1e-5
+        np.testing.assert_allclose(fast[0], general[0], rtol=tol, atol=tol)
+        np.testing.assert_allclose(fast[1], general[1], rtol=tol, atol=tol * 0.1)  # p - 1 cancels
+        assert np.asarray(fast[0]).dtype == dtype
+        assert fast[1].dtype == dtype
+    # what the lean path hands over to the general one
+    x = np.zeros((3, 4))
+    assert _small_simple(x, np.array([0, -100, 1]), -1, reduction, True) is None
+    assert _small_simple(x, np.array([0, 4, 1]), -1, reduction, True) is None
+    assert _small_simple(np.array([[np.nan, 0.0]]), np.array([0]), -1, reduction, True) is None
+    assert _small_simple(x, np.array([0, 1, 2]), 0, reduction, True) is None

@@ -254,6 +254,68 @@ _NOTES_DOC = r"""
 """
 
 
+# at most this many logits take the lean path below (when its conditions hold)
+SMALL_MAX_ELEMENTS = 1 << 15
+
+
+def _small_simple(
+    logits: Any, target: Any, axis: int, reduction: str, want_grad: bool
+) -> tuple[Any, Any] | None:
+    """The common small case without a block engine: (N, C) float logits, valid int labels,
+    no weights or extras, nothing ignored. ``None`` when it does not apply (the general path
+    then handles the input, or raises the documented error). Same formulas, fewer NumPy calls:
+    a batch of 64 × 10 costs what a plain vectorized NumPy implementation costs.
+    """
+    if not (
+        type(logits) is np.ndarray
+        and type(target) is np.ndarray
+        and logits.ndim == 2
+        and type(axis) is int
+        and axis in (-1, 1)
+        and logits.size <= SMALL_MAX_ELEMENTS
+        and logits.dtype in (np.float32, np.float64)
+        and target.dtype.kind in "iu"
+        and target.shape == logits.shape[:1]
+        and reduction in ("mean", "sum", "none")
+        and logits.size > 0
+    ):
+        return None
+    n, c = logits.shape
+    if target.min() < 0 or target.max() >= c:
+        return None  # ignored rows or a bad label: the general path
+    mx = logits.max(axis=1)
+    if not np.isfinite(mx.sum()):
+        return None  # NaN, inf, or -inf rows: the general path
+    z = np.subtract(logits, mx[:, None])
+    np.exp(z, out=z)
+    s = z.sum(axis=1)
+    rows = np.arange(n)
+    loss = np.maximum(np.log(s) + mx - logits[rows, target], 0.0)
+    scale = 1.0 / n if reduction == "mean" else 1.0
+    out = loss if reduction == "none" else logits.dtype.type(loss.sum(dtype=np.float64) * scale)
+    if not want_grad:
+        return out, None
+    z *= (scale / s)[:, None]
+    z[rows, target] -= scale
+    return out, z
+
+
+def _no_extras(weight: Any, ls: Any, zl: Any, cap: Any, temp: Any, ii: Any) -> bool:
+    """All options at their defaults (checked by type too: ``True == 1.0`` must not pass)."""
+    return (
+        weight is None
+        and cap is None
+        and type(ls) in (float, int)
+        and ls == 0
+        and type(zl) in (float, int)
+        and zl == 0
+        and type(temp) in (float, int)
+        and temp == 1
+        and type(ii) is int
+        and ii == -100
+    )
+
+
 def cross_entropy(
     logits: ArrayLike,
     target: ArrayLike,
@@ -267,6 +329,10 @@ def cross_entropy(
     softcap: float | None = None,
     temperature: float = 1.0,
 ) -> Any:
+    if _no_extras(weight, label_smoothing, z_loss, softcap, temperature, ignore_index):
+        fast = _small_simple(logits, target, axis, reduction, False)
+        if fast is not None:
+            return fast[0]
     prep = _prepare(
         logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss,
         softcap, temperature,
@@ -288,6 +354,12 @@ def cross_entropy_grad(
     temperature: float = 1.0,
     out: NDArray[Any] | None = None,
 ) -> NDArray[Any]:
+    if out is None and _no_extras(
+        weight, label_smoothing, z_loss, softcap, temperature, ignore_index
+    ):
+        fast = _small_simple(logits, target, axis, reduction, True)
+        if fast is not None:
+            return fast[1]
     prep = _prepare(
         logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss,
         softcap, temperature,
@@ -309,6 +381,12 @@ def cross_entropy_with_grad(
     temperature: float = 1.0,
     out: NDArray[Any] | None = None,
 ) -> tuple[Any, NDArray[Any]]:
+    if out is None and _no_extras(
+        weight, label_smoothing, z_loss, softcap, temperature, ignore_index
+    ):
+        fast = _small_simple(logits, target, axis, reduction, True)
+        if fast is not None:
+            return fast
     prep = _prepare(
         logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss,
         softcap, temperature,

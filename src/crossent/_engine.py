@@ -15,8 +15,9 @@ import numpy as np
 
 from crossent._kernel import Array, Problem, ce_block
 
-# a block of rows of about this many bytes stays in the per-core cache
-BLOCK_BYTES = 512 * 1024
+# a block of rows of about this many bytes: about the L2 cache of a core, large enough that
+# the per-call overhead of the dozen NumPy calls per block stays small (measured: benchmarks/)
+BLOCK_BYTES = 2 * 1024 * 1024
 # below this many elements (M * C) one thread does all the work
 PARALLEL_MIN_ELEMENTS = 1 << 20
 

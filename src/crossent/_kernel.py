@@ -5,9 +5,13 @@
 probabilities, every option resolved. :func:`ce_block` computes rows ``r0:r1`` of it while they
 stay in cache:
 
-1. ``z = transform(x) - max`` (temperature, soft-capping), written into the gradient buffer;
-2. the per-row sums that need ``z`` (target logit, smoothing and probability-target sums);
-3. ``e = exp(z)`` in place: the only transcendental per element (two with soft-capping);
+1. the row maxima of the raw logits (both transforms are increasing), which validate the rows
+   and choose the shift: 0 when ``exp`` cannot overflow or lose the largest terms (then the
+   shift costs nothing), the row maximum otherwise;
+2. the per-row sums that need the transformed logits ``z`` (target logit, smoothing and
+   probability-target sums), taken on the raw logits: they are linear in them;
+3. ``e = exp(z - shift)`` written straight into the gradient buffer: the only transcendental
+   per element (two with soft-capping);
 4. ``grad = (a / s) * e - b`` in place, with ``s = sum(e)``, then the chain rule of the transform.
 
 No temporary the size of the logits is made: the gradient buffer holds ``z``, then ``e``, then
@@ -68,6 +72,28 @@ def _check_row_max(pb: Problem, r0: int, m: Array) -> None:
         )
 
 
+# exp(z) for z in [lo, hi] neither overflows nor underflows its largest terms: no shift needed
+SAFE_RANGE = {np.dtype(np.float32): (-60.0, 80.0), np.dtype(np.float64): (-600.0, 700.0)}
+
+
+def _row_sums(
+    pb: Problem, xt: Array, weights: Array | None, masked_rows: Array, fin: Array | None
+) -> Array:
+    """Σ_c weights[c] · xt[n, c] over the finite classes, in float64 (weights (C,) or (n, C))."""
+    if weights is None:
+        out = np.einsum("ij->i", xt, dtype=pb.cdtype).astype(np.float64)
+    elif weights.ndim == 1:
+        out = (xt @ weights.astype(xt.dtype, copy=False)).astype(np.float64)
+    else:
+        with np.errstate(invalid="ignore"):  # 0 * -inf at masked classes: redone below
+            out = np.einsum("ij,ij->i", weights, xt, dtype=np.float64)
+    if fin is not None:
+        xm = np.where(fin, xt[masked_rows], 0.0)
+        wm = weights[masked_rows] if weights is not None and weights.ndim == 2 else weights
+        out[masked_rows] = (xm * (wm if wm is not None else 1.0)).sum(axis=1)
+    return out
+
+
 def ce_block(
     pb: Problem,
     r0: int,
@@ -82,79 +108,95 @@ def ce_block(
     the in-place mode: they are read before it is written); ``t`` a same-shaped scratch
     buffer, needed only with soft-capping.
     """
-    x = pb.x[r0:r1]
+    x = pb.x[r0:r1]  # (n, C)
     n, c = z.shape
+    cd = pb.cdtype
     eps, cap, temp = pb.eps, pb.softcap, pb.temperature
-    masked = np.isneginf(x) if cap is not None else None
-
-    # 1. z = transform(x) - max
-    if temp != 1.0:
-        np.divide(x, temp, out=z)
-    elif z is not x:
-        np.copyto(z, x, casting="same_kind")
-    if cap is not None:
-        assert t is not None and masked is not None
-        np.divide(z, cap, out=t)
-        np.tanh(t, out=t)
-        np.multiply(t, cap, out=z)
-        np.copyto(z, -np.inf, where=masked)  # a masked class stays masked
-    m = z.max(axis=1)
-    if not np.isfinite(m).all():
-        _check_row_max(pb, r0, m)
-        # an ignored row of all -inf is shifted by 0: exp gives 0, nothing overflows
-        m[np.isneginf(m)] = 0.0
-    with np.errstate(over="ignore"):  # -1e308 - 1e308 is -inf: exp gives 0, as it should
-        z -= m[:, None]
-
-    # 2. per-row sums that need z
     rows = np.arange(n)
-    fin: Array | None = None  # finite-logit mask, only for rows that have masked classes
-    flagged = np.zeros(n, dtype=bool)
+
+    # 1. row maxima and the shift; z = factor * xt is the transformed logit
+    mx = x.max(axis=1)
+    if not np.isfinite(mx).all():
+        _check_row_max(pb, r0, mx)
+        mx[np.isneginf(mx)] = 0  # an ignored row of all -inf: exp gives 0 everywhere
+    if cap is None:
+        xt, factor = x, 1.0 / temp
+        m = mx.astype(np.float64) * factor
+    else:
+        assert t is not None
+        k_cap = cd(1.0 / (temp * cap))
+        np.multiply(x, k_cap, out=t, casting="same_kind")
+        np.tanh(t, out=t)
+        xt, factor = t, float(cap)
+        m = cap * np.tanh(mx.astype(cd) * k_cap).astype(np.float64)
+    lo, hi = SAFE_RANGE[np.dtype(cd)]
+    shift = m if (m.min(initial=0.0) < lo or m.max(initial=0.0) > hi) else np.zeros(n)
+
+    # masked classes (-inf logits) matter for smoothing, probability targets, soft-capping
+    fin: Array | None = None
+    masked_rows = np.zeros(n, dtype=bool)
+    if eps > 0.0 or pb.q is not None or cap is not None:
+        masked_rows = np.isneginf(x.min(axis=1))
+        if masked_rows.any():
+            fin = ~np.isneginf(x[masked_rows])  # (n_masked, C)
+    k = np.full(n, float(c))  # number of finite classes per row
+    if fin is not None:
+        k[masked_rows] = np.maximum(fin.sum(axis=1), 1)  # 0 only in ignored rows
+
+    # 2. per-row sums in shifted coordinates (z - shift), before exp overwrites the buffer
     if pb.q is None:
         assert pb.y is not None and pb.wy is not None
+        y = pb.y[r0:r1]
         wy = pb.wy[r0:r1].astype(np.float64)
-        zy = z[rows, pb.y[r0:r1]].astype(np.float64)
+        with np.errstate(invalid="ignore"):
+            zy = factor * xt[rows, y].astype(np.float64) - shift
         zy[wy == 0.0] = 0.0  # ignored rows, zero-weight classes: their term is 0, never nan
         if eps > 0.0:
-            swz = (z @ pb.w if pb.w is not None else z.sum(axis=1)).astype(np.float64)
-            k = np.full(n, float(c))
             w_f = np.full(n, float(pb.w.sum()) if pb.w is not None else float(c))
-            flagged = ~np.isfinite(swz)
-            if flagged.any():
-                fin = np.isfinite(z[flagged])
-                zf = np.where(fin, z[flagged], 0.0)
+            if fin is not None:
                 wf = fin * (pb.w if pb.w is not None else 1.0)
-                swz[flagged] = (zf * wf).sum(axis=1)
-                k[flagged] = np.maximum(fin.sum(axis=1), 1)  # 0 only in ignored rows
-                w_f[flagged] = wf.sum(axis=1)
+                w_f[masked_rows] = wf.sum(axis=1)
+            swz = factor * _row_sums(pb, xt, pb.w, masked_rows, fin) - shift * w_f
     else:
         q = pb.q[r0:r1]
-        wq = np.multiply(q, 1.0 - eps, dtype=pb.cdtype)
+        wq = np.multiply(q, 1.0 - eps, dtype=cd)  # (n, C) smoothed, weighted target
         if eps > 0.0:
-            wq += eps / c
+            wq += cd(eps / c)
+        if fin is not None:
+            wq_m = (1.0 - eps) * q[masked_rows].astype(cd) + (eps / k[masked_rows])[:, None] * fin
+            wq[masked_rows] = wq_m
         if pb.w is not None:
             wq *= pb.w
-        with np.errstate(invalid="ignore"):  # 0 * -inf at masked classes; redone below
-            s_wqz = np.einsum("ij,ij->i", wq, z, dtype=np.float64)
-        flagged = ~np.isfinite(s_wqz)
-        if flagged.any():
-            fin = np.isfinite(z[flagged])
-            k_f = fin.sum(axis=1, keepdims=True)
-            wq_f = (1.0 - eps) * q[flagged].astype(pb.cdtype) + (eps / k_f) * fin
-            if pb.w is not None:
-                wq_f *= pb.w
-            wq[flagged] = wq_f
-            s_wqz[flagged] = np.where(fin, wq_f * np.where(fin, z[flagged], 0.0), 0.0).sum(1)
-            # probability mass on a masked class: the loss is +inf
-            s_wqz[flagged] = np.where((wq_f * ~fin).sum(axis=1) > 0, -np.inf, s_wqz[flagged])
         a_sum = wq.sum(axis=1, dtype=np.float64)
+        s_wqz = factor * _row_sums(pb, xt, wq, masked_rows, fin) - shift * a_sum
+        if fin is not None:  # probability mass on a masked class: the loss is +inf
+            on_masked = (wq[masked_rows] * ~fin).sum(axis=1) > 0
+            s_wqz[np.flatnonzero(masked_rows)[on_masked]] = -np.inf
 
-    # 3. the one exp per element
-    np.exp(z, out=z)
-    s = z.sum(axis=1, dtype=np.float64)
+    # 3. the one exp per element, written straight into the gradient buffer
+    if t is not None:
+        np.multiply(t, cd(cap), out=z)
+        if shift.any():
+            z -= shift.astype(cd)[:, None]
+        if fin is not None:  # a masked class stays masked
+            z[masked_rows] = np.where(fin, z[masked_rows], -np.inf)
+        np.exp(z, out=z)
+    elif temp == 1.0 and not shift.any():
+        np.exp(x, out=z, dtype=cd)
+    else:
+        with np.errstate(over="ignore"):  # -1e308 - 1e308 is -inf: exp gives 0, as it should
+            if temp == 1.0:
+                np.subtract(x, shift.astype(cd)[:, None], out=z, dtype=cd)
+            else:
+                np.multiply(x, cd(factor), out=z, dtype=cd)
+                if shift.any():
+                    z -= shift.astype(cd)[:, None]
+        np.exp(z, out=z)
+    # float32: einsum's SIMD lanes are 2x faster than sum()'s pairwise summation
+    s = np.einsum("ij->i", z).astype(np.float64) if cd == np.float32 else z.sum(axis=1)
     s[s == 0.0] = 1.0  # all-masked ignored rows
     log_s = np.log(s)
-    lse = m.astype(np.float64) + log_s
+    lse = shift + log_s
 
     # losses (float64, per row)
     if pb.q is None:
@@ -170,6 +212,7 @@ def ce_block(
         if pb.z_loss:
             loss += pb.z_loss * lse**2
 
+    np.maximum(loss, 0.0, out=loss)  # exp/log round-off can leave -1e-17 where the loss is 0
     if not grad:
         return loss, lse
 
@@ -185,22 +228,21 @@ def ce_block(
         a = a_sum
     if pb.z_loss:
         a = a + 2.0 * pb.z_loss * lse
-    z *= (rowscale * a / s).astype(pb.cdtype)[:, None]
+    z *= (rowscale * a / s).astype(cd)[:, None]
     if pb.q is None:
-        assert pb.y is not None
-        z[rows, pb.y[r0:r1]] -= (rowscale * (1.0 - eps) * wy).astype(pb.cdtype)
+        z[rows, y] -= (rowscale * (1.0 - eps) * wy).astype(cd)
         if eps > 0.0:
-            coef = (rowscale * eps / k).astype(pb.cdtype)[:, None]
+            coef = (rowscale * eps / k).astype(cd)[:, None]
             z -= coef * pb.w if pb.w is not None else coef
             if fin is not None:  # masked classes get no smoothing mass
-                z[flagged] = np.where(fin, z[flagged], 0.0)
+                z[masked_rows] = np.where(fin, z[masked_rows], 0.0)
     else:
-        z -= rowscale.astype(pb.cdtype)[:, None] * wq
+        z -= rowscale.astype(cd)[:, None] * wq
     if cap is not None:
         assert t is not None
         np.multiply(t, t, out=t)
         np.subtract(1.0, t, out=t)
         z *= t
     if temp != 1.0:
-        z /= temp
+        z *= cd(1.0 / temp)
     return loss, lse
