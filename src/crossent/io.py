@@ -176,9 +176,10 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read the model file ({exc})") from None
     try:
-        with np.load(io.BytesIO(raw), allow_pickle=False) as f:
-            if not isinstance(f, np.lib.npyio.NpzFile):
-                raise ValueError("a single .npy array, not an .npz archive")
+        loaded = np.load(io.BytesIO(raw), allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            raise ValueError("a single .npy array, not an .npz archive")
+        with loaded as f:
             arrays = {k: f[k] for k in f.files}
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, RuntimeError) as exc:
         raise ModelFileError(

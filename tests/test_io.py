@@ -1,0 +1,165 @@
+"""Model files: round trips, exact resumption, atomic writes, and clear errors for bad files."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+
+import numpy as np
+import pytest
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from crossent.io import ModelFileError, load_model, save_model
+from crossent.models import MLPClassifier, SoftmaxClassifier
+
+
+@pytest.fixture(scope="module")
+def digits():
+    X, y = load_digits(return_X_y=True)
+    return X[:600], y[:600]
+
+
+def _fit(est, X, y):
+    with pytest.warns(ConvergenceWarning):
+        return est.fit(X, y)
+
+
+@pytest.mark.parametrize(
+    "make",
+    [
+        lambda: SoftmaxClassifier(alpha=0.01, max_iter=20),
+        lambda: MLPClassifier((8, 4), max_iter=3, random_state=0, class_weight={"3": 2.0}),
+        lambda: SoftmaxClassifier(
+            penalty="l1", solver="sgd", max_iter=2, early_stopping=True, random_state=0
+        ),
+    ],
+)
+def test_round_trip_keeps_predictions_params_and_labels(tmp_path, digits, make):
+    X, y = digits
+    labels = y.astype(str)  # string classes survive too
+    pipe = _fit(make_pipeline(StandardScaler(), make()), X, labels)
+    save_model(pipe, tmp_path / "m.npz")
+    back = load_model(tmp_path / "m.npz")
+    np.testing.assert_array_equal(back.predict_proba(X), pipe.predict_proba(X))
+    np.testing.assert_array_equal(back.classes_, pipe.classes_)
+    assert back[-1].get_params() == pipe[-1].get_params()
+    assert back[-1].loss_curve_ == pipe[-1].loss_curve_
+    assert back[-1].n_iter_ == pipe[-1].n_iter_
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.npz"]  # no temporary left
+
+
+def test_bare_classifier_and_extra_metadata(tmp_path, digits):
+    X, y = digits
+    clf = SoftmaxClassifier(alpha=0.1).fit(X / 16, y)
+    save_model(clf, tmp_path / "m", extra={"note": "hello"})  # no suffix added
+    back, extra = load_model(tmp_path / "m", with_extra=True)
+    assert isinstance(back, SoftmaxClassifier) and extra == {"note": "hello"}
+    np.testing.assert_array_equal(back.coef_, clf.coef_)
+
+
+def test_loaded_model_resumes_training_exactly(tmp_path, digits):
+    X, y = digits
+    kw = dict(solver="adam", learning_rate_init=0.01, random_state=0, tol=0.0, n_iter_no_change=99)
+    straight = _fit(MLPClassifier((8,), max_iter=4, **kw), X, y)
+    first = _fit(MLPClassifier((8,), max_iter=2, **kw), X, y)
+    save_model(first, tmp_path / "ckpt.npz")
+    resumed = load_model(tmp_path / "ckpt.npz").set_params(warm_start=True, max_iter=2)
+    _fit(resumed, X, y)
+    for a, b in zip(resumed.coefs_, straight.coefs_, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert resumed.loss_curve_ == straight.loss_curve_
+
+
+def test_save_refuses_other_estimators_and_unfitted_models(tmp_path, digits):
+    X, y = digits
+    with pytest.raises(TypeError, match="model: expected SoftmaxClassifier or MLPClassifier"):
+        save_model(LogisticRegression(max_iter=5000).fit(X, y), tmp_path / "m.npz")
+    with pytest.raises(NotFittedError):
+        save_model(SoftmaxClassifier(), tmp_path / "m.npz")
+
+
+@pytest.fixture
+def saved(tmp_path, digits):
+    X, y = digits
+    path = tmp_path / "good.npz"
+    save_model(make_pipeline(StandardScaler(), SoftmaxClassifier(alpha=0.1)).fit(X, y), path)
+    return path
+
+
+def _rewrite(src, dst, change):
+    with np.load(src, allow_pickle=False) as f:
+        arrays = {k: f[k] for k in f.files}
+    meta = json.loads(arrays["__metadata__"].tobytes().decode())
+    change(arrays, meta)
+    arrays["__metadata__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    np.savez(dst, **arrays)
+    return dst
+
+
+def test_missing_truncated_and_foreign_files_give_clear_errors(tmp_path, saved):
+    with pytest.raises(ModelFileError, match="no such file"):
+        load_model(tmp_path / "absent.npz")
+    raw = saved.read_bytes()
+    (tmp_path / "cut.npz").write_bytes(raw[: len(raw) // 2])
+    with pytest.raises(ModelFileError, match="damaged, truncated or foreign"):
+        load_model(tmp_path / "cut.npz")
+    (tmp_path / "text.npz").write_text("hello, I am not a model")
+    with pytest.raises(ModelFileError, match="damaged, truncated or foreign"):
+        load_model(tmp_path / "text.npz")
+    np.savez(tmp_path / "other.npz", weights=np.ones(3))
+    with pytest.raises(ModelFileError, match="without metadata"):
+        load_model(tmp_path / "other.npz")
+    np.save(tmp_path / "single.npy", np.ones(3))
+    with pytest.raises(ModelFileError, match=r"not an \.npz"):
+        load_model(tmp_path / "single.npy")
+
+
+def test_a_pickle_inside_is_never_executed(tmp_path):
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (pathlib.Path.touch, (marker,))
+
+    evil = np.empty(1, dtype=object)
+    evil[0] = Payload()
+    np.savez(tmp_path / "evil.npz", __metadata__=evil, classes=evil)
+    with pytest.raises(ModelFileError, match="allow_pickle"):
+        load_model(tmp_path / "evil.npz")
+    assert not marker.exists()
+
+
+@pytest.mark.parametrize(
+    ("change", "match"),
+    [
+        (lambda a, m: m.update(format="something.else"), "expected format 'crossent.model'"),
+        (lambda a, m: m.update(version=99), "expected format version 1, got 99"),
+        (lambda a, m: m.update(estimator="os.system"), "expected estimator SoftmaxClassifier"),
+        (lambda a, m: m["params"].update(evil=1), "unexpected estimator parameters"),
+        (lambda a, m: a.update(param_0=np.ones((3, 3))), "expected param_0 of shape \\(10, 64\\)"),
+        (lambda a, m: a.pop("param_1"), "expected an array 'param_1', got none"),
+        (lambda a, m: a.update(param_1=np.full(10, np.nan)), "expected finite values in param_1"),
+        (lambda a, m: a.update(scaler_scale=np.ones(5)), "scaler_scale of shape \\(64,\\)"),
+        (lambda a, m: m.pop("n_features_in"), "inconsistent model file"),
+    ],
+)
+def test_tampered_files_are_rejected(tmp_path, saved, change, match):
+    path = _rewrite(saved, tmp_path / "bad.npz", change)
+    with pytest.raises(ModelFileError, match=match):
+        load_model(path)
+
+
+def test_damaged_metadata_bytes(tmp_path, saved):
+    def scramble(arrays, meta):
+        arrays["__metadata__"] = np.frombuffer(b"{not json", dtype=np.uint8)
+
+    with np.load(saved) as f:
+        arrays = {k: f[k] for k in f.files}
+    scramble(arrays, None)
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ModelFileError, match="damaged metadata"):
+        load_model(tmp_path / "bad.npz")
