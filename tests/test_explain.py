@@ -412,9 +412,11 @@ def test_readme_shows_the_real_output(capsys: pytest.CaptureFixture[str]) -> Non
     assert code == 0
     assert shown_output == out
     assert "](docs/explain.png)" in section
-    png = Path(__file__).resolve().parents[1] / "docs" / "explain.png"
-    assert _png(png).shape[1] >= 700
-    assert png.stat().st_size < 150_000
+    for name in ("explain.png", "explain-page.png"):
+        assert f"](docs/{name})" in section
+        png = Path(__file__).resolve().parents[1] / "docs" / name
+        assert _png(png).shape[1] >= 700
+        assert png.stat().st_size < 150_000
 
 
 # ---------------------------------------------------------------- a real example from a model

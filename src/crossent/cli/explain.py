@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Any
@@ -53,10 +54,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "explain",
         help="walk through the cross-entropy of one example, step by step",
         description=(
-            "Show how softmax cross-entropy turns one example's class scores into a loss: "
-            "shift, exp, sum, softmax probability, -log p, target, gradient, loss, and what "
-            "the result means (the seed's walk-through). Every number comes from crossent's "
-            "own functions."
+            "Show how softmax cross-entropy turns one example's class scores into a loss:\n"
+            "shift, exp, sum, softmax probability, -log p, target, gradient, loss, and what\n"
+            "the result means (the seed's walk-through). Every number comes from crossent's\n"
+            "own functions. With no arguments: the seed's example (cat 10, dog 9, horse 8)."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -69,7 +70,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="one class score (logit) per class; default: the seed's 10 9 8",
     )
     p.add_argument(
-        "--classes", nargs="+", metavar="NAME", help="class names (default: cat dog horse)"
+        "--classes",
+        nargs="+",
+        metavar="NAME",
+        help="class names (default: cat dog horse for three scores, else 0 1 2 ...)",
     )
     tgt = p.add_mutually_exclusive_group()
     tgt.add_argument(
@@ -83,11 +87,37 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="a probability target instead (one per class, summing to 1): the loss is H(q, p)",
     )
     opt = p.add_argument_group("loss options (as in crossent.cross_entropy)")
-    opt.add_argument("--weight", nargs="+", type=float, metavar="W", help="class weights")
-    opt.add_argument("--label-smoothing", type=float, default=0.0, metavar="EPS")
-    opt.add_argument("--temperature", type=float, default=1.0, metavar="T")
-    opt.add_argument("--z-loss", type=float, default=0.0, metavar="LAMBDA")
-    opt.add_argument("--softcap", type=float, default=None, metavar="CAP")
+    opt.add_argument(
+        "--weight", nargs="+", type=float, metavar="W", help="class weights, one per class (>= 0)"
+    )
+    opt.add_argument(
+        "--label-smoothing",
+        type=float,
+        default=0.0,
+        metavar="EPS",
+        help="the target becomes (1 - EPS)·q + EPS/C (0 <= EPS <= 1; default 0)",
+    )
+    opt.add_argument(
+        "--temperature",
+        type=float,
+        default=1.0,
+        metavar="T",
+        help="divide the scores by T > 0 first (default 1)",
+    )
+    opt.add_argument(
+        "--z-loss",
+        type=float,
+        default=0.0,
+        metavar="LAMBDA",
+        help="add LAMBDA·(log sum exp)² to the loss (PaLM's z-loss; default 0)",
+    )
+    opt.add_argument(
+        "--softcap",
+        type=float,
+        default=None,
+        metavar="CAP",
+        help="soft-cap the scores to CAP·tanh(score/CAP) first (Gemma 2; CAP > 0)",
+    )
     reg = p.add_argument_group("regularization: objective = loss term + alpha·R(weights)")
     reg.add_argument("--penalty", choices=["l1", "l2", "elasticnet"], help="R: L1, L2 or both")
     reg.add_argument(
@@ -264,11 +294,16 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         raise _error(exc, args) from None
 
-    if args.json:
-        json.dump(ex.to_dict(), sys.stdout, indent=2)
-        sys.stdout.write("\n")
-    else:
-        sys.stdout.write(format_text(ex, digits=args.digits) + "\n")
+    report = (
+        json.dumps(ex.to_dict(), indent=2) if args.json else format_text(ex, digits=args.digits)
+    )
+    try:
+        sys.stdout.write(report + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `crossent explain --json | head`: the reader left early
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
     if args.plot is not None:
         save_plot(ex, args.plot, digits=args.digits)
         print(f"wrote {args.plot}", file=sys.stderr)

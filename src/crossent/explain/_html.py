@@ -48,6 +48,7 @@ tr.target .bar > div { background: var(--target); }
 .result output { font-weight: 700; }
 .controls label { margin-right: 18px; }
 svg text { font: 12px system-ui, sans-serif; fill: var(--ink); }
+svg text.label { paint-order: stroke; stroke: #fff; stroke-width: 3px; }
 .note { color: var(--muted); font-size: 0.9em; }
 """
 
@@ -199,15 +200,17 @@ _JS = r"""
       d += (j ? " L " : "M ") + X(x).toFixed(2) + " " + Y(-Math.log(x)).toFixed(2);
     }
     svg.appendChild(el("path", { d: d, fill: "none", stroke: "#111", "stroke-width": 2 }));
-    idx.forEach(function (k) {
+    idx.forEach(function (k, n) {
       var px = X(r.p[k]), py = Y(-r.logp[k]);
       svg.appendChild(el("line", { x1: px, y1: py, x2: px, y2: H - B, stroke: "#d62728",
         "stroke-dasharray": "3 3" }));
       svg.appendChild(el("circle", { cx: px, cy: py, r: 6, fill: "#d62728",
         "class": "point", "data-class": D.classes[k] }));
-      var right = r.p[k] > 0.5;
-      svg.appendChild(el("text", { x: right ? px - 9 : px + 9, y: py - 9,
-        "text-anchor": right ? "end" : "start" },
+      // the legend, top right, where the curve never goes
+      var ly = TOP + 14 + 18 * n;
+      svg.appendChild(el("circle", { cx: W - R - 8, cy: ly - 4, r: 5, fill: "#d62728" }));
+      svg.appendChild(el("text", { x: W - R - 18, y: ly, "text-anchor": "end",
+        "class": "label" },
         D.classes[k] + ": p = " + fmt(r.p[k]) + ", -log p = " + fmt(-r.logp[k])));
     });
   }
@@ -339,12 +342,12 @@ def render_html(ex: Explanation, *, digits: int = 3) -> str:
     rows = []
     for i, name in enumerate(ex.classes):
         cls = ' class="target"' if ex.target_index == i else ""
-        s = float(ex.scores[i])
+        s = repr(float(ex.scores[i])).removesuffix(".0")  # exact: 10, 0.1, 2.6349...
         rows.append(
             f'<tr id="row-{i}"{cls}><td class="name">{_e(name)}</td>'
             f'<td><input type="range" id="score-{i}" min="{lo}" max="{hi}" step="0.1" '
-            f'value="{s!r}" aria-label="score of {_e(name)}"> '
-            f'<input type="number" id="num-{i}" step="any" value="{s!r}" '
+            f'value="{s}" aria-label="score of {_e(name)}"> '
+            f'<input type="number" id="num-{i}" step="any" value="{s}" '
             f'aria-label="score of {_e(name)} (number)"></td>'
             f'<td id="z-{i}">{f(ex.logits[i])}</td>'
             f'<td id="shifted-{i}">{f(ex.shifted[i])}</td>'
