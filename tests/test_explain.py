@@ -379,9 +379,13 @@ def test_html_escapes_class_names() -> None:
 # ---------------------------------------------------------------- the rest
 
 
-def test_format_text_digits() -> None:
+def test_format_text_digits(capsys: pytest.CaptureFixture[str]) -> None:
     text = format_text(explain(), digits=5)
     assert "loss = -log p(cat) = -log 0.66524 = 0.40761" in text
+    code, out, _ = run_cli(capsys, "--digits", "0")
+    assert code == 0
+    assert table_rows(out)["dog"] == ["9", "-1", "3.7e-01", "2.4e-01", "1", "0", "0"]
+    assert "loss = -log p(cat) = -log 1 = 0\n" in out
 
 
 def test_help_and_entry_point() -> None:

@@ -186,9 +186,8 @@ def _from_model(args: argparse.Namespace) -> dict[str, Any]:
     X = np.asarray(run.X_test)
     n = X.shape[0]
     i = 0 if args.index is None else args.index
-    if not -n <= i < n:
+    if not 0 <= i < n:
         raise CLIError(f"--index: expected a test example index in [0, {n - 1}], got {i}")
-    i %= n
     scores = np.asarray(run.model.decision_function(X[i : i + 1]), dtype=np.float64)
     scores = scores.reshape(-1)
     names = getattr(run, "class_names", None)

@@ -25,14 +25,14 @@ def format_number(x: float, digits: int = 3, *, tiny: bool = False) -> str:
     --------
     >>> format_number(0.66524), format_number(-2.0), format_number(-1e-16)
     ('0.665', '-2.000', '0.000')
-    >>> format_number(1.9e-22, tiny=True)
-    '1.90e-22'
+    >>> format_number(1.9e-22, tiny=True), format_number(-0.4, 0)
+    ('1.90e-22', '0')
     """
     x = float(x)
     if tiny and x != 0.0 and abs(x) < 0.5 * 10.0**-digits:
         return f"{x:.{max(digits - 1, 1)}e}"
     out = f"{x:.{digits}f}"
-    return "0." + "0" * digits if out.lstrip("-").strip("0.") == "" else out
+    return out.removeprefix("-") if out.lstrip("-").strip("0.") == "" else out
 
 
 def _short(x: float, digits: int = 3) -> str:
