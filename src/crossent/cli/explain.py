@@ -77,7 +77,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     tgt = p.add_mutually_exclusive_group()
     tgt.add_argument(
-        "--target", metavar="CLASS", help="the true class: an index or a name (default: 0)"
+        "--target",
+        metavar="CLASS",
+        help="the true class: a class name or an index (a name wins; default: 0)",
     )
     tgt.add_argument(
         "--probs",

@@ -52,10 +52,11 @@ def _bars(ax: Axes, ex: Explanation, digits: int) -> None:
         ax.bar([0], [0], color=_OTHER, label="predicted p")
     if c <= 12:
         size = 9 if c <= 6 else 7
-        for bar, p in zip(bars, ex.probs, strict=True):
+        tops = ex.probs if ex.target_index is not None else np.maximum(ex.probs, ex.target_dist)
+        for bar, p, top in zip(bars, ex.probs, tops, strict=True):
             ax.annotate(
                 _fmt(p, digits),
-                (bar.get_x() + bar.get_width() / 2, p),
+                (bar.get_x() + bar.get_width() / 2, top),
                 xytext=(0, 3),
                 textcoords="offset points",
                 ha="center",
