@@ -15,32 +15,21 @@ import torch
 from crossent.torch import _cpu
 from crossent.torch._options import LossOptions, use_triton
 
-_ONCE = (
-    "crossent (inplace=True) scales the gradient in place during the first backward; a "
-    "second backward through the same loss is not supported"
-)
 
-
-def _scale_grad(ctx: Any, grad_out: torch.Tensor, reduction: str) -> torch.Tensor:
+def _scale_grad(grad: torch.Tensor, grad_out: torch.Tensor, opts: LossOptions) -> torch.Tensor:
     """The saved gradient times ``grad_out`` (a scalar, or one factor per row for ``'none'``).
 
-    An incoming gradient of exactly 1 (``loss.backward()``) returns the saved buffer itself.
-    Otherwise the default makes a new tensor (backward may run again); ``inplace=True`` scales
-    the buffer in place, once.
+    An incoming gradient of exactly 1 (``loss.backward()``) hands over the saved buffer itself.
+    Otherwise the default makes a new tensor; ``inplace=True`` scales the buffer in place (a
+    second backward then fails with autograd's "modified by an inplace operation" error).
     """
-    grad: torch.Tensor | None = ctx.grad
-    if grad is None:
-        raise RuntimeError(_ONCE)
-    if reduction == "none":
+    if opts.reduction == "none":
         factor = grad_out.reshape(-1, 1).to(grad.dtype)
     else:
         if bool(grad_out == 1.0):
             return grad
         factor = grad_out.to(grad.dtype)
-    if not ctx.opts.inplace:
-        return grad * factor
-    ctx.grad = None
-    return grad.mul_(factor)
+    return grad.mul_(factor) if opts.inplace else grad * factor
 
 
 def _bump_version(x: torch.Tensor) -> None:
@@ -71,11 +60,13 @@ class CrossEntropyFunction(torch.autograd.Function):
             loss, grad = _cpu.ce_forward(logits, target, weight, opts, want_grad)
         if grad is not None and grad.data_ptr() == logits.data_ptr():
             _bump_version(logits)
-        ctx.grad = grad
         ctx.opts = opts
-        ctx.n_classes = logits.shape[-1]
+        # saved (not kept on ctx) so that autograd frees it after a backward without
+        # retain_graph, and a leaf's AccumulateGrad can take the buffer without a copy
+        saved: list[torch.Tensor | None] = [grad if grad is not None else lse]
         if ctx.needs_input_grad[1]:
-            ctx.save_for_backward(logits, weight)
+            saved += [logits, weight]
+        ctx.save_for_backward(*saved)
         ctx.mark_non_differentiable(lse)
         return loss, lse
 
@@ -86,11 +77,11 @@ class CrossEntropyFunction(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
         opts: LossOptions = ctx.opts
         grad_x = grad_t = None
+        saved = ctx.saved_tensors
         if ctx.needs_input_grad[1]:
-            logits, weight = ctx.saved_tensors
-            grad_t = _target_grad(logits, weight, grad_loss, opts)
+            grad_t = _target_grad(saved[1], saved[2], grad_loss, opts)
         if ctx.needs_input_grad[0]:
-            grad_x = _scale_grad(ctx, grad_loss, opts.reduction)
+            grad_x = _scale_grad(saved[0], grad_loss, opts)
         return grad_x, grad_t, None, None
 
 

@@ -9,6 +9,9 @@ true class included, is computed in float32 and rounded to bfloat16 once.
 
 from __future__ import annotations
 
+import itertools
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -17,8 +20,9 @@ import torch
 import crossent
 from crossent.torch._options import LossOptions
 
-# bfloat16 logits are converted through a float32 buffer of this many elements (16 MiB)
-BF16_BLOCK_ELEMENTS = 1 << 22
+# bfloat16 logits go through float32 blocks of at most this many elements (4 MiB): small
+# enough for the engine to run them on the calling thread, large enough to amortize a call
+BF16_BLOCK_ELEMENTS = (1 << 20) - 1
 
 
 def _np(t: torch.Tensor) -> np.ndarray[Any, Any]:
@@ -99,7 +103,12 @@ def _ce_forward_blocked(
     opts: LossOptions,
     want_grad: bool,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """bfloat16: blocks of rows through a float32 buffer; per-row results, scaled at the end."""
+    """bfloat16: each thread takes a range of rows, a few rows at a time, through float32.
+
+    A block (under a million elements: the engine then stays on the calling thread) is
+    widened to float32, turned into per-row losses and gradients by the engine, scaled and
+    rounded to bfloat16 while it is still in cache.
+    """
     m, c = x.shape
     xd = x.detach()
     t = _np_target(target)
@@ -111,26 +120,55 @@ def _ce_forward_blocked(
     grad = None
     if want_grad:
         grad = xd if opts.inplace and xd.is_contiguous() else torch.empty_like(xd)
-    rows = max(1, min(m, BF16_BLOCK_ELEMENTS // max(c, 1)))
-    buf = torch.empty((rows, c), dtype=torch.float32)
+    xd = xd.contiguous()
     losses = np.empty(m, dtype=np.float64)
-    for r0 in range(0, m, rows):
-        r1 = min(r0 + rows, m)
-        b = buf[: r1 - r0]
-        b.copy_(xd[r0:r1])
-        bn = b.numpy()
-        if grad is None:
-            losses[r0:r1] = crossent.cross_entropy(bn, t[r0:r1], **kwargs)
-            continue
-        losses[r0:r1], _ = crossent.cross_entropy_with_grad(bn, t[r0:r1], out=bn, **kwargs)
-        if scale != 1.0:
-            b.mul_(scale)
-        grad[r0:r1].copy_(b)  # the one rounding to bfloat16
+    rows = max(1, min(m, BF16_BLOCK_ELEMENTS // max(c, 1)))
+
+    def work(lo: int, hi: int) -> None:
+        buf = torch.empty((min(rows, hi - lo), c), dtype=torch.float32)
+        for r0 in range(lo, hi, rows):
+            r1 = min(r0 + rows, hi)
+            b = buf[: r1 - r0]
+            b.copy_(xd[r0:r1])
+            bn = b.numpy()
+            if grad is None:
+                losses[r0:r1] = crossent.cross_entropy(bn, t[r0:r1], **kwargs)
+                continue
+            losses[r0:r1], _ = crossent.cross_entropy_with_grad(bn, t[r0:r1], out=bn, **kwargs)
+            torch.mul(b, scale, out=grad[r0:r1])  # the one rounding to bfloat16
+
+    workers = max(1, min(_n_threads(), m // rows))
+    bounds = np.linspace(0, m, workers + 1).astype(int)
+    if workers == 1:
+        work(0, m)
+    else:
+        futures = [
+            _pool(workers).submit(work, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)
+        ]
+        for f in futures:
+            f.result()
     if opts.reduction == "none":
         loss = torch.from_numpy(losses)
     else:
         loss = torch.tensor(float(losses.sum()) * scale)
     return loss.to(x.dtype), grad
+
+
+_POOL: ThreadPoolExecutor | None = None
+
+
+def _n_threads() -> int:
+    env = os.environ.get("CROSSENT_NUM_THREADS")
+    if env:
+        return max(1, int(env))
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+
+
+def _pool(workers: int) -> ThreadPoolExecutor:
+    global _POOL
+    if _POOL is None or _POOL._max_workers < workers:
+        _POOL = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crossent-torch")
+    return _POOL
 
 
 def transformed_lse(x: torch.Tensor, opts: LossOptions) -> torch.Tensor:

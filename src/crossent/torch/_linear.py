@@ -155,7 +155,12 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
             denom = _cpu.mean_denominator(target, class_weight, v, opts.ignore_index)
             scale = 1.0 / denom if denom > 0 else 0.0
         losses, gx, gw, gb = _run(x, w, b, target, class_weight, opts, chunk, scale, grads)
-        ctx.saved = (gx, gw, gb)
+        # saved, not kept on ctx: autograd frees them after a backward without retain_graph
+        ctx.save_for_backward(
+            gx,
+            gw.to(w.dtype) if gw is not None else None,
+            gb.to(w.dtype) if gb is not None else None,
+        )
         return (losses.sum() * scale).to(x.dtype)
 
     @staticmethod
@@ -167,20 +172,13 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
             _, gx, gw, gb = _run(
                 x, w, b, target, class_weight, opts, ctx.chunk, grad_loss, ctx.grads
             )
+            gw = gw.to(w.dtype) if gw is not None else None
+            gb = gb.to(w.dtype) if gb is not None else None
         else:
-            if ctx.saved is None:
-                raise RuntimeError(
-                    "crossent computes the gradients in the forward pass and hands them over "
-                    "in the first backward; a second backward is not supported"
-                )
-            gx, gw, gb = ctx.saved
-            ctx.saved = None
-            if not (grad_loss.device.type == "cpu" and float(grad_loss) == 1.0):
-                for g in (gx, gw, gb):
-                    if g is not None:
-                        g.mul_(grad_loss.to(g.dtype))
-        gw = gw.to(ctx.param_dtype) if gw is not None else None
-        gb = gb.to(ctx.param_dtype) if gb is not None else None
+            gx, gw, gb = ctx.saved_tensors
+            if not bool(grad_loss == 1.0):
+                gx, gw, gb = (g * grad_loss.to(g.dtype) if g is not None else None
+                              for g in (gx, gw, gb))  # fmt: skip
         return gx, gw, None, gb, None, None, None
 
 
