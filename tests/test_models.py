@@ -239,3 +239,29 @@ def test_one_class_and_unfitted_errors():
         SoftmaxClassifier().predict([[0.0]])
     with pytest.raises(ValueError, match="hidden_layer_sizes: expected a non-empty tuple"):
         MLPClassifier(hidden_layer_sizes=()).fit([[0.0], [1.0]], [0, 1])
+
+
+def test_optimizers_follow_their_formulas():
+    from crossent.models._optim import SGD, Adam, learning_rate_at, soft_threshold
+
+    rng = np.random.default_rng(0)
+    theta = rng.normal(size=7)
+    ref = theta.copy()
+    adam, sgd = Adam(7), SGD(7, momentum=0.9)
+    theta_sgd, ref_sgd, v = theta.copy(), theta.copy(), np.zeros(7)
+    m, s = np.zeros(7), np.zeros(7)
+    for t in range(1, 6):
+        g = rng.normal(size=7)
+        adam.step(theta, g, 0.01)
+        m, s = 0.9 * m + 0.1 * g, 0.999 * s + 0.001 * g * g
+        ref -= 0.01 * (m / (1 - 0.9**t)) / (np.sqrt(s / (1 - 0.999**t)) + 1e-8)
+        sgd.step(theta_sgd, g, 0.1)
+        v = 0.9 * v - 0.1 * g
+        ref_sgd += v
+    np.testing.assert_allclose(theta, ref, rtol=1e-12)
+    np.testing.assert_allclose(theta_sgd, ref_sgd, rtol=1e-12)
+    w = np.array([0.3, -0.05, 0.0, -1.0])
+    soft_threshold(w, 0.1)
+    np.testing.assert_allclose(w, [0.2, 0.0, 0.0, -0.9])
+    assert learning_rate_at("invscaling", 0.1, 3) == pytest.approx(0.05)
+    assert learning_rate_at("constant", 0.1, 3) == 0.1

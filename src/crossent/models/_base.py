@@ -63,6 +63,9 @@ def _check_number(value: Any, name: str, low: float, high: float = np.inf, *, in
         raise ValueError(f"{name}: expected {what} {bounds}, got {value!r}")
 
 
+_CONTROLLER: list[Any] = []
+
+
 def _blas_threads(solver: str, X: NDArray[np.float64]) -> Any:
     """One BLAS thread for small matrix products (mini-batches, small full batches).
 
@@ -71,11 +74,13 @@ def _blas_threads(solver: str, X: NDArray[np.float64]) -> Any:
     """
     from contextlib import nullcontext
 
-    from threadpoolctl import threadpool_limits
-
     if solver == "lbfgs" and X.size > 200_000:
         return nullcontext()
-    return threadpool_limits(limits=1, user_api="blas")
+    if not _CONTROLLER:  # finding the BLAS libraries takes milliseconds: do it once
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
@@ -196,7 +201,11 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         params, grads = unpack(theta, self._shapes_), unpack(grad, self._shapes_)
         loss = self._loss_grad(params, X, y, grads)
         kind, strength = self._smooth_penalty(solver)
-        if kind is not None:
+        if kind == "l2":  # the hot path of L-BFGS: ½·α·‖W‖² without re-validating W
+            for W, g in zip(params[0::2], grads[0::2], strict=True):
+                loss += 0.5 * strength * float(np.vdot(W, W))
+                g += strength * W
+        elif kind is not None:
             weights = params[0::2]
             loss += crossent.penalty(weights, kind, strength, self.l1_ratio)
             for g, pg in zip(

