@@ -74,7 +74,7 @@ def _blas_threads(solver: str, X: NDArray[np.float64]) -> Any:
     """
     from contextlib import nullcontext
 
-    if solver == "lbfgs" and X.size > 200_000:
+    if solver == "lbfgs" and X.size > 5_000_000:  # large full batches: let BLAS use threads
         return nullcontext()
     if not _CONTROLLER:  # finding the BLAS libraries takes milliseconds: do it once
         from threadpoolctl import ThreadpoolController

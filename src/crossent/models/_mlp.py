@@ -35,10 +35,16 @@ def dense_forward(x: Array, W: Array, b: Array) -> tuple[Array, tuple[Array, Arr
     return x @ W.T + b, (x, W)
 
 
-def dense_backward(dout: Array, cache: tuple[Array, Array]) -> tuple[Array, Array, Array]:
-    """Gradients ``(dx, dW, db)`` = ``(dout W, doutᵀ x, Σₙ dout)`` for dout (N, O)."""
+def dense_backward(
+    dout: Array, cache: tuple[Array, Array], need_dx: bool = True
+) -> tuple[Array | None, Array, Array]:
+    """Gradients ``(dx, dW, db)`` = ``(dout W, doutᵀ x, Σₙ dout)`` for dout (N, O).
+
+    ``need_dx=False`` skips ``dx`` (returns ``None``): the input layer needs no input gradient.
+    """
     x, W = cache
-    return dout @ W, dout.T @ x, dout.sum(axis=0)  # (N, I), (O, I), (O,)
+    dx = dout @ W if need_dx else None  # (N, I)
+    return dx, dout.T @ x, dout.sum(axis=0)  # (O, I), (O,)
 
 
 def relu_forward(z: Array) -> tuple[Array, NDArray[np.bool_]]:
@@ -71,11 +77,13 @@ def mlp_forward(params: Params, X: Array) -> tuple[Array, list[Any]]:
 def mlp_backward(dscores: Array, caches: list[Any]) -> Params:
     """Backpropagate ``dJ/dscores`` (N, C); returns ``[dW1, db1, ..., dWL, dbL]``."""
     grads: Params = []
-    dout = dscores
-    for dense_cache, relu_cache in reversed(caches):
+    dout: Array | None = dscores  # (N, C)
+    for layer in range(len(caches) - 1, -1, -1):
+        dense_cache, relu_cache = caches[layer]
+        assert dout is not None
         if relu_cache is not None:
-            dout = relu_backward(dout, relu_cache)
-        dout, dW, db = dense_backward(dout, dense_cache)
+            dout = relu_backward(dout, relu_cache)  # (N, H_l)
+        dout, dW, db = dense_backward(dout, dense_cache, need_dx=layer > 0)
         grads[:0] = [dW, db]
     return grads
 
