@@ -199,6 +199,17 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
     ) -> float:
         """Mean CE + the smooth part of ``alpha·R``; writes the gradient into ``grad``."""
         params, grads = unpack(theta, self._shapes_), unpack(grad, self._shapes_)
+        return self._objective_views(params, grads, X, y, solver)
+
+    def _objective_views(
+        self,
+        params: Params,
+        grads: Params,
+        X: NDArray[np.float64],
+        y: NDArray[np.intp],
+        solver: str,
+    ) -> float:
+        """:meth:`_objective` on the parameter and gradient views (the training loops' path)."""
         loss = self._loss_grad(params, X, y, grads)
         kind, strength = self._smooth_penalty(solver)
         if kind == "l2":  # the hot path of L-BFGS: ½·α·‖W‖² without re-validating W
@@ -336,10 +347,12 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
     def _fit_lbfgs(self, X: NDArray[np.float64], y: NDArray[np.intp], callback: Any) -> None:
         from scipy.optimize import minimize
 
-        grad = np.empty_like(self._theta)
+        theta, grad = self._theta, np.empty_like(self._theta)
+        params, grads = unpack(theta, self._shapes_), unpack(grad, self._shapes_)
 
         def fun(x: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-            loss = self._objective(x, X, y, grad, "lbfgs")
+            theta[:] = x
+            loss = self._objective_views(params, grads, X, y, "lbfgs")
             return loss, grad.copy()
 
         def on_iteration(intermediate_result: Any) -> None:
@@ -398,7 +411,8 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         grad = np.empty_like(theta)
         opt = st["optimizer"]
         l1 = self._prox_strength(solver)
-        weights = unpack(theta, self._shapes_)[0::2]
+        params, grads = unpack(theta, self._shapes_), unpack(grad, self._shapes_)
+        weights = params[0::2]
         stopped = False
         for _ in range(epochs):
             lr = learning_rate_at(self.lr_schedule, self.learning_rate_init, st["t"])
@@ -406,7 +420,8 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             total = 0.0
             for start in range(0, n, batch):
                 idx = order[start : start + batch]
-                total += self._objective(theta, X[idx], y[idx], grad, solver) * len(idx)
+                loss_b = self._objective_views(params, grads, X[idx], y[idx], solver)
+                total += loss_b * len(idx)
                 opt.step(theta, grad, lr)
                 if l1 > 0:
                     for w in weights:

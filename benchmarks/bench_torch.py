@@ -1,0 +1,209 @@
+"""Benchmark crossent.torch against PyTorch: time and peak extra memory, forward + backward.
+
+Every (case, implementation) runs in a fresh subprocess so that its peak resident memory is
+its own; ratios are against the first implementation listed, in the same run.
+
+    python benchmarks/bench_torch.py ce  --n 4096 --v 32000 128256 --dtype float32 bfloat16
+    python benchmarks/bench_torch.py lce --n 2048 --d 1024 --v 32000 --dtype float32
+
+On CUDA (``--device cuda``) memory is ``torch.cuda.max_memory_allocated`` above the inputs; on
+the CPU it is the peak resident set size (``VmHWM``, reset through ``/proc/self/clear_refs``)
+above the resident size before the call.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import time
+from typing import Any
+
+CE_IMPLS = ["eager", "compile", "crossent", "crossent-inplace"]
+LCE_IMPLS = ["unfused", "torch-chunked", "crossent"]
+GPU_CE_EXTRA = ["liger"]
+GPU_LCE_EXTRA = ["liger", "cce"]
+
+
+def _rss_kib(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise RuntimeError(field)
+
+
+class Memory:
+    """Peak memory above the current level, for one call."""
+
+    def __init__(self, device: str) -> None:
+        import torch
+
+        self.torch, self.cuda = torch, device == "cuda"
+
+    def __enter__(self) -> Memory:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+            self.torch.cuda.reset_peak_memory_stats()
+            self.base = self.torch.cuda.memory_allocated()
+        else:
+            with open("/proc/self/clear_refs", "w") as f:
+                f.write("5")  # reset VmHWM to the current VmRSS
+            self.base = _rss_kib("VmRSS") * 1024
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        if self.cuda:
+            self.torch.cuda.synchronize()
+            self.peak = self.torch.cuda.max_memory_allocated() - self.base
+        else:
+            self.peak = _rss_kib("VmHWM") * 1024 - self.base
+
+
+def _ce_step(impl: str, dtype: Any, n: int, v: int, device: str):  # type: ignore[no-untyped-def]
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator(device=device).manual_seed(0)
+    x = (torch.randn(n, v, generator=g, device=device) * 2).to(dtype)
+    y = torch.randint(0, v, (n,), generator=g, device=device)
+    if impl == "eager":
+        fn = F.cross_entropy
+    elif impl == "compile":
+        fn = torch.compile(F.cross_entropy)
+    elif impl.startswith("crossent"):
+        from crossent.torch import cross_entropy
+
+        inplace = impl == "crossent-inplace"
+        fn = lambda a, b: cross_entropy(a, b, inplace=inplace)  # noqa: E731
+    elif impl == "liger":
+        from liger_kernel.transformers.functional import liger_cross_entropy
+
+        fn = liger_cross_entropy
+    else:
+        raise ValueError(impl)
+
+    def step() -> None:
+        if impl == "crossent-inplace":  # in-place needs logits made by an op, not a leaf
+            leaf = x.detach().requires_grad_()
+            logits = leaf.view_as(leaf)
+        else:
+            leaf = logits = x.detach().requires_grad_()
+        fn(logits, y).backward()
+        del leaf
+
+    return step
+
+
+def _lce_step(impl: str, dtype: Any, n: int, d: int, v: int, device: str):  # type: ignore[no-untyped-def]
+    import torch
+    import torch.nn.functional as F
+
+    g = torch.Generator(device=device).manual_seed(0)
+    h = torch.randn(n, d, generator=g, device=device).to(dtype).requires_grad_()
+    w = (torch.randn(v, d, generator=g, device=device) * d**-0.5).to(dtype).requires_grad_()
+    y = torch.randint(0, v, (n,), generator=g, device=device)
+    if impl == "unfused":
+        fn = lambda: F.cross_entropy(F.linear(h, w), y)  # noqa: E731
+    elif impl == "torch-chunked":
+        opts = torch.nn.LinearCrossEntropyOptions()
+        fn = lambda: F.linear_cross_entropy(h, w, y, options=opts)  # noqa: E731
+    elif impl == "crossent":
+        from crossent.torch import linear_cross_entropy
+
+        fn = lambda: linear_cross_entropy(h, w, y)  # noqa: E731
+    elif impl == "liger":
+        from liger_kernel.transformers.functional import liger_fused_linear_cross_entropy
+
+        fn = lambda: liger_fused_linear_cross_entropy(h, w, y)  # noqa: E731
+    elif impl == "cce":
+        from cut_cross_entropy import linear_cross_entropy as cce
+
+        fn = lambda: cce(h, w, y)  # noqa: E731
+    else:
+        raise ValueError(impl)
+
+    def step() -> None:
+        h.grad = w.grad = None
+        fn().backward()
+
+    return step
+
+
+def _one(argv: list[str]) -> None:
+    """Child process: time one implementation on one case, print a JSON line."""
+    import torch
+
+    kind, impl, dtype_name, device, repeat, *dims = argv
+    dtype = getattr(torch, dtype_name)
+    sizes = [int(s) for s in dims]
+    step = (
+        _ce_step(impl, dtype, *sizes, device)
+        if kind == "ce"
+        else _lce_step(impl, dtype, *sizes, device)
+    )
+    sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    step()  # warm-up (compilation, first-touch of the allocator)
+    sync()
+    with Memory(device) as mem:
+        step()
+    times = []
+    for _ in range(int(repeat)):
+        sync()
+        t0 = time.perf_counter()
+        step()
+        sync()
+        times.append(time.perf_counter() - t0)
+    print(json.dumps({"min_ms": min(times) * 1e3, "median_ms": statistics.median(times) * 1e3,
+                      "peak_mb": mem.peak / 2**20}))  # fmt: skip
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "_one":
+        _one(sys.argv[2:])
+        return
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    p.add_argument("kind", choices=["ce", "lce"])
+    p.add_argument("--n", type=int, nargs="+", default=None)
+    p.add_argument("--d", type=int, default=1024)
+    p.add_argument("--v", type=int, nargs="+", default=None)
+    p.add_argument("--dtype", nargs="+", default=["float32"])
+    p.add_argument("--impl", nargs="+", default=None)
+    p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
+    p.add_argument("--repeat", type=int, default=3)
+    a = p.parse_args()
+    impls = a.impl or (CE_IMPLS if a.kind == "ce" else LCE_IMPLS)
+    if a.impl is None and a.device == "cuda":
+        impls = impls + (GPU_CE_EXTRA if a.kind == "ce" else GPU_LCE_EXTRA)
+    ns = a.n or ([4096] if a.kind == "ce" else [2048])
+    vs = a.v or [32000]
+    print(f"| case | implementation | time (ms, min / median of {a.repeat}) | vs {impls[0]} | "
+          f"peak extra memory (MB) | vs {impls[0]} |")  # fmt: skip
+    print("|---|---|---|---|---|---|")
+    for dtype in a.dtype:
+        for n in ns:
+            for v in vs:
+                dims = [n, v] if a.kind == "ce" else [n, a.d, v]
+                case = f"{dtype} N={n}" + (f" D={a.d}" if a.kind == "lce" else "") + f" V={v}"
+                base = None
+                for impl in impls:
+                    cmd = [sys.executable, __file__, "_one", a.kind, impl, dtype, a.device,
+                           str(a.repeat), *map(str, dims)]  # fmt: skip
+                    r = subprocess.run(cmd, capture_output=True, text=True)
+                    if r.returncode != 0:
+                        err = (r.stderr.strip().splitlines() or ["?"])[-1][:80]
+                        print(f"| {case} | {impl} | failed: {err} | | | |", flush=True)
+                        continue
+                    res = json.loads(r.stdout.strip().splitlines()[-1])
+                    base = base or res
+                    print(f"| {case} | {impl} | {res['min_ms']:.0f} / {res['median_ms']:.0f} | "
+                          f"{res['min_ms'] / base['min_ms']:.2f}× | {res['peak_mb']:.0f} | "
+                          f"{res['peak_mb'] / max(base['peak_mb'], 1e-9):.2f}× |", flush=True)  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
