@@ -13,6 +13,7 @@ from typing import Any
 import torch
 
 from crossent.torch._autograd import CrossEntropyFunction
+from crossent.torch._compile import eager_under_compile
 from crossent.torch._options import (
     LossOptions,
     check_class_weight,
@@ -76,11 +77,11 @@ def _producer_saved(x: torch.Tensor) -> bool:
     return isinstance(saved, torch.Tensor) and saved.data_ptr() == x.data_ptr()
 
 
-@torch.compiler.disable
+@eager_under_compile
 def _apply(
     x: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None, opts: LossOptions
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """The autograd Function, run eagerly under ``torch.compile`` (a graph break)."""
+    """The autograd Function; run eagerly under ``torch.compile`` (a graph break)."""
     return CrossEntropyFunction.apply(x, t, w, opts)
 
 

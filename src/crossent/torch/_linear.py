@@ -18,6 +18,7 @@ from typing import Any
 import torch
 
 from crossent.torch import _cpu
+from crossent.torch._compile import eager_under_compile
 from crossent.torch._options import (
     LossOptions,
     check_class_weight,
@@ -182,9 +183,9 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         return gx, gw, None, gb, None, None, None
 
 
-@torch.compiler.disable
+@eager_under_compile
 def _apply(*args: Any) -> torch.Tensor:
-    """The autograd Function, run eagerly under ``torch.compile`` (a graph break)."""
+    """The autograd Function; run eagerly under ``torch.compile`` (a graph break)."""
     return LinearCrossEntropyFunction.apply(*args)
 
 

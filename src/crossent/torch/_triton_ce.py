@@ -198,8 +198,12 @@ def _check_target(target: torch.Tensor, c: int, opts: LossOptions) -> None:
         )
 
 
+# classes per block: 32 KiB of logits per sweep step (8192 bfloat16, 8192 float32 at most)
+MAX_BLOCK_BYTES = 32 * 1024
+
+
 def block_size(c: int, itemsize: int) -> int:
-    return int(min(triton.next_power_of_2(c), 16384 // itemsize * 2))
+    return int(min(triton.next_power_of_2(c), max(16, MAX_BLOCK_BYTES // itemsize), 8192))
 
 
 def ce_forward(

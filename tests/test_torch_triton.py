@@ -1,0 +1,151 @@
+"""The Triton kernels: on CUDA when there is one, else in Triton's interpreter on the CPU.
+
+Kept tiny: the interpreter runs each program in Python. Oracles: F.cross_entropy in float64
+and the NumPy core.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+import sys
+
+import pytest
+
+torch = pytest.importorskip("torch")
+CUDA = torch.cuda.is_available()
+if not CUDA:  # must be set before triton is imported and the kernels are decorated
+    if "triton" in sys.modules and os.environ.get("TRITON_INTERPRET") != "1":
+        pytest.skip(
+            "triton was imported before TRITON_INTERPRET=1 could be set; run with "
+            "TRITON_INTERPRET=1 or this file first",
+            allow_module_level=True,
+        )
+    os.environ["TRITON_INTERPRET"] = "1"
+pytest.importorskip("triton")
+if not CUDA and "crossent.torch._triton_ce" in sys.modules:
+    importlib.reload(sys.modules["crossent.torch._triton_ce"])
+F = torch.nn.functional
+
+import crossent  # noqa: E402
+from crossent.torch import _triton_ce  # noqa: E402
+from crossent.torch._autograd import CrossEntropyFunction  # noqa: E402
+from crossent.torch._linear import LinearCrossEntropyFunction  # noqa: E402
+from crossent.torch._options import make_options  # noqa: E402
+
+pytestmark = pytest.mark.triton
+DEV = "cuda" if CUDA else "cpu"
+TOL = {torch.float32: (1e-5, 1e-6), torch.bfloat16: (1.6e-2, 2e-3), torch.float16: (2e-3, 2e-4)}
+NINF = float("-inf")
+
+
+@pytest.fixture(autouse=True)
+def small_blocks(monkeypatch):
+    """Blocks of 16 classes, so that every sweep runs several steps."""
+    monkeypatch.setattr(_triton_ce, "MAX_BLOCK_BYTES", 64)
+
+
+def run(x, y, w, dtype, **kw):
+    """Loss and gradient (of sum(loss * gout)) through the Triton path."""
+    opts = make_options(backend="triton", **kw)
+    xa = x.to(DEV, dtype).requires_grad_()
+    ya = y.to(DEV, dtype) if y.is_floating_point() else y.to(DEV)
+    loss, _ = CrossEntropyFunction.apply(xa, ya, None if w is None else w.to(DEV, dtype), opts)
+    gout = torch.linspace(0.5, 1.5, loss.numel(), device=DEV).reshape(loss.shape).to(dtype)
+    (g,) = torch.autograd.grad(loss, xa, gout)
+    return loss.double().cpu(), g.double().cpu(), gout.double().cpu()
+
+
+def reference(x, y, w, gout, **kw):
+    """The NumPy core in float64: loss and gradient times gout."""
+    loss, g = crossent.cross_entropy_with_grad(
+        x.numpy(), y.numpy(), weight=None if w is None else w.numpy(), **kw
+    )
+    g = torch.from_numpy(g)
+    g = g * (gout.reshape(-1, 1) if kw.get("reduction") == "none" else gout)
+    return torch.as_tensor(loss, dtype=torch.float64), g
+
+
+OPTIONS = [
+    {},
+    {"reduction": "none", "label_smoothing": 0.1},
+    {"reduction": "sum", "z_loss": 1e-2},
+    {"softcap": 3.0, "temperature": 0.7, "label_smoothing": 0.2},
+]
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+@pytest.mark.parametrize("kw", OPTIONS, ids=repr)
+@pytest.mark.parametrize("prob", [False, True], ids=["index", "prob"])
+def test_kernel_matches_the_core(dtype, kw, prob):
+    g = torch.Generator().manual_seed(0)
+    x = (torch.randn(4, 37, generator=g, dtype=torch.float64) * 3).to(dtype).double()
+    x[1, 3] = NINF  # a masked class
+    w = (torch.rand(37, generator=g, dtype=torch.float64) + 0.5).to(dtype).double()
+    if prob:
+        y = torch.softmax(torch.randn(4, 37, generator=g, dtype=torch.float64), 1)
+        y[1, 3] = 0.0
+        y = (y / y.sum(1, keepdim=True)).to(dtype).double()
+        y = y / y.sum(1, keepdim=True)
+    else:
+        y = torch.tensor([5, 36, -100, 0])
+    loss, grad, gout = run(x, y, w, dtype, **kw)
+    want_loss, want_grad = reference(x, y, w, gout, **kw)
+    rtol, atol = TOL[dtype]
+    torch.testing.assert_close(loss, want_loss, rtol=rtol, atol=atol * 10)
+    torch.testing.assert_close(grad, want_grad, rtol=rtol, atol=atol)
+    assert torch.isfinite(grad).all() and (grad[1, 3] == 0)
+
+
+def test_all_ignored_and_all_masked_ignored_rows():
+    x = torch.zeros(3, 20, dtype=torch.float64)
+    x[0] = NINF
+    loss, grad, _ = run(x, torch.full((3,), -100), None, torch.float32)
+    assert loss.item() == 0.0 and (grad == 0).all()
+
+
+def test_confident_bfloat16_prediction():
+    x = torch.zeros(2, 100, dtype=torch.float64)
+    x[:, 7] = 12.0
+    _, grad, gout = run(x, torch.tensor([7, 7]), None, torch.bfloat16, reduction="sum")
+    want = (torch.softmax(x, 1)[:, 7] - 1.0) * gout
+    torch.testing.assert_close(grad[:, 7], want, rtol=1e-2, atol=0)
+
+
+def test_inplace_writes_over_the_logits():
+    x = torch.randn(3, 40, dtype=torch.float64)
+    y = torch.tensor([1, 2, 3])
+    base = x.to(DEV, torch.float32).requires_grad_()
+    logits = base * 1.0
+    opts = make_options(backend="triton", inplace=True)
+    loss, _ = CrossEntropyFunction.apply(logits, y.to(DEV), None, opts)
+    loss.backward()
+    want = torch.softmax(x, 1) - F.one_hot(y, 40)
+    torch.testing.assert_close(base.grad.double().cpu(), want / 3, rtol=1e-5, atol=1e-7)
+    torch.testing.assert_close(logits.detach().double().cpu(), want / 3, rtol=1e-5, atol=1e-7)
+
+
+def test_bad_class_index_is_an_error():
+    with pytest.raises(ValueError, match=r"\[0, 4\]"):
+        run(torch.zeros(2, 5, dtype=torch.float64), torch.tensor([0, 5]), None, torch.float32)
+
+
+@pytest.mark.parametrize("reduction", ["mean", "none"])
+def test_linear_cross_entropy_through_the_kernel(reduction):
+    g = torch.Generator().manual_seed(1)
+    x, w, b = (torch.randn(s, generator=g, dtype=torch.float64) for s in ((9, 8), (33, 8), (33,)))
+    y = torch.randint(0, 33, (9,), generator=g)
+    y[4] = -100
+    leaves = [t.to(DEV, torch.float32).requires_grad_() for t in (x, w, b)]
+    opts = make_options(backend="triton", reduction=reduction, label_smoothing=0.1)
+    loss = LinearCrossEntropyFunction.apply(
+        leaves[0], leaves[1], y.to(DEV), leaves[2], None, opts, 4
+    )
+    refs = [t.clone().requires_grad_() for t in (x, w, b)]
+    ref = F.cross_entropy(F.linear(*refs), y, reduction=reduction, label_smoothing=0.1)
+    torch.testing.assert_close(loss.double().cpu(), ref.detach(), rtol=1e-5, atol=1e-6)
+    gout = torch.rand(ref.shape, generator=g, dtype=torch.float64)
+    got = torch.autograd.grad(loss, leaves, gout.to(DEV, torch.float32))
+    want = torch.autograd.grad(ref, refs, gout)
+    for a, e in zip(got, want, strict=True):
+        torch.testing.assert_close(a.double().cpu(), e, rtol=1e-5, atol=1e-6)
