@@ -8,20 +8,19 @@ A model is a list of parameter arrays ``[W1, b1, W2, b2, ...]`` (weights ``(out,
 from __future__ import annotations
 
 import numbers
-import warnings
 from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils.class_weight import compute_class_weight
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 import crossent
-from crossent.models._optim import SCHEDULES, learning_rate_at, make_optimizer, soft_threshold
+from crossent.models._optim import SCHEDULES, make_optimizer
+from crossent.models._solvers import blas_threads, fit_lbfgs, fit_stochastic, unpack
 
 Params = list[NDArray[np.float64]]
 Callback = Callable[[dict[str, Any]], Any]
@@ -45,42 +44,12 @@ def make_rng(random_state: Any) -> np.random.Generator:
     )
 
 
-def unpack(theta: NDArray[np.float64], shapes: list[tuple[int, ...]]) -> Params:
-    """Views of ``theta`` with the given shapes, in order."""
-    out, start = [], 0
-    for shape in shapes:
-        size = int(np.prod(shape))
-        out.append(theta[start : start + size].reshape(shape))
-        start += size
-    return out
-
-
 def _check_number(value: Any, name: str, low: float, high: float = np.inf, *, integer=False):
     kinds = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kinds) or not low <= float(value) <= high:
         what = "an int" if integer else "a number"
         bounds = f">= {low:g}" if high == np.inf else f"in [{low:g}, {high:g}]"
         raise ValueError(f"{name}: expected {what} {bounds}, got {value!r}")
-
-
-_CONTROLLER: list[Any] = []
-
-
-def _blas_threads(solver: str, X: NDArray[np.float64]) -> Any:
-    """One BLAS thread for small matrix products (mini-batches, small full batches).
-
-    Threads cost more than they give on products of a few hundred rows, and on a busy machine
-    OpenBLAS's spinning threads make them up to 30x slower.
-    """
-    from contextlib import nullcontext
-
-    if solver == "lbfgs" and X.size > 5_000_000:  # large full batches: let BLAS use threads
-        return nullcontext()
-    if not _CONTROLLER:  # finding the BLAS libraries takes milliseconds: do it once
-        from threadpoolctl import ThreadpoolController
-
-        _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0].limit(limits=1, user_api="blas")
 
 
 class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
@@ -295,11 +264,11 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         else:
             self._initialize(X.shape[1], make_rng(self.random_state), solver)
         self._weight = self._class_weight_vector(y_idx)
-        with _blas_threads(solver, X):
+        with blas_threads(solver, X):
             if solver == "lbfgs":
-                self._fit_lbfgs(X, y_idx, callback)
+                fit_lbfgs(self, X, y_idx, callback)
             else:
-                self._fit_stochastic(X, y_idx, solver, self.max_iter, callback, self.early_stopping)
+                fit_stochastic(self, X, y_idx, solver, self.max_iter, callback, self.early_stopping)
         return self
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> SoftmaxModelBase:
@@ -340,125 +309,9 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
                 solver, self._theta.size, momentum=self.momentum
             )
         self._weight = self._class_weight_vector(y_idx)
-        with _blas_threads(solver, X):
-            self._fit_stochastic(X, y_idx, solver, 1, None, False, warn=False)
+        with blas_threads(solver, X):
+            fit_stochastic(self, X, y_idx, solver, 1, None, False, warn=False)
         return self
-
-    def _fit_lbfgs(self, X: NDArray[np.float64], y: NDArray[np.intp], callback: Any) -> None:
-        from scipy.optimize import minimize
-
-        theta, grad = self._theta, np.empty_like(self._theta)
-        params, grads = unpack(theta, self._shapes_), unpack(grad, self._shapes_)
-
-        def fun(x: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
-            theta[:] = x
-            loss = self._objective_views(params, grads, X, y, "lbfgs")
-            return loss, grad.copy()
-
-        def on_iteration(intermediate_result: Any) -> None:
-            self._theta[:] = intermediate_result.x
-            self.n_iter_ += 1
-            self.loss_curve_.append(float(intermediate_result.fun))
-            self._state["t"] += 1
-            if callback is not None:
-                callback({"epoch": self.n_iter_, "loss": self.loss_curve_[-1]})
-
-        res = minimize(
-            fun,
-            self._theta.copy(),
-            jac=True,
-            method="L-BFGS-B",
-            callback=on_iteration,
-            options={
-                "maxiter": self.max_iter,
-                "maxls": 50,
-                "gtol": self.tol,
-                "ftol": 64 * np.finfo(float).eps,
-            },
-        )
-        self._theta[:] = res.x
-        if res.status == 1:
-            warnings.warn(
-                f"{type(self).__name__}: L-BFGS did not converge in max_iter={self.max_iter} "
-                "iterations; increase max_iter or scale the data",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-
-    def _fit_stochastic(
-        self,
-        X: NDArray[np.float64],
-        y: NDArray[np.intp],
-        solver: str,
-        epochs: int,
-        callback: Callback | None,
-        early_stopping: bool,
-        warn: bool = True,
-    ) -> None:
-        st, theta = self._state, self._theta
-        rng: np.random.Generator = st["rng"]
-        if early_stopping:
-            if "val_idx" not in st:
-                n_val = max(1, round(self.validation_fraction * len(X)))
-                st["val_idx"] = np.sort(rng.permutation(len(X))[:n_val])
-            is_val = np.zeros(len(X), dtype=bool)
-            is_val[st["val_idx"]] = True
-            X_val, y_val, X, y = X[is_val], y[is_val], X[~is_val], y[~is_val]
-            if not hasattr(self, "validation_scores_"):
-                self.validation_scores_: list[float] = []
-        n = len(X)
-        batch = min(self.batch_size, n)
-        grad = np.empty_like(theta)
-        opt = st["optimizer"]
-        l1 = self._prox_strength(solver)
-        params, grads = unpack(theta, self._shapes_), unpack(grad, self._shapes_)
-        weights = params[0::2]
-        stopped = False
-        for _ in range(epochs):
-            lr = learning_rate_at(self.lr_schedule, self.learning_rate_init, st["t"])
-            order = rng.permutation(n)
-            total = 0.0
-            for start in range(0, n, batch):
-                idx = order[start : start + batch]
-                loss_b = self._objective_views(params, grads, X[idx], y[idx], solver)
-                total += loss_b * len(idx)
-                opt.step(theta, grad, lr)
-                if l1 > 0:
-                    for w in weights:
-                        soft_threshold(w, lr * l1)
-            loss = total / n + self._l1_value(theta, l1)
-            st["t"] += 1
-            self.n_iter_ += 1
-            self.loss_curve_.append(loss)
-            info: dict[str, Any] = {"epoch": self.n_iter_, "loss": loss}
-            if early_stopping:
-                score = float(np.mean(self._scores(self._params(), X_val).argmax(1) == y_val))
-                self.validation_scores_.append(score)
-                info["validation_score"] = score
-                if score > st["best_score"] + self.tol:
-                    st["no_improve"] = 0
-                else:
-                    st["no_improve"] += 1
-                if score > st["best_score"]:
-                    st["best_score"], st["best_theta"] = score, theta.copy()
-            else:
-                st["no_improve"] = st["no_improve"] + 1 if loss > st["best_loss"] - self.tol else 0
-                st["best_loss"] = min(st["best_loss"], loss)
-            if callback is not None:
-                callback(info)
-            if st["no_improve"] >= self.n_iter_no_change:
-                stopped = True
-                break
-        if early_stopping and st["best_theta"] is not None:
-            theta[:] = st["best_theta"]
-            self.best_validation_score_ = st["best_score"]
-        if warn and not stopped:
-            warnings.warn(
-                f"{type(self).__name__}: {solver} reached max_iter={epochs} epochs before "
-                f"the loss stopped improving by tol={self.tol}",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
 
     # ---- prediction ----------------------------------------------------------------------
     def _raw_scores(self, X: Any) -> NDArray[np.float64]:

@@ -139,7 +139,7 @@ class MLPClassifier(SoftmaxModelBase):
     >>> from crossent.models import MLPClassifier
     >>> X = np.array([[0.0, 0.0], [1.0, 1.0], [0.0, 1.0], [1.0, 0.0]] * 10)
     >>> y = np.array(["same", "same", "diff", "diff"] * 10)  # XOR: no linear model can do it
-    >>> clf = MLPClassifier((16,), solver="lbfgs", random_state=0).fit(X, y)
+    >>> clf = MLPClassifier((16,), solver="lbfgs", max_iter=2000, random_state=0).fit(X, y)
     >>> clf.score(X, y)
     1.0
     """

@@ -1,0 +1,170 @@
+"""The training loops: full-batch L-BFGS and mini-batch SGD/Adam, on an estimator's ``theta``.
+
+Both run on the flat parameter vector of a :class:`~crossent.models._base.SoftmaxModelBase` and
+its objective (mean cross-entropy + the smooth part of ``alpha·R``). The stochastic loop applies
+the L1 part by a proximal step after each update (SGD), counts epochs over the whole run (so a
+warm start or a resumed checkpoint continues the learning-rate schedule and the random stream
+exactly), and stops when the loss — or, with early stopping, the validation accuracy — has not
+improved by ``tol`` for ``n_iter_no_change`` epochs.
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.exceptions import ConvergenceWarning
+
+from crossent.models._optim import learning_rate_at, soft_threshold
+
+__all__ = ["blas_threads", "fit_lbfgs", "fit_stochastic", "unpack"]
+
+
+def unpack(theta: NDArray[np.float64], shapes: list[tuple[int, ...]]) -> list[NDArray[np.float64]]:
+    """Views of ``theta`` with the given shapes, in order."""
+    out, start = [], 0
+    for shape in shapes:
+        size = int(np.prod(shape))
+        out.append(theta[start : start + size].reshape(shape))
+        start += size
+    return out
+
+
+_CONTROLLER: list[Any] = []
+
+
+def blas_threads(solver: str, X: NDArray[np.float64]) -> Any:
+    """One BLAS thread for small matrix products (mini-batches, small full batches).
+
+    Threads cost more than they give on products of a few hundred rows, and on a busy machine
+    OpenBLAS's spinning threads make them up to 30x slower.
+    """
+    from contextlib import nullcontext
+
+    if solver == "lbfgs" and X.size > 5_000_000:  # large full batches: let BLAS use threads
+        return nullcontext()
+    if not _CONTROLLER:  # finding the BLAS libraries takes milliseconds: do it once
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0].limit(limits=1, user_api="blas")
+
+
+def fit_lbfgs(est: Any, X: NDArray[np.float64], y: NDArray[np.intp], callback: Any) -> None:
+    from scipy.optimize import minimize
+
+    theta, grad = est._theta, np.empty_like(est._theta)
+    params, grads = unpack(theta, est._shapes_), unpack(grad, est._shapes_)
+
+    def fun(x: NDArray[np.float64]) -> tuple[float, NDArray[np.float64]]:
+        theta[:] = x
+        loss = est._objective_views(params, grads, X, y, "lbfgs")
+        return loss, grad.copy()
+
+    def on_iteration(intermediate_result: Any) -> None:
+        est._theta[:] = intermediate_result.x
+        est.n_iter_ += 1
+        est.loss_curve_.append(float(intermediate_result.fun))
+        est._state["t"] += 1
+        if callback is not None:
+            callback({"epoch": est.n_iter_, "loss": est.loss_curve_[-1]})
+
+    res = minimize(
+        fun,
+        est._theta.copy(),
+        jac=True,
+        method="L-BFGS-B",
+        callback=on_iteration,
+        options={
+            "maxiter": est.max_iter,
+            "maxls": 50,
+            "gtol": est.tol,
+            "ftol": 64 * np.finfo(float).eps,
+        },
+    )
+    est._theta[:] = res.x
+    if res.status == 1:
+        warnings.warn(
+            f"{type(est).__name__}: L-BFGS did not converge in max_iter={est.max_iter} "
+            "iterations; increase max_iter or scale the data",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
+
+
+def fit_stochastic(
+    est: Any,
+    X: NDArray[np.float64],
+    y: NDArray[np.intp],
+    solver: str,
+    epochs: int,
+    callback: Any,
+    early_stopping: bool,
+    warn: bool = True,
+) -> None:
+    st, theta = est._state, est._theta
+    rng: np.random.Generator = st["rng"]
+    if early_stopping:
+        if "val_idx" not in st:
+            n_val = max(1, round(est.validation_fraction * len(X)))
+            st["val_idx"] = np.sort(rng.permutation(len(X))[:n_val])
+        is_val = np.zeros(len(X), dtype=bool)
+        is_val[st["val_idx"]] = True
+        X_val, y_val, X, y = X[is_val], y[is_val], X[~is_val], y[~is_val]
+        if not hasattr(est, "validation_scores_"):
+            est.validation_scores_ = []
+    n = len(X)
+    batch = min(est.batch_size, n)
+    grad = np.empty_like(theta)
+    opt = st["optimizer"]
+    l1 = est._prox_strength(solver)
+    params, grads = unpack(theta, est._shapes_), unpack(grad, est._shapes_)
+    weights = params[0::2]
+    stopped = False
+    for _ in range(epochs):
+        lr = learning_rate_at(est.lr_schedule, est.learning_rate_init, st["t"])
+        order = rng.permutation(n)
+        total = 0.0
+        for start in range(0, n, batch):
+            idx = order[start : start + batch]
+            loss_b = est._objective_views(params, grads, X[idx], y[idx], solver)
+            total += loss_b * len(idx)
+            opt.step(theta, grad, lr)
+            if l1 > 0:
+                for w in weights:
+                    soft_threshold(w, lr * l1)
+        loss = total / n + est._l1_value(theta, l1)
+        st["t"] += 1
+        est.n_iter_ += 1
+        est.loss_curve_.append(loss)
+        info: dict[str, Any] = {"epoch": est.n_iter_, "loss": loss}
+        if early_stopping:
+            score = float(np.mean(est._scores(est._params(), X_val).argmax(1) == y_val))
+            est.validation_scores_.append(score)
+            info["validation_score"] = score
+            if score > st["best_score"] + est.tol:
+                st["no_improve"] = 0
+            else:
+                st["no_improve"] += 1
+            if score > st["best_score"]:
+                st["best_score"], st["best_theta"] = score, theta.copy()
+        else:
+            st["no_improve"] = st["no_improve"] + 1 if loss > st["best_loss"] - est.tol else 0
+            st["best_loss"] = min(st["best_loss"], loss)
+        if callback is not None:
+            callback(info)
+        if st["no_improve"] >= est.n_iter_no_change:
+            stopped = True
+            break
+    if early_stopping and st["best_theta"] is not None:
+        theta[:] = st["best_theta"]
+        est.best_validation_score_ = st["best_score"]
+    if warn and not stopped:
+        warnings.warn(
+            f"{type(est).__name__}: {solver} reached max_iter={epochs} epochs before "
+            f"the loss stopped improving by tol={est.tol}",
+            ConvergenceWarning,
+            stacklevel=3,
+        )
