@@ -119,7 +119,7 @@ def test_download_with_a_bad_checksum_keeps_nothing(tmp_path, monkeypatch):
     _serve_locally(tmp_path, monkeypatch, tmp_path / "server", corrupt=NAMES[0])
     with pytest.raises(FileNotFoundError, match=r"expected MD5 0{32}"):
         load_mnist(tmp_path / "cache")
-    assert sorted(p.name for p in (tmp_path / "cache").iterdir()) == sorted(NAMES[1:])
+    assert list((tmp_path / "cache").iterdir()) == []  # no bad file, no partial file, no retry
 
 
 def test_digits_split_is_fixed_and_matches_sklearn():
@@ -186,3 +186,10 @@ def test_parse_source_and_spec_round_trip():
         parse_source("cifar10")
     spec = DataSpec("csv", "x.csv", "label", 0.2, 3, 100, False)
     assert DataSpec.from_dict(spec.to_dict()) == spec
+
+
+def test_unreachable_mirror_fails_with_the_placement_message(tmp_path, monkeypatch):
+    monkeypatch.setitem(data.MIRRORS, "mnist", ((tmp_path / "nowhere").as_uri() + "/",))
+    with pytest.raises(FileNotFoundError, match="download failed") as info:
+        load_mnist(tmp_path / "cache")
+    assert "Place train-images-idx3-ubyte.gz" in str(info.value)

@@ -183,7 +183,7 @@ def _md5(path: Path) -> str:
     return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
 
 
-def _fetch(url: str, dest: Path, md5: str, timeout: float = 30.0) -> None:
+def _fetch(url: str, dest: Path, md5: str, timeout: float = 20.0) -> None:
     """Download ``url`` to ``dest`` atomically, keeping it only if its MD5 is ``md5``."""
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
@@ -224,11 +224,12 @@ def load_mnist(
     errors: list[str] = []
     for name, md5 in MNIST_FILES[kind].items():
         path = _find(root, name)
-        if path is None and download:
+        if path is None and download and not errors:  # after one failure, stop trying
             for mirror in MIRRORS[kind]:
                 try:
                     _fetch(mirror + name, root / name, md5)
                     path = root / name
+                    errors.clear()
                     break
                 except (OSError, ValueError) as exc:
                     errors.append(f"{mirror + name}: {exc}")

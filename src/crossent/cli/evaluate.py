@@ -75,11 +75,10 @@ def make_progress(console: Any, unit: str, *, disable: bool = False) -> Any:
 
     return Progress(
         TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=20),
+        BarColumn(bar_width=10),
         MofNCompleteColumn(),
         TextColumn(
-            f"{unit}s  loss {{task.fields[loss]:.4f}}  acc {{task.fields[acc]:.3f}}  "
-            "val {task.fields[val]:.3f}"
+            "loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f} val {task.fields[val]:.3f}"
         ),
         TimeElapsedColumn(),
         console=console,

@@ -115,6 +115,8 @@ def data_spec_from_args(args: argparse.Namespace) -> Any:
         raise CLIError(str(exc)) from None
     if source in ("mnist", "fashion-mnist"):
         path = args.data_dir or path
+    if path is not None:  # absolute, so that the run directory can be reloaded from anywhere
+        path = str(Path(path).expanduser().resolve())
     label = args.label_column
     if label is not None and label.lstrip("-").isdigit():
         label = int(label)
@@ -247,7 +249,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     with progress:
         task = progress.add_task(
-            f"{cfg['model']} {clf._resolve_solver()}",
+            f"{cfg['model']} {clf._resolve_solver()} {unit}s",
             total=cfg["epochs"],
             completed=done,
             loss=float("nan"),
@@ -260,6 +262,8 @@ def run(args: argparse.Namespace) -> int:
                     warnings.simplefilter("always", ConvergenceWarning)
                     clf.fit(Z_fit, y_fit, callback=on_epoch)
                 converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
+            n_done = len(history["loss"])
+            progress.update(task, total=n_done, completed=n_done)
         except KeyboardInterrupt:
             progress.stop()
             err.print(
