@@ -230,3 +230,12 @@ def test_importing_the_data_and_io_modules_stays_light():
         [sys.executable, "-c", code], capture_output=True, text=True, check=True
     ).stdout
     assert out.strip() == "False"
+
+
+def test_l1_picks_sgd_with_its_learning_rate_and_gives_exact_zeros(tmp_path, capsys):
+    code, cap, _ = train(tmp_path, capsys, "--penalty", "l1", "--json", *FAST)
+    assert code == 0
+    m = json.loads(cap.out)
+    assert m["config"]["solver"] == "sgd" and m["config"]["learning_rate"] == 0.05
+    assert m["test_accuracy"] > 0.95
+    assert m["zero_weight_fraction"] > 0.07  # more than the 3 always-blank pixels (0.047)

@@ -140,10 +140,15 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
         except ValueError:
             raise CLIError(f"--hidden: expected sizes like 128,64, got {args.hidden!r}") from None
     solver = args.solver
-    if args.model == "mlp" and solver == "auto":
-        solver = "adam"
-    lr = args.lr if args.lr is not None else (0.05 if solver == "sgd" else 1e-3)
-    if args.model == "linear" and solver == "adam" and args.lr is None:
+    if solver == "auto":  # as the estimators resolve it
+        if args.model == "mlp":
+            solver = "adam"
+        else:
+            solver = "sgd" if args.penalty in ("l1", "elasticnet") else "lbfgs"
+    linear = args.model == "linear"
+    default_lr = {"sgd": 0.05, "adam": 0.01 if linear else 1e-3, "lbfgs": 0.05 if linear else 1e-3}
+    lr = args.lr if args.lr is not None else default_lr[solver]
+    if args.model == "mlp" and solver == "sgd" and args.lr is None:
         lr = 0.01
     return {
         "model": args.model,
