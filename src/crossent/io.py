@@ -23,7 +23,15 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["FORMAT", "ModelFileError", "Run", "load_model", "load_run", "save_model"]
+__all__ = [
+    "FORMAT",
+    "ModelFileError",
+    "Run",
+    "load_model",
+    "load_run",
+    "save_model",
+    "write_json_atomic",
+]
 
 FORMAT = "crossent.model"
 VERSION = 1
