@@ -265,3 +265,12 @@ def test_optimizers_follow_their_formulas():
     np.testing.assert_allclose(w, [0.2, 0.0, 0.0, -0.9])
     assert learning_rate_at("invscaling", 0.1, 3) == pytest.approx(0.05)
     assert learning_rate_at("constant", 0.1, 3) == 0.1
+
+
+def test_refit_starts_over_and_early_stopping_needs_a_validation_part(digits):
+    X_tr, _, y_tr, _ = digits
+    clf = SoftmaxClassifier(solver="sgd", early_stopping=True, n_iter_no_change=2, random_state=0)
+    first = len(clf.fit(X_tr, y_tr).validation_scores_)
+    assert len(clf.fit(X_tr, y_tr).validation_scores_) == first == clf.n_iter_
+    with pytest.raises(ValueError, match=r"validation_fraction: expected a number in \(0, 1\)"):
+        clf.set_params(validation_fraction=0.0).fit(X_tr, y_tr)

@@ -1,8 +1,9 @@
-"""What both classifiers share: the scikit-learn contract, penalties, and the training loops.
+"""What both classifiers share: the scikit-learn contract, the objective and its penalties.
 
 A model is a list of parameter arrays ``[W1, b1, W2, b2, ...]`` (weights ``(out, in)``, biases
 ``(out,)``) stored as views of one flat float64 vector ``theta``; subclasses say how to turn
-``(params, X)`` into class scores and gradients. Only the weights are penalized.
+``(params, X)`` into class scores and gradients. Only the weights are penalized. The training
+loops themselves are in :mod:`crossent.models._solvers`.
 """
 
 from __future__ import annotations
@@ -95,9 +96,16 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         _check_number(self.batch_size, "batch_size", 1, integer=True)
         _check_number(self.learning_rate_init, "learning_rate_init", 0.0)
         if not self.learning_rate_init > 0:
-            raise ValueError(f"learning_rate_init: expected > 0, got {self.learning_rate_init}")
+            raise ValueError(
+                f"learning_rate_init: expected a number > 0, got {self.learning_rate_init!r}"
+            )
         _check_number(self.momentum, "momentum", 0.0, 1.0)
         _check_number(self.validation_fraction, "validation_fraction", 0.0, 1.0)
+        if self.early_stopping and not 0 < self.validation_fraction < 1:
+            raise ValueError(
+                "validation_fraction: expected a number in (0, 1) with early_stopping=True, "
+                f"got {self.validation_fraction!r}"
+            )
         _check_number(self.n_iter_no_change, "n_iter_no_change", 1, integer=True)
         _check_number(self.label_smoothing, "label_smoothing", 0.0, 1.0)
         if self.lr_schedule not in SCHEDULES:
@@ -209,6 +217,8 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         self._publish(unpack(theta, self._shapes_))
         self.n_iter_ = 0
         self.loss_curve_: list[float] = []
+        for stale in ("validation_scores_", "best_validation_score_"):  # from an earlier fit
+            self.__dict__.pop(stale, None)
         self._state: dict[str, Any] = {
             "t": 0,
             "rng": rng,

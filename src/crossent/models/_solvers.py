@@ -53,6 +53,11 @@ def blas_threads(solver: str, X: NDArray[np.float64]) -> Any:
 
 
 def fit_lbfgs(est: Any, X: NDArray[np.float64], y: NDArray[np.intp], callback: Any) -> None:
+    """Minimize ``est``'s full-batch objective over ``est._theta`` with SciPy's L-BFGS-B.
+
+    Stops when the projected gradient's largest entry is below ``est.tol`` (as scikit-learn's
+    ``LogisticRegression``) or after ``est.max_iter`` iterations (then a ``ConvergenceWarning``).
+    """
     from scipy.optimize import minimize
 
     theta, grad = est._theta, np.empty_like(est._theta)
@@ -104,6 +109,12 @@ def fit_stochastic(
     early_stopping: bool,
     warn: bool = True,
 ) -> None:
+    """Run ``epochs`` epochs of shuffled mini-batch SGD/Adam on ``est._theta``.
+
+    Each epoch: learning rate from the schedule at the run's epoch count, a permutation drawn
+    from the run's generator, one optimizer step per batch of ``est.batch_size`` rows, then the
+    proximal L1 step (SGD). The epoch loss is the mean of the batch objectives plus the L1 term.
+    """
     st, theta = est._state, est._theta
     rng: np.random.Generator = st["rng"]
     if early_stopping:
