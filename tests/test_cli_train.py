@@ -239,3 +239,25 @@ def test_l1_picks_sgd_with_its_learning_rate_and_gives_exact_zeros(tmp_path, cap
     assert m["config"]["solver"] == "sgd" and m["config"]["learning_rate"] == 0.05
     assert m["test_accuracy"] > 0.95
     assert m["zero_weight_fraction"] > 0.07  # more than the 3 always-blank pixels (0.047)
+
+
+def test_a_new_run_replaces_the_files_of_an_old_one(tmp_path, capsys, monkeypatch):
+    code, _, out = train(tmp_path, capsys, "--quiet")
+    assert code == 0 and (out / "weights.png").exists()
+
+    def interrupt(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    from crossent.models import SoftmaxClassifier
+
+    monkeypatch.setattr(SoftmaxClassifier, "fit", interrupt)
+    code, _, out = train(tmp_path, capsys, *FAST)
+    assert code == 130
+    assert sorted(p.name for p in out.iterdir()) == []  # nothing of the old run is left
+
+
+def test_single_class_csv_is_a_user_error(tmp_path, capsys):
+    path = tmp_path / "one.csv"
+    path.write_text("a,label\n" + "".join(f"{i},x\n" for i in range(20)))
+    code, cap, _ = train(tmp_path, capsys, "--data", str(path), *FAST)
+    assert code == 2 and "expected at least 2 classes" in cap.err

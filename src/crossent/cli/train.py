@@ -14,6 +14,7 @@ from crossent.cli import CLIError
 
 CHECKPOINT = "checkpoint.npz"
 MODEL = "model.npz"
+PICTURES = ("curves.png", "confusion_matrix.png", "weights.png")
 
 
 def add_data_arguments(p: argparse.ArgumentParser) -> None:
@@ -226,6 +227,9 @@ def run(args: argparse.Namespace) -> int:
                 f"({json.dumps(saved)}, data {json.dumps(extra.get('data'))}); pass the same ones"
             )
         clf, history = model.steps[-1][1], extra["history"]
+    else:  # a fresh run: no file of an earlier run may be taken for this one's
+        for name in (MODEL, CHECKPOINT, "metrics.json", *PICTURES):
+            (out / name).unlink(missing_ok=True)
     done = len(history["loss"])
     clf.set_params(warm_start=args.resume, max_iter=max(cfg["epochs"] - done, 1))
     try:
@@ -265,7 +269,10 @@ def run(args: argparse.Namespace) -> int:
             if cfg["epochs"] > done:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always", ConvergenceWarning)
-                    clf.fit(Z_fit, y_fit, callback=on_epoch)
+                    try:
+                        clf.fit(Z_fit, y_fit, callback=on_epoch)
+                    except ValueError as exc:  # e.g. a CSV with a single class
+                        raise CLIError(f"{spec.source} data: {exc}") from None
                 converged = not any(issubclass(w.category, ConvergenceWarning) for w in caught)
             n_done = len(history["loss"])
             progress.update(task, total=n_done, completed=n_done)
@@ -288,7 +295,9 @@ def run(args: argparse.Namespace) -> int:
         "n_iter": int(clf.n_iter_),
         "unit": unit,
         "converged": converged,
-        "zero_weight_fraction": float(np.mean(clf.coef_ == 0)),
+        "zero_weight_fraction": float(
+            np.mean(np.concatenate([W.ravel() for W in getattr(clf, "coefs_", [clf.coef_])]) == 0)
+        ),
         "n_train": len(y_fit),
         "n_val": 0 if y_val is None else len(y_val),
         "n_test": len(ds.y_test),
