@@ -55,21 +55,33 @@ def add_parser(subparsers: Any) -> None:
     )
     add_data_arguments(p)
     g = p.add_argument_group("model")
-    g.add_argument("--model", choices=("linear", "mlp"), default="linear")
+    g.add_argument(
+        "--model",
+        choices=("linear", "mlp"),
+        default="linear",
+        help="linear: y = Wx + b (default); mlp: ReLU hidden layers, then the class scores",
+    )
     g.add_argument(
         "--hidden",
         default="100",
         metavar="H[,H...]",
         help="MLP hidden layer sizes, comma-separated (default: 100)",
     )
-    g.add_argument("--penalty", choices=("l2", "l1", "elasticnet", "none"), default="l2")
+    g.add_argument(
+        "--penalty",
+        choices=("l2", "l1", "elasticnet", "none"),
+        default="l2",
+        help="R(W) in mean CE + alpha·R(W) (default: l2 = ½‖W‖²; the bias is not penalized)",
+    )
     g.add_argument(
         "--alpha",
         type=float,
         default=None,
         help="penalty strength (default: 1e-3 linear, 1e-4 mlp)",
     )
-    g.add_argument("--l1-ratio", type=float, default=0.15)
+    g.add_argument(
+        "--l1-ratio", type=float, default=0.15, help="elastic-net share of L1 (default: 0.15)"
+    )
     g.add_argument(
         "--solver",
         choices=("auto", "lbfgs", "sgd", "adam"),
@@ -81,9 +93,9 @@ def add_parser(subparsers: Any) -> None:
         "--epochs",
         type=int,
         default=200,
-        help="most epochs (L-BFGS: iterations); stops earlier on convergence",
+        help="most epochs (L-BFGS: iterations; default: 200); stops earlier on convergence",
     )
-    g.add_argument("--batch-size", type=int, default=64)
+    g.add_argument("--batch-size", type=int, default=64, help="SGD/Adam batch (default: 64)")
     g.add_argument("--lr", type=float, default=None, help="learning rate (SGD/Adam)")
     g.add_argument(
         "--val-fraction",
