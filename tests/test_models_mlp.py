@@ -151,3 +151,14 @@ def test_mlp_sgd_with_momentum_and_l1(rng):
         clf.fit(X, y)
     assert clf.score(X, y) > 0.95
     assert any((W == 0).any() for W in clf.coefs_)  # the proximal step zeroes weights
+
+
+def test_the_example_script_runs(capsys):
+    import runpy
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "examples" / "train_digits.py"
+    runpy.run_path(str(script), run_name="__main__")
+    out = capsys.readouterr().out
+    assert "step   0  loss 2.3026" in out  # log(10): the initial-loss sanity check
+    assert "loaded model agrees: True" in out
