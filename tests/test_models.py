@@ -274,3 +274,17 @@ def test_refit_starts_over_and_early_stopping_needs_a_validation_part(digits):
     assert len(clf.fit(X_tr, y_tr).validation_scores_) == first == clf.n_iter_
     with pytest.raises(ValueError, match=r"validation_fraction: expected a number in \(0, 1\)"):
         clf.set_params(validation_fraction=0.0).fit(X_tr, y_tr)
+
+
+def test_class_weights_follow_the_documented_weighted_mean(digits):
+    X, _, y, _ = digits
+    w = np.ones(10)
+    w[3] = 4.0
+    clf = SoftmaxClassifier(alpha=0.05, class_weight={3: 4.0}, tol=1e-10, max_iter=1000)
+    clf.fit(X, y)
+    S = X @ clf.coef_.T + clf.intercept_
+    nll = logsumexp(S, axis=1) - S[np.arange(len(y)), y]
+    J = np.sum(w[y] * nll) / np.sum(w[y]) + 0.05 * 0.5 * np.sum(clf.coef_**2)
+    assert clf.loss_curve_[-1] == pytest.approx(J, rel=1e-10)
+    recall_3 = np.mean(clf.predict(X[y == 3]) == 3)
+    assert recall_3 == 1.0
