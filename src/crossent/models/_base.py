@@ -282,9 +282,25 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         return self
 
     def partial_fit(self, X: Any, y: Any, classes: Any = None) -> SoftmaxModelBase:
-        """One epoch of mini-batch SGD/Adam on ``(X, y)`` (L-BFGS models use SGD here).
+        """One epoch of mini-batch SGD/Adam on ``(X, y)``, continuing from the current state.
 
-        ``classes`` (all labels that will ever appear) is required on the first call.
+        Parameters
+        ----------
+        X : array_like, shape (N, D)
+        y : array_like, shape (N,)
+            Labels, all among ``classes``.
+        classes : array_like, shape (C,), optional
+            Every label that will ever appear; required on the first call, then optional
+            (and checked to be the same).
+
+        Returns
+        -------
+        self
+
+        Notes
+        -----
+        ``solver="lbfgs"`` (or ``"auto"`` with a smooth penalty) trains by SGD here, and early
+        stopping is not used; the learning-rate schedule and the generator continue across calls.
         """
         solver = self._check_hyperparameters()
         solver = "sgd" if solver == "lbfgs" else solver

@@ -98,13 +98,12 @@ class Adam:
         self.m = np.zeros(size)  # (P,)
         self.s = np.zeros(size)  # (P,)
         self.t = 0
+        self._buf = np.empty(size)  # scratch space: one step allocates nothing
 
     def step(self, theta: NDArray[np.float64], grad: NDArray[np.float64], lr: float) -> None:
         self.t += 1
         b1, b2 = self.beta1, self.beta2
-        buf = getattr(self, "_buf", None)
-        if buf is None or buf.shape != theta.shape:
-            buf = self._buf = np.empty_like(theta)
+        buf = self._buf
         self.m *= b1
         np.multiply(grad, 1.0 - b1, out=buf)
         self.m += buf  # m = β₁m + (1-β₁)g
