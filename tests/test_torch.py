@@ -365,3 +365,20 @@ def test_import_crossent_does_not_import_torch():
         "import crossent.torch; assert callable(crossent.torch.cross_entropy)"
     )
     subprocess.run([sys.executable, "-c", code], check=True)
+
+
+def test_gradient_buffers_are_recycled_only_when_free():
+    from crossent.torch import _cpu
+
+    y = torch.randint(0, 1000, (512,))
+    x1, x2, x3 = (torch.randn(512, 1000, requires_grad=True) for _ in range(3))
+    cross_entropy(x1, y).backward()
+    cross_entropy(x2, y).backward()
+    assert x1.grad.data_ptr() != x2.grad.data_ptr()  # both alive: never shared
+    want = (torch.softmax(x1.detach(), 1) - F.one_hot(y, 1000)) / 512
+    torch.testing.assert_close(x1.grad, want)
+    freed = x1.grad.data_ptr()
+    x1.grad = None
+    cross_entropy(x3, y).backward()
+    assert x3.grad.data_ptr() == freed  # the freed block, already faulted in
+    _cpu.empty_cache()

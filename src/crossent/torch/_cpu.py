@@ -10,7 +10,9 @@ true class included, is computed in float32 and rounded to bfloat16 once.
 from __future__ import annotations
 
 import itertools
+import math
 import os
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -54,6 +56,40 @@ def _core_kwargs(weight: torch.Tensor | None, opts: LossOptions, reduction: str)
     }
 
 
+# Gradient buffers are recycled: a fresh (N, V) allocation is paid for in page faults (2-3 GB/s
+# here, as slow as the loss itself). The pool keeps uint8 blocks, hands out views of them, and
+# reuses a block once no tensor refers to its storage any more (like CUDA's caching allocator),
+# holding at most POOL_MAX_BYTES.
+POOL_MAX_BYTES = 8 << 30
+_blocks: list[tuple[torch.Tensor, int]] = []  # (block, storage use count when unused)
+_pool_lock = threading.Lock()
+
+
+def _use_count(block: torch.Tensor) -> int:
+    return int(torch._C._storage_Use_Count(block.untyped_storage()._cdata))
+
+
+def grad_buffer(shape: torch.Size | tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
+    """An uninitialized contiguous CPU tensor, on memory already faulted in when possible."""
+    nbytes = math.prod(shape) * torch.empty((), dtype=dtype).element_size()
+    if nbytes < (1 << 20) or not hasattr(torch._C, "_storage_Use_Count"):
+        return torch.empty(shape, dtype=dtype)
+    with _pool_lock:
+        for block, idle in _blocks:
+            if block.numel() == nbytes and _use_count(block) == idle:
+                return block.view(dtype).view(shape)
+        block = torch.empty(nbytes, dtype=torch.uint8)
+        if sum(b.numel() for b, _ in _blocks) + nbytes <= POOL_MAX_BYTES:
+            _blocks.append((block, _use_count(block)))
+        return block.view(dtype).view(shape)
+
+
+def empty_cache() -> None:
+    """Give the recycled gradient buffers back to the operating system."""
+    with _pool_lock:
+        _blocks.clear()
+
+
 def mean_denominator(
     target: torch.Tensor, weight: torch.Tensor | None, n_classes: int, ignore_index: int
 ) -> float:
@@ -88,10 +124,7 @@ def ce_forward(
     if not want_grad:
         loss = crossent.cross_entropy(_np(xd), t, **kwargs)
         return torch.as_tensor(np.asarray(loss)).to(x.dtype), None
-    if opts.inplace and xd.is_contiguous():
-        grad = xd
-    else:
-        grad = torch.empty_like(xd, memory_format=torch.contiguous_format)
+    grad = xd if opts.inplace and xd.is_contiguous() else grad_buffer(xd.shape, xd.dtype)
     loss, _ = crossent.cross_entropy_with_grad(_np(xd), t, out=grad.numpy(), **kwargs)
     return torch.as_tensor(np.asarray(loss)).to(x.dtype), grad
 
@@ -119,7 +152,7 @@ def _ce_forward_blocked(
         scale = 1.0 / denom if denom > 0 else 0.0
     grad = None
     if want_grad:
-        grad = xd if opts.inplace and xd.is_contiguous() else torch.empty_like(xd)
+        grad = xd if opts.inplace and xd.is_contiguous() else grad_buffer(xd.shape, xd.dtype)
     xd = xd.contiguous()
     losses = np.empty(m, dtype=np.float64)
     rows = max(1, min(m, BF16_BLOCK_ELEMENTS // max(c, 1)))

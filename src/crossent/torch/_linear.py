@@ -71,10 +71,16 @@ def _run(
     low = x.dtype != cdt  # bfloat16/float16: GEMMs in that dtype, accumulation in float32
     want_grad = any(grads)
     gx = torch.empty_like(x) if grads[0] else None
-    gw = torch.zeros((v, d), dtype=cdt, device=x.device) if grads[1] else None
+
+    def empty(shape: tuple[int, ...]) -> torch.Tensor:
+        if x.device.type == "cpu":  # recycled memory: no page faults
+            return _cpu.grad_buffer(shape, cdt)
+        return torch.empty(shape, dtype=cdt, device=x.device)
+
+    gw = empty((v, d)) if grads[1] else None  # written by the first chunk's GEMM (beta = 0)
     gb = torch.zeros(v, dtype=cdt, device=x.device) if grads[2] else None
     losses = torch.empty(n, dtype=torch.float64, device=x.device)
-    buf = torch.empty((min(chunk, n), v), dtype=cdt, device=x.device)
+    buf = empty((min(chunk, n), v))
     wt = w.t()
     for r0 in range(0, n, chunk):
         r1 = min(r0 + chunk, n)
@@ -98,10 +104,15 @@ def _run(
         if gx is not None:
             torch.addmm(gx[r0:r1], g, w, beta=0.0, alpha=alpha, out=gx[r0:r1])
         if gw is not None:
+            beta = 0.0 if r0 == 0 else 1.0
             if low:
-                gw.add_(g.t() @ xc, alpha=alpha)
+                part = (g.t() @ xc).to(cdt)
+                if r0 == 0:
+                    torch.mul(part, alpha, out=gw)
+                else:
+                    gw.add_(part, alpha=alpha)
             else:
-                torch.addmm(gw, g.t(), xc, alpha=alpha, out=gw)
+                torch.addmm(gw, g.t(), xc, beta=beta, alpha=alpha, out=gw)
         if gb is not None:
             gb.add_(lg.sum(0), alpha=alpha)
     return losses, gx, gw, gb
@@ -204,6 +215,74 @@ def linear_cross_entropy(
     temperature: float = 1.0,
     chunk_size: int | None = None,
 ) -> torch.Tensor:
+    r"""Cross-entropy of ``input @ weight.T + bias`` without ever holding the ``(N, V)`` logits.
+
+    Equal to ``crossent.torch.cross_entropy(F.linear(input, weight, bias), target, ...)``
+    (with ``class_weight`` as its ``weight``), for language-model heads where ``V`` is large:
+
+    .. math::
+
+        z_n = W x_n + b, \qquad L = \operatorname{reduce}_n\, \ell(z_n, y_n),
+        \qquad \frac{\partial L}{\partial x_n} = W^\top g_n, \quad
+        \frac{\partial L}{\partial W} = \sum_n g_n x_n^\top, \quad
+        \frac{\partial L}{\partial b} = \sum_n g_n
+
+    with ``g_n = ∂L/∂z_n`` the cross-entropy gradient (see :func:`cross_entropy`). Rows are
+    processed ``chunk_size`` at a time: one GEMM makes a chunk's logits in a reused float32
+    buffer, the loss engine overwrites them with ``g``, two GEMMs take ``g`` to ``input`` and
+    ``weight``. With ``'mean'``/``'sum'`` the gradients are computed in the forward pass
+    (``6·N·D·V`` flops, as the unfused path) and backward only scales them; ``'none'``
+    redoes the chunks in backward with each row's incoming gradient. The weight and bias
+    gradients are accumulated in float32 (the weight's by the GEMM itself, ``beta = 1``, no
+    ``(V, D)`` temporary per chunk) and rounded to the parameters' dtype once.
+
+    Parameters
+    ----------
+    input : Tensor, shape (..., D)
+        Hidden states: float32, float64, bfloat16 or float16.
+    weight : Tensor, shape (V, D)
+        The head's weight, ``input``'s dtype.
+    target : Tensor
+        Class indices of shape ``(...)`` (integer dtype, ``ignore_index`` allowed) or class
+        probabilities of shape ``(..., V)``.
+    bias : Tensor, shape (V,), optional
+        The head's bias, ``input``'s dtype.
+    class_weight : Tensor, shape (V,), optional
+        Class weights (``F.cross_entropy``'s ``weight``; treated as constants).
+    ignore_index, reduction, label_smoothing, z_loss, softcap, temperature
+        As :func:`cross_entropy`.
+    chunk_size : int, optional
+        Rows per chunk. Default: as many as fit a 64 MiB float32 logits buffer
+        (524 rows at ``V = 32000``); the extra memory is that buffer plus float32 gradient
+        accumulators for low-precision parameters.
+
+    Returns
+    -------
+    Tensor
+        A scalar, or the shape ``(...)`` for ``'none'``; ``input``'s dtype.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`cross_entropy`; also shapes or dtypes of ``weight``/``bias`` that do not
+        match ``input``, and a ``chunk_size`` that is not a positive int.
+
+    Examples
+    --------
+    >>> import torch
+    >>> import torch.nn.functional as F
+    >>> from crossent.torch import linear_cross_entropy
+    >>> g = torch.Generator().manual_seed(0)
+    >>> h = torch.randn(6, 4, generator=g)
+    >>> w = torch.randn(50, 4, generator=g, requires_grad=True)
+    >>> y = torch.tensor([3, 1, 4, 1, 5, -100])
+    >>> loss = linear_cross_entropy(h, w, y, chunk_size=2)
+    >>> torch.allclose(loss, F.cross_entropy(h @ w.T, y))
+    True
+    >>> loss.backward()
+    >>> w.grad.shape
+    torch.Size([50, 4])
+    """
     opts = make_options(
         ignore_index=ignore_index,
         reduction=reduction,
