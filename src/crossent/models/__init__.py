@@ -8,6 +8,14 @@ Both minimize the mean cross-entropy plus ``alpha · R(W)`` (L2, L1 or elastic n
 penalized). Importing this package needs scikit-learn and SciPy (``pip install crossent[learn]``).
 """
 
+try:
+    import scipy.optimize  # noqa: F401
+    import sklearn  # noqa: F401
+except ImportError as exc:  # pragma: no cover - depends on the installation
+    raise ImportError(
+        f"crossent.models needs scikit-learn and SciPy ({exc}): pip install 'crossent[learn]'"
+    ) from exc
+
 from crossent.models._linear import SoftmaxClassifier
 from crossent.models._mlp import MLPClassifier
 
