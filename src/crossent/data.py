@@ -20,7 +20,6 @@ import csv
 import gzip
 import hashlib
 import os
-import tempfile
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -28,6 +27,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
+
+from crossent._files import atomic_open, atomic_write
 
 __all__ = [
     "SOURCES",
@@ -176,7 +177,7 @@ def write_idx(path: str | os.PathLike[str], array: ArrayLike) -> None:
     body = bytes([0, 0, code, arr.ndim]) + np.asarray(arr.shape, dtype=">u4").tobytes()
     body += arr.astype(arr.dtype.newbyteorder(">")).tobytes()
     data = gzip.compress(body) if str(path).endswith(".gz") else body
-    Path(path).write_bytes(data)
+    atomic_write(path, data)
 
 
 def _md5(path: Path) -> str:
@@ -185,19 +186,16 @@ def _md5(path: Path) -> str:
 
 def _fetch(url: str, dest: Path, md5: str, timeout: float = 20.0) -> None:
     """Download ``url`` to ``dest`` atomically, keeping it only if its MD5 is ``md5``."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, suffix=".part")
-    try:
-        with os.fdopen(fd, "wb") as out, urllib.request.urlopen(url, timeout=timeout) as resp:
-            while chunk := resp.read(1 << 20):
-                out.write(chunk)
-        got = _md5(Path(tmp))
-        if got != md5:
-            raise ValueError(f"{url}: expected MD5 {md5}, got {got}")
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    digest = hashlib.md5(usedforsecurity=False)
+    with (
+        atomic_open(dest, "wb", make_dirs=True) as out,
+        urllib.request.urlopen(url, timeout=timeout) as resp,
+    ):
+        while chunk := resp.read(1 << 20):
+            out.write(chunk)
+            digest.update(chunk)
+        if digest.hexdigest() != md5:  # raising here removes the partial file
+            raise ValueError(f"{url}: expected MD5 {md5}, got {digest.hexdigest()}")
 
 
 def _find(directory: Path, name: str) -> Path | None:

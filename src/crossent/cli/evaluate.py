@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from crossent._files import atomic_open
 from crossent.cli import CLIError
 
 
@@ -138,7 +139,8 @@ def save_pictures(out: Path, pipe: Any, metrics: dict[str, Any]) -> list[str]:
     ax2.set(xlabel=unit, ylabel="accuracy", title="accuracy")
     ax2.legend()
     fig.tight_layout()
-    fig.savefig(out / "curves.png", dpi=100)
+    with atomic_open(out / "curves.png") as fh:
+        fig.savefig(fh, format="png", dpi=100)
     plt.close(fig)
     saved.append("curves.png")
 
@@ -168,7 +170,8 @@ def save_pictures(out: Path, pipe: Any, metrics: dict[str, Any]) -> list[str]:
             )
     fig.colorbar(im)
     fig.tight_layout()
-    fig.savefig(out / "confusion_matrix.png", dpi=100)
+    with atomic_open(out / "confusion_matrix.png") as fh:
+        fig.savefig(fh, format="png", dpi=100)
     plt.close(fig)
     saved.append("confusion_matrix.png")
 
@@ -188,7 +191,8 @@ def save_pictures(out: Path, pipe: Any, metrics: dict[str, Any]) -> list[str]:
                 ax.set_title(labels[k])
         fig.suptitle("weight templates: row c of W in y = Wx + b (red: evidence for class c)")
         fig.tight_layout()
-        fig.savefig(out / "weights.png", dpi=100)
+        with atomic_open(out / "weights.png") as fh:
+            fig.savefig(fh, format="png", dpi=100)
         plt.close(fig)
         saved.append("weights.png")
     return saved

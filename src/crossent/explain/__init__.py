@@ -7,8 +7,8 @@ a self-contained interactive page of it. ``crossent explain`` is the command lin
 three.
 """
 
+from crossent._files import atomic_write
 from crossent.explain._compute import SEED_CLASSES, SEED_SCORES, explain
-from crossent.explain._files import atomic_write
 from crossent.explain._html import render_html, write_html
 from crossent.explain._plot import plot, save_plot
 from crossent.explain._result import Explanation, PenaltyTerm

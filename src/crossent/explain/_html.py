@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from crossent.explain._files import atomic_write
+from crossent._files import atomic_write
 from crossent.explain._result import Explanation
 from crossent.explain._text import format_number
 

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 import crossent
-from crossent.explain._files import atomic_write
+from crossent._files import atomic_write
 from crossent.explain._result import Explanation
 
 if TYPE_CHECKING:  # pragma: no cover
