@@ -6,9 +6,10 @@ its own; ratios are against the first implementation listed, in the same run.
     python benchmarks/bench_torch.py ce  --n 4096 --v 32000 128256 --dtype float32 bfloat16
     python benchmarks/bench_torch.py lce --n 2048 --d 1024 --v 32000 --dtype float32
 
-On CUDA (``--device cuda``) memory is ``torch.cuda.max_memory_allocated`` above the inputs; on
-the CPU it is the peak resident set size (``VmHWM``, reset through ``/proc/self/clear_refs``)
-above the resident size before the call.
+Memory is the peak of a steady-state call (after a warm-up call) above the level once the
+inputs exist, so what an implementation keeps between calls counts: on CUDA
+``torch.cuda.max_memory_allocated``; on the CPU the peak resident set size (``VmHWM``, reset
+through ``/proc/self/clear_refs``).
 """
 
 from __future__ import annotations
@@ -36,22 +37,30 @@ def _rss_kib(field: str) -> int:
 
 
 class Memory:
-    """Peak memory above the current level, for one call."""
+    """Peak memory of one call above ``base`` (the level once the inputs exist): memory an
+    implementation keeps between calls (compiled code, recycled buffers) counts."""
 
-    def __init__(self, device: str) -> None:
+    def __init__(self, device: str, base: int) -> None:
         import torch
 
-        self.torch, self.cuda = torch, device == "cuda"
+        self.torch, self.cuda, self.base = torch, device == "cuda", base
+
+    @staticmethod
+    def level(device: str) -> int:
+        import torch
+
+        if device == "cuda":
+            torch.cuda.synchronize()
+            return int(torch.cuda.memory_allocated())
+        return _rss_kib("VmRSS") * 1024
 
     def __enter__(self) -> Memory:
         if self.cuda:
             self.torch.cuda.synchronize()
             self.torch.cuda.reset_peak_memory_stats()
-            self.base = self.torch.cuda.memory_allocated()
         else:
             with open("/proc/self/clear_refs", "w") as f:
                 f.write("5")  # reset VmHWM to the current VmRSS
-            self.base = _rss_kib("VmRSS") * 1024
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -145,9 +154,10 @@ def _one(argv: list[str]) -> None:
         else _lce_step(impl, dtype, *sizes, device)
     )
     sync = torch.cuda.synchronize if device == "cuda" else (lambda: None)
+    base = Memory.level(device)
     step()  # warm-up (compilation, first-touch of the allocator)
     sync()
-    with Memory(device) as mem:
+    with Memory(device, base) as mem:
         step()
     times = []
     for _ in range(int(repeat)):

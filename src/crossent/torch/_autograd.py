@@ -23,13 +23,17 @@ def _scale_grad(grad: torch.Tensor, grad_out: torch.Tensor, opts: LossOptions) -
     Otherwise the default makes a new tensor; ``inplace=True`` scales the buffer in place (a
     second backward then fails with autograd's "modified by an inplace operation" error).
     """
+    if bool((grad_out == 1.0).all()):  # loss.backward(), or loss.sum() of 'none'
+        return grad
     if opts.reduction == "none":
         factor = grad_out.reshape(-1, 1).to(grad.dtype)
     else:
-        if bool(grad_out == 1.0):
-            return grad
         factor = grad_out.to(grad.dtype)
-    return grad.mul_(factor) if opts.inplace else grad * factor
+    if opts.inplace:
+        return grad.mul_(factor)
+    if grad.device.type == "cpu":
+        return torch.mul(grad, factor, out=_cpu.grad_buffer(grad.shape, grad.dtype))
+    return grad * factor
 
 
 def _bump_version(x: torch.Tensor) -> None:

@@ -31,8 +31,14 @@ from crossent.torch._options import (
 CHUNK_ELEMENTS = 1 << 24
 
 
-def default_chunk_size(n_rows: int, n_classes: int) -> int:
-    return max(1, min(n_rows, CHUNK_ELEMENTS // max(n_classes, 1)))
+# on CUDA: logits chunks of 128 Mi elements (256 MiB in bfloat16): GEMMs large enough to run
+# at full speed, the weight-gradient accumulator read once per chunk only a few times
+CHUNK_ELEMENTS_CUDA = 1 << 27
+
+
+def default_chunk_size(n_rows: int, n_classes: int, device: torch.device) -> int:
+    elements = CHUNK_ELEMENTS_CUDA if device.type == "cuda" else CHUNK_ELEMENTS
+    return max(1, min(n_rows, elements // max(n_classes, 1)))
 
 
 def _chunk_loss_grad(
@@ -69,24 +75,26 @@ def _run(
     v = w.shape[0]
     cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
     low = x.dtype != cdt  # bfloat16/float16: GEMMs in that dtype, accumulation in float32
+    # the Triton kernel reads any dtype: its logits buffer is in x's dtype, written by the GEMM
+    bdt = x.dtype if use_triton(x, opts) else cdt
     want_grad = any(grads)
     gx = torch.empty_like(x) if grads[0] else None
 
-    def empty(shape: tuple[int, ...]) -> torch.Tensor:
+    def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         if x.device.type == "cpu":  # recycled memory: no page faults
-            return _cpu.grad_buffer(shape, cdt)
-        return torch.empty(shape, dtype=cdt, device=x.device)
+            return _cpu.grad_buffer(shape, dtype)
+        return torch.empty(shape, dtype=dtype, device=x.device)
 
-    gw = empty((v, d)) if grads[1] else None  # written by the first chunk's GEMM (beta = 0)
+    gw = empty((v, d), cdt) if grads[1] else None  # written by the first chunk's GEMM (beta=0)
     gb = torch.zeros(v, dtype=cdt, device=x.device) if grads[2] else None
     losses = torch.empty(n, dtype=torch.float64, device=x.device)
-    buf = empty((min(chunk, n), v))
+    buf = empty((min(chunk, n), v), bdt)
     wt = w.t()
     for r0 in range(0, n, chunk):
         r1 = min(r0 + chunk, n)
         xc = x[r0:r1]  # (rows, D)
         lg = buf[: r1 - r0]  # (rows, V)
-        if low:
+        if lg.dtype != x.dtype:
             lg.copy_(torch.addmm(b, xc, wt) if b is not None else xc @ wt)
         elif b is not None:
             torch.addmm(b, xc, wt, out=lg)
@@ -96,25 +104,25 @@ def _run(
         if not want_grad:
             continue
         if isinstance(row_scale, torch.Tensor):
-            lg.mul_(row_scale[r0:r1].to(cdt).unsqueeze(1))
+            lg.mul_(row_scale[r0:r1].to(lg.dtype).unsqueeze(1))
             alpha = 1.0
         else:
             alpha = row_scale
-        g = lg.to(x.dtype) if low else lg  # (rows, V): the gradient of the logits
+        g = lg.to(x.dtype)  # (rows, V): the gradient of the logits
         if gx is not None:
             torch.addmm(gx[r0:r1], g, w, beta=0.0, alpha=alpha, out=gx[r0:r1])
         if gw is not None:
-            beta = 0.0 if r0 == 0 else 1.0
-            if low:
+            if low:  # the GEMM accumulates in float32, rounds once; the chunks add in float32
                 part = (g.t() @ xc).to(cdt)
                 if r0 == 0:
                     torch.mul(part, alpha, out=gw)
                 else:
                     gw.add_(part, alpha=alpha)
             else:
+                beta = 0.0 if r0 == 0 else 1.0
                 torch.addmm(gw, g.t(), xc, beta=beta, alpha=alpha, out=gw)
         if gb is not None:
-            gb.add_(lg.sum(0), alpha=alpha)
+            gb.add_(lg.sum(0, dtype=cdt), alpha=alpha)
     return losses, gx, gw, gb
 
 
@@ -321,7 +329,7 @@ def linear_cross_entropy(
     x = input.reshape(-1, d)
     t = _flatten_lce_target(target, batch, v, input.device)
     if chunk_size is None:
-        chunk = default_chunk_size(x.shape[0], v)
+        chunk = default_chunk_size(x.shape[0], v, x.device)
     else:
         if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
             raise ValueError(f"chunk_size: expected an int >= 1 or None, got {chunk_size!r}")
