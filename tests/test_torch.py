@@ -271,10 +271,11 @@ def test_inplace_overwrites_the_logits_with_the_gradient():
     assert not torch.equal(logits.detach(), keep)  # the buffer now holds the gradient
 
 
-def test_inplace_refuses_a_leaf():
+def test_inplace_refuses_a_leaf_and_its_views():
     x = torch.randn(3, 4, requires_grad=True)
-    with pytest.raises(ValueError, match="leaf"):
-        cross_entropy(x, torch.tensor([0, 1, 2]), inplace=True)
+    for logits, y in ((x, torch.tensor([0, 1, 2])), (x.view(12)[:4], torch.tensor(1))):
+        with pytest.raises(ValueError, match="leaf"):
+            cross_entropy(logits, y, inplace=True)
 
 
 def test_inplace_copies_when_the_producer_saved_the_logits():

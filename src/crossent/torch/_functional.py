@@ -77,6 +77,16 @@ def _producer_saved(x: torch.Tensor) -> bool:
     return isinstance(saved, torch.Tensor) and saved.data_ptr() == x.data_ptr()
 
 
+def _views_a_leaf(x: torch.Tensor) -> bool:
+    """Is ``x`` a leaf that requires grad, or a view of one (writing would change it)?"""
+    t: torch.Tensor | None = x
+    while t is not None:
+        if t.is_leaf and t.requires_grad:
+            return True
+        t = t._base
+    return False
+
+
 @eager_under_compile
 def _apply(
     x: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None, opts: LossOptions
@@ -116,10 +126,11 @@ def cross_entropy(
     t, batch = flatten_target(input, target)
     w = check_class_weight(weight, c, input.device)
     if inplace and x.requires_grad:
-        if x.is_leaf:
+        if _views_a_leaf(x):
             raise ValueError(
-                "inplace: the gradient would overwrite a leaf tensor that requires grad "
-                "(a parameter); pass the logits produced by your model, or inplace=False"
+                "inplace: the gradient would overwrite a leaf tensor that requires grad (a "
+                "parameter), or a view of one; pass the logits produced by your model, or "
+                "inplace=False"
             )
         if t.requires_grad:
             raise ValueError("inplace: not supported when target requires grad")
