@@ -94,10 +94,22 @@ def _ce_step(impl: str, dtype: Any, n: int, v: int, device: str):  # type: ignor
     else:
         raise ValueError(impl)
 
+    class Made(torch.autograd.Function):
+        """Logits "made by a model op" for the in-place mode: a copy (untimed) whose backward
+        ends the graph, as the matmul that makes real logits needs no (N, V) gradient."""
+
+        @staticmethod
+        def forward(ctx: Any, t: Any) -> Any:
+            return t.clone()
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> Any:
+            return None
+
     def setup() -> Any:
         leaf = x.detach().requires_grad_()
-        if impl == "crossent-inplace":  # in-place needs logits made by an op (untimed)
-            return leaf * 1.0
+        if impl == "crossent-inplace":  # in-place needs logits made by an op, not a leaf
+            return Made.apply(leaf)
         return leaf
 
     def step(logits: Any) -> None:

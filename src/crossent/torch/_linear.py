@@ -1,14 +1,20 @@
 r"""Fused linear + cross-entropy: the loss of ``input @ weight.T + bias``, logits never held.
 
 Rows of ``input`` are processed in chunks. For each chunk the logits ``(rows, V)`` are made by
-one GEMM into a reused float32 buffer, the cross-entropy engine turns them into per-row losses
-and overwrites them with their gradient, and two more GEMMs take that gradient to ``input``
-(``g @ W``, each row written once) and to ``weight`` (``g.T @ x``, accumulated by the GEMM
-itself into one float32 buffer, ``beta = 1``: no ``(V, D)`` temporary per chunk). With
-``'mean'``/``'sum'`` all of this happens in the forward pass (``6·N·D·V`` flops, the same as
-the unfused path) and backward only scales; with ``'none'`` backward redoes the loop with each
-row's incoming gradient.
-"""
+one GEMM into a reused buffer (float32 for the CPU engine, the input's dtype for the Triton
+kernel, which computes in float32), the loss engine turns them into per-row losses and
+overwrites them with their gradient, and two more GEMMs take that gradient to ``input``
+(``g @ W``, each row written once) and to ``weight`` (``g.T @ x``, accumulated in float32:
+by the GEMM itself, ``beta = 1``, for float32 weights and on CUDA; as one rounded product per
+chunk added in float32 for bfloat16/float16 weights on the CPU). With ``'mean'``/``'sum'`` all
+of this happens in the forward pass (``6·N·D·V`` flops, the same as the unfused path) and
+backward only scales; with ``'none'`` backward redoes the loop with each row's incoming
+gradient.
+
+The weight gradient is read and written once per chunk (inside the GEMM): the alternative,
+chunking the vocabulary so that each slice of it is written once, needs the log-sum-exp of
+every row first, hence a second logits GEMM (``8·N·D·V`` flops), which costs more than the
+few passes over the accumulator that large chunks (4 at ``N=2048, V=32000``) take."""
 
 from __future__ import annotations
 
@@ -74,7 +80,6 @@ def _run(
     n, d = x.shape
     v = w.shape[0]
     cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
-    low = x.dtype != cdt  # bfloat16/float16: GEMMs in that dtype, accumulation in float32
     # the Triton kernel reads any dtype: its logits buffer is in x's dtype, written by the GEMM
     bdt = x.dtype if use_triton(x, opts) else cdt
     want_grad = any(grads)
@@ -112,18 +117,35 @@ def _run(
         if gx is not None:
             torch.addmm(gx[r0:r1], g, w, beta=0.0, alpha=alpha, out=gx[r0:r1])
         if gw is not None:
-            if low:  # the GEMM accumulates in float32, rounds once; the chunks add in float32
-                part = (g.t() @ xc).to(cdt)
-                if r0 == 0:
-                    torch.mul(part, alpha, out=gw)
-                else:
-                    gw.add_(part, alpha=alpha)
-            else:
-                beta = 0.0 if r0 == 0 else 1.0
-                torch.addmm(gw, g.t(), xc, beta=beta, alpha=alpha, out=gw)
+            _accumulate(gw, g.t(), xc, 0.0 if r0 == 0 else 1.0, alpha)
         if gb is not None:
             gb.add_(lg.sum(0, dtype=cdt), alpha=alpha)
     return losses, gx, gw, gb
+
+
+def _accumulate(
+    acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, beta: float, alpha: float
+) -> None:
+    """``acc = beta·acc + alpha·(a @ b)`` with ``acc`` in float32/64, by the GEMM when it can.
+
+    Same dtypes: one ``addmm`` (the GEMM reads and writes ``acc``, no temporary). bfloat16 or
+    float16 operands: on CUDA ``addmm`` with a float32 output; elsewhere the product is made in
+    the operands' dtype (float32 accumulation inside, one rounding) and added in float32.
+    """
+    if a.dtype == acc.dtype:
+        torch.addmm(acc, a, b, beta=beta, alpha=alpha, out=acc)
+        return
+    if acc.device.type == "cuda":
+        try:
+            torch.ops.aten.addmm.dtype_out(acc, a, b, acc.dtype, beta=beta, alpha=alpha, out=acc)
+            return
+        except (RuntimeError, NotImplementedError):  # older torch or an unsupported pair
+            pass
+    part = a @ b
+    if beta == 0.0:
+        torch.mul(part, alpha, out=acc)
+    else:
+        acc.add_(part, alpha=alpha)
 
 
 def _flatten_lce_target(
