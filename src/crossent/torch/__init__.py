@@ -6,14 +6,22 @@
 * :func:`linear_cross_entropy` / :class:`LinearCrossEntropyLoss`: the loss of
   ``input @ weight.T + bias`` without ever holding the ``(N, V)`` logits.
 
-CPU tensors run on crossent's NumPy engine; CUDA tensors on Triton kernels. Importing
+CPU tensors run on crossent's NumPy engine, whose gradient buffers are recycled from step to
+step (:func:`empty_cache` gives them back); CUDA tensors run on Triton kernels. Importing
 :mod:`crossent` does not import torch; this module does.
 """
 
 from __future__ import annotations
 
+from crossent.torch._cpu import empty_cache
 from crossent.torch._functional import cross_entropy
 from crossent.torch._linear import linear_cross_entropy
 from crossent.torch._modules import CrossEntropyLoss, LinearCrossEntropyLoss
 
-__all__ = ["CrossEntropyLoss", "LinearCrossEntropyLoss", "cross_entropy", "linear_cross_entropy"]
+__all__ = [
+    "CrossEntropyLoss",
+    "LinearCrossEntropyLoss",
+    "cross_entropy",
+    "empty_cache",
+    "linear_cross_entropy",
+]
