@@ -7,6 +7,7 @@ smoothing, ``C`` the number of classes.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -281,10 +282,11 @@ def _small_simple(
     ):
         return None
     n, c = logits.shape
-    if target.min() < 0 or target.max() >= c:
+    # one reduction checks 0 <= target < C: negative labels wrap to huge unsigned values
+    if target.view(f"u{target.itemsize}").max() >= c:
         return None  # ignored rows or a bad label: the general path
     mx = logits.max(axis=1)
-    if not np.isfinite(mx.sum()):
+    if not math.isfinite(mx.sum()):
         return None  # NaN, inf, or -inf rows: the general path
     z = np.subtract(logits, mx[:, None])
     np.exp(z, out=z)
@@ -316,6 +318,29 @@ def _no_extras(weight: Any, ls: Any, zl: Any, cap: Any, temp: Any, ii: Any) -> b
     )
 
 
+def _run(
+    logits: ArrayLike,
+    target: ArrayLike,
+    want_grad: bool,
+    out: NDArray[Any] | None,
+    options: dict[str, Any],
+) -> tuple[Any, Any]:
+    """(loss, grad or None): the lean small path when it applies, else the block engine."""
+    o = options
+    if out is None and _no_extras(
+        o["weight"], o["label_smoothing"], o["z_loss"], o["softcap"], o["temperature"],
+        o["ignore_index"],
+    ):  # fmt: skip
+        fast = _small_simple(logits, target, o["axis"], o["reduction"], want_grad)
+        if fast is not None:
+            return fast
+    prep = _prepare(
+        logits, target, o["axis"], o["weight"], o["ignore_index"], o["reduction"],
+        o["label_smoothing"], o["z_loss"], o["softcap"], o["temperature"],
+    )  # fmt: skip
+    return _compute(prep, want_grad, out)
+
+
 def cross_entropy(
     logits: ArrayLike,
     target: ArrayLike,
@@ -329,15 +354,11 @@ def cross_entropy(
     softcap: float | None = None,
     temperature: float = 1.0,
 ) -> Any:
-    if _no_extras(weight, label_smoothing, z_loss, softcap, temperature, ignore_index):
-        fast = _small_simple(logits, target, axis, reduction, False)
-        if fast is not None:
-            return fast[0]
-    prep = _prepare(
-        logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss,
-        softcap, temperature,
+    options = dict(
+        axis=axis, weight=weight, ignore_index=ignore_index, reduction=reduction,
+        label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, temperature=temperature,
     )  # fmt: skip
-    return _compute(prep, False, None)[0]
+    return _run(logits, target, False, None, options)[0]
 
 
 def cross_entropy_grad(
@@ -354,17 +375,12 @@ def cross_entropy_grad(
     temperature: float = 1.0,
     out: NDArray[Any] | None = None,
 ) -> NDArray[Any]:
-    if out is None and _no_extras(
-        weight, label_smoothing, z_loss, softcap, temperature, ignore_index
-    ):
-        fast = _small_simple(logits, target, axis, reduction, True)
-        if fast is not None:
-            return fast[1]
-    prep = _prepare(
-        logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss,
-        softcap, temperature,
+    options = dict(
+        axis=axis, weight=weight, ignore_index=ignore_index, reduction=reduction,
+        label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, temperature=temperature,
     )  # fmt: skip
-    return _compute(prep, True, out)[1]
+    grad: NDArray[Any] = _run(logits, target, True, out, options)[1]
+    return grad
 
 
 def cross_entropy_with_grad(
@@ -381,17 +397,11 @@ def cross_entropy_with_grad(
     temperature: float = 1.0,
     out: NDArray[Any] | None = None,
 ) -> tuple[Any, NDArray[Any]]:
-    if out is None and _no_extras(
-        weight, label_smoothing, z_loss, softcap, temperature, ignore_index
-    ):
-        fast = _small_simple(logits, target, axis, reduction, True)
-        if fast is not None:
-            return fast
-    prep = _prepare(
-        logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss,
-        softcap, temperature,
+    options = dict(
+        axis=axis, weight=weight, ignore_index=ignore_index, reduction=reduction,
+        label_smoothing=label_smoothing, z_loss=z_loss, softcap=softcap, temperature=temperature,
     )  # fmt: skip
-    return _compute(prep, True, out)
+    return _run(logits, target, True, out, options)
 
 
 cross_entropy.__doc__ = (
