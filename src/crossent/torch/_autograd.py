@@ -83,7 +83,7 @@ class CrossEntropyFunction(torch.autograd.Function):
         grad_x = grad_t = None
         saved = ctx.saved_tensors
         if ctx.needs_input_grad[1]:
-            grad_t = _target_grad(saved[1], saved[2], grad_loss, opts)
+            grad_t = target_grad(saved[1], saved[2], grad_loss, opts)
         if ctx.needs_input_grad[0]:
             grad_x = _scale_grad(saved[0], grad_loss, opts)
         return grad_x, grad_t, None, None
@@ -93,7 +93,7 @@ def _lse(logits: torch.Tensor, opts: LossOptions) -> torch.Tensor:
     return _cpu.transformed_lse(logits, opts)
 
 
-def _target_grad(
+def target_grad(
     logits: torch.Tensor,
     weight: torch.Tensor | None,
     grad_loss: torch.Tensor,

@@ -14,6 +14,7 @@ import torch
 
 from crossent.torch._autograd import CrossEntropyFunction
 from crossent.torch._compile import eager_under_compile
+from crossent.torch._ops import cross_entropy_compiled
 from crossent.torch._options import (
     LossOptions,
     check_class_weight,
@@ -125,7 +126,8 @@ def cross_entropy(
         raise ValueError("input: expected at least one class (dimension 1), got 0")
     t, batch = flatten_target(input, target)
     w = check_class_weight(weight, c, input.device)
-    if inplace and x.requires_grad:
+    compiling = torch.compiler.is_compiling()
+    if inplace and x.requires_grad and not compiling:  # (ignored under torch.compile)
         if _views_a_leaf(x):
             raise ValueError(
                 "inplace: the gradient would overwrite a leaf tensor that requires grad (a "
@@ -136,7 +138,10 @@ def cross_entropy(
             raise ValueError("inplace: not supported when target requires grad")
         if _producer_saved(x):  # the op that made the logits needs them: keep them
             opts = dataclasses.replace(opts, inplace=False)
-    loss, lse = _apply(x, t, w, opts)
+    if compiling:  # one opaque custom op in the graph, no graph break
+        loss, lse = cross_entropy_compiled(x, t, w, opts)
+    else:
+        loss, lse = _apply(x, t, w, opts)
     if reduction == "none":
         loss = loss.reshape(batch)
     if return_lse:
