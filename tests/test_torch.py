@@ -381,3 +381,26 @@ def test_gradient_buffers_are_recycled_only_when_free():
     cross_entropy(x3, y).backward()
     assert x3.grad.data_ptr() == freed  # the freed block, already faulted in
     crossent.torch.empty_cache()
+
+
+def test_non_contiguous_logits_int32_targets_float64_weight():
+    base = torch.randn(9, 6, requires_grad=True)
+    logits = base.t()  # (6, 9), non-contiguous
+    y = torch.tensor([0, 8, 3, -100, 5, 1], dtype=torch.int32)
+    w = torch.rand(9, dtype=torch.float64) + 0.5
+    loss = cross_entropy(logits, y, w, label_smoothing=0.1)
+    loss.backward()
+    ref_base = base.detach().clone().requires_grad_()
+    F.cross_entropy(ref_base.t(), y.long(), w.float(), label_smoothing=0.1).backward()
+    torch.testing.assert_close(
+        loss, F.cross_entropy(base.t(), y.long(), w.float(), label_smoothing=0.1)
+    )
+    torch.testing.assert_close(base.grad, ref_base.grad)
+
+
+def test_unbatched_input_none_reduction_is_a_scalar():
+    x = torch.randn(5, requires_grad=True)
+    loss = cross_entropy(x, torch.tensor(2), reduction="none")
+    assert loss.shape == ()
+    loss.backward()
+    torch.testing.assert_close(x.grad, torch.softmax(x.detach(), 0) - F.one_hot(torch.tensor(2), 5))
