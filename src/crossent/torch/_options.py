@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import math
 import numbers
 from dataclasses import dataclass
@@ -91,6 +92,8 @@ def make_options(
 def check_float_tensor(t: Any, name: str) -> torch.Tensor:
     if not isinstance(t, torch.Tensor):
         raise TypeError(f"{name}: expected a torch.Tensor, got {type(t).__name__}")
+    if t.device.type not in ("cpu", "cuda", "meta"):
+        raise ValueError(f"{name}: expected a CPU or CUDA tensor, got one on {t.device}")
     if t.dtype not in FLOAT_DTYPES:
         raise TypeError(
             f"{name}: expected a float16, bfloat16, float32 or float64 tensor, got {t.dtype}"
@@ -113,6 +116,11 @@ def check_class_weight(weight: Any, n_classes: int, device: torch.device) -> tor
 
 def use_triton(x: torch.Tensor, opts: LossOptions) -> bool:
     """CUDA tensors go to the Triton kernels; ``backend='triton'`` forces them (interpreter)."""
-    if opts.backend == "triton":
+    if opts.backend == "triton" or (opts.backend == "auto" and x.device.type == "cuda"):
+        if importlib.util.find_spec("triton") is None:
+            raise ImportError(
+                "crossent.torch: CUDA tensors run on Triton kernels; install triton "
+                "(pip install triton, or the 'triton' extra of crossent)"
+            )
         return True
-    return opts.backend == "auto" and x.device.type == "cuda"
+    return False
