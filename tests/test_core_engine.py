@@ -139,3 +139,34 @@ def test_small_lean_path_equals_general_path(dtype, reduction):
     assert _small_simple(x, np.array([0, 4, 1]), -1, reduction, True) is None
     assert _small_simple(np.array([[np.nan, 0.0]]), np.array([0]), -1, reduction, True) is None
     assert _small_simple(x, np.array([0, 1, 2]), 0, reduction, True) is None
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_plain_block_equals_general_block(dtype, temperature):
+    from crossent._kernel import ce_block, plain_block
+
+    rng = np.random.default_rng(6)
+    n, c = 40, 57
+    x = (rng.normal(size=(n, c)) * 5).astype(dtype)
+    x[3, :10] = -np.inf
+    y = rng.integers(0, c, size=n)
+    y[::5] = -100
+    y[3] = 20
+    w = rng.random(c) + 0.5
+    prep = _prepare(x, y, -1, w, -100, "mean", 0.0, 0.0, None, temperature)
+    assert prep.pb.plain
+    cd = prep.pb.cdtype
+    z1, z2 = np.empty((n, c), dtype=cd), np.empty((n, c), dtype=cd)
+    loss1, lse1 = plain_block(prep.pb, 0, n, z1, None, True)
+    loss2, lse2 = ce_block(prep.pb, 0, n, z2, None, True)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(loss1, loss2, rtol=tol, atol=tol)
+    np.testing.assert_allclose(lse1, lse2, rtol=tol)
+    np.testing.assert_allclose(z1, z2, rtol=tol, atol=tol * 1e-3)
+    # a block the plain kernel does not cover goes to the general one
+    big = x * 1e3
+    prep = _prepare(big, y, -1, w, -100, "mean", 0.0, 0.0, None, temperature)
+    loss3, _ = plain_block(prep.pb, 0, n, z1, None, True)
+    loss4, _ = ce_block(prep.pb, 0, n, z2, None, True)
+    np.testing.assert_array_equal(loss3, loss4)
