@@ -3,7 +3,7 @@
 Every case runs in a fresh worker process, so that its peak memory (the RSS high-water mark
 minus the RSS once the logits exist) is its own. Peers: PyTorch eager (``F.cross_entropy`` +
 ``.backward()``), ``torch.compile(F.cross_entropy)``, and naive vectorized NumPy; floors: one
-``np.exp`` over the logits into a preallocated buffer, and one copy. Targets are class indices
+``np.exp`` over the logits into a preallocated buffer and into a fresh array, and one copy. Targets are class indices
 with one row in seven ignored. ``crossent bench`` and ``benchmarks/bench_cpu.py`` run this.
 """
 
@@ -22,8 +22,15 @@ from typing import Any
 
 import numpy as np
 
-IMPLS = ("crossent", "crossent-inplace", "torch-eager", "torch-compile", "numpy-naive")
-FLOORS = ("exp-floor", "copy-floor")
+IMPLS = (
+    "crossent",
+    "crossent-out",
+    "crossent-inplace",
+    "torch-eager",
+    "torch-compile",
+    "numpy-naive",
+)
+FLOORS = ("exp-floor", "exp-fresh", "copy-floor")
 
 
 def naive_numpy(x: np.ndarray, y: np.ndarray, ignore_index: int = -100) -> tuple[Any, Any]:
@@ -48,29 +55,31 @@ def _peak_rss_bytes() -> int:
 
 def _make_case(impl: str, n: int, v: int, dtype: str) -> Callable[[], Any]:
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((n, v), dtype=dtype)  # no temporary: the RSS baseline is the logits
+    x = rng.standard_normal((n, v), dtype=np.dtype(dtype).type)  # no temporary: RSS = logits
     y = rng.integers(0, v, size=n)
     y[::7] = -100
     if impl == "crossent":
         import crossent
 
         return lambda: crossent.cross_entropy_with_grad(x, y)
+    if impl == "crossent-out":
+        import crossent
+
+        grad = np.empty_like(x)
+        return lambda: crossent.cross_entropy_with_grad(x, y, out=grad)
     if impl == "crossent-inplace":
         import crossent
 
-        buf = x.copy()  # the gradient overwrites it: refill each run, timed separately below
-
-        def inplace() -> Any:
-            np.copyto(buf, x)
-            return crossent.cross_entropy_with_grad(buf, y, out=buf)
-
-        inplace.refill = lambda: np.copyto(buf, x)  # type: ignore[attr-defined]
-        return inplace
+        # the gradient overwrites the logits; the next run takes it as its logits, which costs
+        # the same (every value is in range), so no refill is needed between runs
+        return lambda: crossent.cross_entropy_with_grad(x, y, out=x)
     if impl == "numpy-naive":
         return lambda: naive_numpy(x, y)
     if impl == "exp-floor":
         out = np.empty_like(x)
         return lambda: np.exp(x, out=out)
+    if impl == "exp-fresh":  # the floor for any function that returns a new N×V array
+        return lambda: np.exp(x)
     if impl == "copy-floor":
         out = np.empty_like(x)
         return lambda: np.copyto(out, x)
@@ -96,19 +105,11 @@ def worker(impl: str, n: int, v: int, dtype: str, repeat: int) -> dict[str, Any]
     base = _peak_rss_bytes()
     fn()  # warm-up (and torch.compile's compilation); sets the memory high-water mark
     peak = _peak_rss_bytes() - base
-    refill = getattr(fn, "refill", None)
     times = []
     for _ in range(repeat):
         t0 = time.perf_counter()
         fn()
         times.append(time.perf_counter() - t0)
-    if refill is not None:  # the in-place case's copy of the logits is not part of the loss
-        t_refill = []
-        for _ in range(repeat):
-            t0 = time.perf_counter()
-            refill()
-            t_refill.append(time.perf_counter() - t0)
-        times = [t - statistics.median(t_refill) for t in times]
     return {"impl": impl, "n": n, "v": v, "dtype": dtype, "ms": statistics.median(times) * 1e3,
             "peak_extra_bytes": max(peak, 0)}  # fmt: skip
 
