@@ -3,8 +3,9 @@
 Every case runs in a fresh worker process, so that its peak memory (the RSS high-water mark
 minus the RSS once the logits exist) is its own. Peers: PyTorch eager (``F.cross_entropy`` +
 ``.backward()``), ``torch.compile(F.cross_entropy)``, and naive vectorized NumPy; floors: one
-``np.exp`` over the logits into a preallocated buffer and into a fresh array, and one copy. Targets are class indices
-with one row in seven ignored. ``crossent bench`` and ``benchmarks/bench_cpu.py`` run this.
+``np.exp`` over the logits into a preallocated buffer and into a fresh array, and one copy.
+Targets are class indices with one row in seven ignored. ``crossent bench`` and
+``benchmarks/bench_cpu.py`` run this.
 """
 
 from __future__ import annotations
