@@ -94,6 +94,31 @@ def test_out_and_in_place(dtype):
     assert loss3 == loss
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    "opts",
+    [{}, {"weight": True}, {"temperature": 0.5}, {"label_smoothing": 0.1}, {"softcap": 5.0}],
+    ids=str,
+)
+def test_in_place_equals_out_of_place_on_every_kernel(dtype, opts):
+    """Large enough for the block engine (not the small path), in both kernels."""
+    rng = np.random.default_rng(7)
+    x = (rng.normal(size=(300, 150)) * 3).astype(dtype)
+    y = rng.integers(0, 150, size=300)
+    y[::9] = -100
+    if opts.get("weight"):
+        opts = {"weight": rng.random(150) + 0.5}
+    for reduction in ("mean", "none"):
+        loss, grad = crossent.cross_entropy_with_grad(x, y, reduction=reduction, **opts)
+        buf = x.copy()
+        loss2, grad2 = crossent.cross_entropy_with_grad(
+            buf, y, reduction=reduction, out=buf, **opts
+        )
+        assert grad2 is buf
+        np.testing.assert_array_equal(loss2, loss)
+        np.testing.assert_array_equal(grad2, grad)
+
+
 def test_out_with_class_axis_not_last():
     rng = np.random.default_rng(3)
     x = rng.normal(size=(4, 6, 5))

@@ -276,6 +276,7 @@ def plain_block(
         return ce_block(pb, r0, r1, z, t, grad)
     y = pb.y[r0:r1]
     rows = np.arange(r1 - r0)
+    zy = x[rows, y].astype(np.float64) / temp  # before z is written: z may be x (in place)
     if temp == 1.0:
         np.exp(x, out=z, dtype=cd)
     else:
@@ -283,7 +284,6 @@ def plain_block(
         np.exp(z, out=z)
     s = np.einsum("ij->i", z).astype(np.float64)  # (n,) > 0: every row has a finite logit
     log_s = np.log(s)
-    zy = x[rows, y].astype(np.float64) / temp
     wy = pb.wy[r0:r1]
     if pb.valid is not None:  # ignored rows: 0, even where their label 0 has logit -inf
         zy[wy == 0.0] = 0.0
