@@ -79,7 +79,7 @@ def make_progress(console: Any, unit: str, *, disable: bool = False) -> Any:
         BarColumn(bar_width=10),
         MofNCompleteColumn(),
         TextColumn(
-            "loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f} val {task.fields[val]:.3f}"
+            "loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f} val {task.fields[val]}"
         ),
         TimeElapsedColumn(),
         console=console,

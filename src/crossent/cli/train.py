@@ -259,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
         if Z_val is not None:
             history["val_accuracy"].append(float(np.mean(clf.predict(Z_val) == y_val)))
         save_model(pipe, out / CHECKPOINT, extra=run_extra())
-        val = history["val_accuracy"][-1] if history["val_accuracy"] else float("nan")
+        val = f"{history['val_accuracy'][-1]:.3f}" if history["val_accuracy"] else "—"
         progress.update(
             task, advance=1, loss=history["loss"][-1], acc=history["train_accuracy"][-1], val=val
         )
@@ -275,7 +275,7 @@ def run(args: argparse.Namespace) -> int:
             completed=done,
             loss=float("nan"),
             acc=float("nan"),
-            val=float("nan"),
+            val="—",
         )
         try:
             if cfg["epochs"] > done:
