@@ -81,10 +81,12 @@ class _Prepared:
         return buf, buf
 
     def finish_grad(self, buf: NDArray[Any], ret: NDArray[Any]) -> NDArray[Any]:
-        if ret.base is buf or ret is buf:
-            return np.moveaxis(buf.reshape(self.moved_shape), -1, self.axis)
-        if np.shares_memory(buf, ret):
-            return ret
+        grad = np.moveaxis(buf.reshape(self.moved_shape), -1, self.axis)
+        if ret is buf:
+            return grad
+        if not np.shares_memory(buf, ret):  # `out` could not be written directly
+            np.copyto(ret, grad)
+        return ret
         np.copyto(ret, np.moveaxis(buf.reshape(self.moved_shape), -1, self.axis))
         return ret
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 import itertools
 import os
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 import numpy as np
 
@@ -103,6 +102,3 @@ def run(
         f.result()
     return loss, lse
 
-
-def empty_like_rows(pb: Problem) -> Any:
-    return np.empty(pb.x.shape, dtype=pb.x.dtype)

@@ -22,8 +22,8 @@ def _compute_dtype(dtype: np.dtype) -> type[np.floating]:
 
 def _shifted(
     x: ArrayLike, axis: int, temperature: float, name: str = "x"
-) -> tuple[NDArray[np.floating], NDArray[np.floating], NDArray[np.floating], int, np.dtype]:
-    """Return ``(z - max, max, x_array, axis, dtype)`` with ``z = x / temperature``."""
+) -> tuple[NDArray[np.floating], NDArray[np.floating], int, np.dtype]:
+    """Return ``(z - max, max, axis, dtype)`` with ``z = x / temperature``."""
     arr = as_float_array(x, name)
     ax = normalize_axis(axis, arr.ndim)
     t = check_positive(temperature, "temperature")
@@ -36,7 +36,7 @@ def _shifted(
     m_safe = np.where(np.isneginf(m), 0.0, m).astype(z.dtype)
     with np.errstate(over="ignore"):  # -1e308 - 1e308 is -inf: exp gives 0, as it should
         z -= m_safe
-    return z, m_safe, arr, ax, arr.dtype
+    return z, m_safe, ax, arr.dtype
 
 
 def logsumexp(x: ArrayLike, *, axis: int = -1) -> NDArray[np.floating]:
@@ -76,7 +76,7 @@ def logsumexp(x: ArrayLike, *, axis: int = -1) -> NDArray[np.floating]:
     >>> float(crossent.logsumexp([1000.0, 1000.0]))  # exp(1000) overflows; lse does not
     1000.6931
     """
-    z, m, _arr, ax, dtype = _shifted(x, axis, 1.0)
+    z, m, ax, dtype = _shifted(x, axis, 1.0)
     with np.errstate(divide="ignore"):  # log(0) = -inf for an all -inf slice, by design
         out = np.log(np.sum(np.exp(z), axis=ax, keepdims=True)) + m
     return np.squeeze(out, axis=ax).astype(dtype, copy=False)
@@ -136,7 +136,7 @@ def softmax(x: ArrayLike, *, axis: int = -1, temperature: float = 1.0) -> NDArra
     >>> crossent.softmax([10, 9, 8], temperature=10.0).round(4)
     array([0.3672, 0.3322, 0.3006])
     """
-    z, _m, _arr, ax, dtype = _shifted(x, axis, temperature)
+    z, _m, ax, dtype = _shifted(x, axis, temperature)
     _check_no_empty_rows(z, ax)
     np.exp(z, out=z)
     z /= np.sum(z, axis=ax, keepdims=True)
@@ -178,7 +178,7 @@ def log_softmax(x: ArrayLike, *, axis: int = -1, temperature: float = 1.0) -> ND
     >>> crossent.log_softmax([10, 9, 8]).round(4)
     array([-0.4076, -1.4076, -2.4076])
     """
-    z, _m, _arr, ax, dtype = _shifted(x, axis, temperature)
+    z, _m, ax, dtype = _shifted(x, axis, temperature)
     _check_no_empty_rows(z, ax)
     z -= np.log(np.sum(np.exp(z), axis=ax, keepdims=True))
     return z.astype(dtype, copy=False)
