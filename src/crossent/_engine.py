@@ -101,4 +101,3 @@ def run(
     for f in futures:
         f.result()
     return loss, lse
-
