@@ -17,6 +17,17 @@ from crossent import __version__
 SUBCOMMANDS = ("train", "evaluate", "predict", "explain", "bench")
 
 
+# optional dependencies the commands import, and the extra that installs each
+OPTIONAL_MODULES = {
+    "rich": "cli",
+    "sklearn": "cli",
+    "scipy": "cli",
+    "matplotlib": "cli",
+    "threadpoolctl": "cli",
+    "torch": "torch",
+}
+
+
 class CLIError(Exception):
     """A user-facing error: printed as ``crossent: error: ...`` with exit status 2."""
 
@@ -47,6 +58,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.run(args) or 0)
     except CLIError as exc:
         print(f"crossent {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except ModuleNotFoundError as exc:
+        extra = OPTIONAL_MODULES.get((exc.name or "").partition(".")[0])
+        if extra is None:
+            raise
+        print(
+            f"crossent {args.command}: error: this command needs {exc.name!r}, which is not "
+            f"installed; install it with: pip install 'crossent[{extra}]'",
+            file=sys.stderr,
+        )
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
