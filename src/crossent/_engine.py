@@ -23,6 +23,7 @@ BLOCK_BYTES = 4 * 1024 * 1024
 PARALLEL_MIN_ELEMENTS = 1 << 20
 
 _pool: ThreadPoolExecutor | None = None
+_pool_size = 0
 
 
 def n_threads() -> int:
@@ -37,9 +38,13 @@ def n_threads() -> int:
 
 
 def _get_pool(workers: int) -> ThreadPoolExecutor:
-    global _pool
-    if _pool is None or _pool._max_workers < workers:
+    """One pool for the process, grown (the old one shut down) when more threads are asked."""
+    global _pool, _pool_size
+    if _pool is None or _pool_size < workers:
+        if _pool is not None:
+            _pool.shutdown(wait=False)
         _pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="crossent")
+        _pool_size = workers
     return _pool
 
 
