@@ -102,14 +102,25 @@ def target_grad(
     """``∂L/∂q_{n,c} = -(1-ε)·w_c·log p_{n,c} / D`` for probability targets (distillation)."""
     dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     logp = torch.log_softmax(_cpu.transform(logits.detach().to(dtype), opts), dim=-1)
+    scale = 1.0 / max(logits.shape[0], 1)
+    return scale_target_grad(logp, weight, grad_loss, opts, scale).to(logits.dtype)
+
+
+def scale_target_grad(
+    logp: torch.Tensor,
+    weight: torch.Tensor | None,
+    grad_loss: torch.Tensor,
+    opts: LossOptions,
+    mean_scale: float,
+) -> torch.Tensor:
+    """``-(1-ε)·w_c·log p`` times the incoming gradient (and ``mean_scale`` for ``'mean'``),
+    written over ``logp``."""
     g = logp.mul_(-(1.0 - opts.label_smoothing))
     if weight is not None:
-        g.mul_(weight.to(dtype))
+        g.mul_(weight.to(g.dtype))
     if opts.reduction == "none":
-        g.mul_(grad_loss.reshape(-1, 1).to(dtype))
-    else:
-        scale = grad_loss.to(dtype)
-        if opts.reduction == "mean":
-            scale = scale / max(logits.shape[0], 1)
-        g.mul_(scale)
-    return g.to(logits.dtype)
+        return g.mul_(grad_loss.reshape(-1, 1).to(g.dtype))
+    scale = grad_loss.to(g.dtype)
+    if opts.reduction == "mean":
+        scale = scale * mean_scale
+    return g.mul_(scale)

@@ -110,6 +110,14 @@ def cross_entropy(
     return_lse: bool = False,
     inplace: bool = False,
 ) -> Any:
+    if type(input).__name__ == "DTensor":  # sharded on the class dimension: vocab-parallel
+        from crossent.torch.distributed._dtensor import dtensor_cross_entropy
+
+        return dtensor_cross_entropy(
+            input, target, weight, return_lse, inplace, ignore_index=ignore_index,
+            reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+            softcap=softcap, temperature=temperature,
+        )  # fmt: skip
     opts = make_options(
         ignore_index=ignore_index,
         reduction=reduction,

@@ -19,6 +19,7 @@ few passes over the accumulator that large chunks (4 at ``N=2048, V=32000``) tak
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -65,6 +66,16 @@ def _chunk_loss_grad(
     return loss.double()
 
 
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """What changes when the head's rows (the vocabulary) are split over ranks (default: none)."""
+
+    chunk_loss: Callable[..., torch.Tensor] = _chunk_loss_grad
+    n_classes: int | None = None  # of the whole vocabulary
+    num_items: float | None = None  # replaces the 'mean' denominator
+    reduce_input_grad: Callable[[torch.Tensor], None] | None = None  # in place
+
+
 def _run(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -75,6 +86,7 @@ def _run(
     chunk: int,
     row_scale: torch.Tensor | float,
     grads: tuple[bool, bool, bool],
+    head: Head,
 ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
     """Losses (float64, (N,)) and the gradients scaled by ``row_scale`` (scalar or (N,))."""
     n, d = x.shape
@@ -105,7 +117,7 @@ def _run(
             torch.addmm(b, xc, wt, out=lg)
         else:
             torch.mm(xc, wt, out=lg)
-        losses[r0:r1] = _chunk_loss_grad(lg, target[r0:r1], class_weight, opts, want_grad)
+        losses[r0:r1] = head.chunk_loss(lg, target[r0:r1], class_weight, opts, want_grad)
         if not want_grad:
             continue
         if isinstance(row_scale, torch.Tensor):
@@ -120,6 +132,8 @@ def _run(
             _accumulate(gw, g.t(), xc, 0.0 if r0 == 0 else 1.0, alpha)
         if gb is not None:
             gb.add_(lg.sum(0, dtype=cdt), alpha=alpha)
+    if gx is not None and head.reduce_input_grad is not None:
+        head.reduce_input_grad(gx)
     return losses, gx, gw, gb
 
 
@@ -172,7 +186,8 @@ def _flatten_lce_target(
 
 
 class LinearCrossEntropyFunction(torch.autograd.Function):
-    """Apply as ``(input (N, D), weight (V, D), target, bias, class_weight, options, chunk)``."""
+    """Apply as ``(input (N, D), weight (V, D), target, bias, class_weight, options, chunk,
+    head)``."""
 
     @staticmethod
     def forward(
@@ -184,19 +199,22 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         class_weight: torch.Tensor | None,
         opts: LossOptions,
         chunk: int,
+        head: Head,
     ) -> torch.Tensor:
         grads = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[3])
-        ctx.opts, ctx.chunk, ctx.grads, ctx.param_dtype = opts, chunk, grads, w.dtype
-        v = w.shape[0]
+        ctx.opts, ctx.chunk, ctx.grads, ctx.head = opts, chunk, grads, head
+        v = head.n_classes or w.shape[0]
         if opts.reduction == "none":
-            losses, *_ = _run(x, w, b, target, class_weight, opts, chunk, 1.0, (False,) * 3)
+            losses, *_ = _run(x, w, b, target, class_weight, opts, chunk, 1.0, (False,) * 3, head)
             ctx.save_for_backward(x, w, b, target, class_weight)
             return losses.to(x.dtype)
         scale = 1.0
         if opts.reduction == "mean":
-            denom = _cpu.mean_denominator(target, class_weight, v, opts.ignore_index)
+            denom = head.num_items
+            if denom is None:
+                denom = _cpu.mean_denominator(target, class_weight, v, opts.ignore_index)
             scale = 1.0 / denom if denom > 0 else 0.0
-        losses, gx, gw, gb = _run(x, w, b, target, class_weight, opts, chunk, scale, grads)
+        losses, gx, gw, gb = _run(x, w, b, target, class_weight, opts, chunk, scale, grads, head)
         # saved, not kept on ctx: autograd frees them after a backward without retain_graph
         ctx.save_for_backward(
             gx,
@@ -212,7 +230,7 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         if opts.reduction == "none":
             x, w, b, target, class_weight = ctx.saved_tensors
             _, gx, gw, gb = _run(
-                x, w, b, target, class_weight, opts, ctx.chunk, grad_loss, ctx.grads
+                x, w, b, target, class_weight, opts, ctx.chunk, grad_loss, ctx.grads, ctx.head
             )
             gw = gw.to(w.dtype) if gw is not None else None
             gb = gb.to(w.dtype) if gb is not None else None
@@ -221,13 +239,64 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
             if not bool(grad_loss == 1.0):
                 gx, gw, gb = (g * grad_loss.to(g.dtype) if g is not None else None
                               for g in (gx, gw, gb))  # fmt: skip
-        return gx, gw, None, gb, None, None, None
+        return gx, gw, None, gb, None, None, None, None
 
 
 @eager_under_compile
 def _apply(*args: Any) -> torch.Tensor:
     """The autograd Function; run eagerly under ``torch.compile`` (a graph break)."""
     return LinearCrossEntropyFunction.apply(*args)
+
+
+def prepare_head(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    target: Any,
+    bias: torch.Tensor | None,
+    class_weight: torch.Tensor | None,
+    chunk_size: Any,
+    *,
+    n_classes: int | None = None,
+    names: tuple[str, str] = ("weight", "bias"),
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int, tuple[int, ...]]:
+    """``(x (N, D), target, class_weight, chunk, batch shape)``; ``n_classes``: the whole
+    vocabulary's size when ``weight`` holds some of its rows (``names``: the arguments')."""
+    wname, bname = names
+    check_float_tensor(input, "input")
+    check_float_tensor(weight, wname)
+    if input.ndim < 1:
+        raise ValueError("input: expected a tensor of shape (..., D), got 0-d")
+    if weight.ndim != 2 or weight.shape[1] != input.shape[-1]:
+        raise ValueError(
+            f"{wname}: expected shape (V, {input.shape[-1]}) for input of shape "
+            f"{tuple(input.shape)}, got {tuple(weight.shape)}"
+        )
+    v, d = weight.shape
+    if v == 0:
+        raise ValueError(f"{wname}: expected at least one class (row), got 0")
+    for name, t in ((wname, weight), (bname, bias), ("class_weight", class_weight)):
+        if t is not None and t.device != input.device:
+            raise ValueError(f"{name}: expected a tensor on {input.device}, got one on {t.device}")
+    if weight.dtype != input.dtype:
+        raise TypeError(f"{wname}: expected dtype {input.dtype} (input's), got {weight.dtype}")
+    if bias is not None:
+        check_float_tensor(bias, bname)
+        if bias.shape != (v,):
+            raise ValueError(f"{bname}: expected shape ({v},), got {tuple(bias.shape)}")
+        if bias.dtype != input.dtype:
+            raise TypeError(f"{bname}: expected dtype {input.dtype} (input's), got {bias.dtype}")
+    cw = check_class_weight(class_weight, n_classes or v, input.device)
+    cw = cw.detach() if cw is not None else None
+    batch = tuple(input.shape[:-1])
+    x = input.reshape(-1, d)
+    t = _flatten_lce_target(target, batch, v, input.device)
+    if chunk_size is None:
+        chunk = default_chunk_size(x.shape[0], v, x.device)
+    else:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size: expected an int >= 1 or None, got {chunk_size!r}")
+        chunk = chunk_size
+    return x.contiguous(), t, cw, chunk, batch
 
 
 def linear_cross_entropy(
@@ -321,43 +390,8 @@ def linear_cross_entropy(
         softcap=softcap,
         temperature=temperature,
     )
-    check_float_tensor(input, "input")
-    check_float_tensor(weight, "weight")
-    if input.ndim < 1:
-        raise ValueError("input: expected a tensor of shape (..., D), got 0-d")
-    if weight.ndim != 2 or weight.shape[1] != input.shape[-1]:
-        raise ValueError(
-            f"weight: expected shape (V, {input.shape[-1]}) for input of shape "
-            f"{tuple(input.shape)}, got {tuple(weight.shape)}"
-        )
-    v, d = weight.shape
-    if v == 0:
-        raise ValueError("weight: expected at least one class (row), got 0")
-    for name, t in (("weight", weight), ("bias", bias), ("class_weight", class_weight)):
-        if t is not None and t.device != input.device:
-            raise ValueError(f"{name}: expected a tensor on {input.device}, got one on {t.device}")
-    if weight.dtype != input.dtype:
-        raise TypeError(f"weight: expected dtype {input.dtype} (input's), got {weight.dtype}")
-    if bias is not None:
-        check_float_tensor(bias, "bias")
-        if bias.shape != (v,):
-            raise ValueError(f"bias: expected shape ({v},), got {tuple(bias.shape)}")
-        if bias.dtype != input.dtype:
-            raise TypeError(f"bias: expected dtype {input.dtype} (input's), got {bias.dtype}")
-    cw = check_class_weight(class_weight, v, input.device) if class_weight is not None else None
-    if cw is not None and cw.requires_grad:
-        cw = cw.detach()
-    batch = tuple(input.shape[:-1])
-    x = input.reshape(-1, d)
-    t = _flatten_lce_target(target, batch, v, input.device)
-    if chunk_size is None:
-        chunk = default_chunk_size(x.shape[0], v, x.device)
-    else:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size: expected an int >= 1 or None, got {chunk_size!r}")
-        chunk = chunk_size
-    x = x.contiguous()
-    loss = _apply(x, weight, t, bias, cw, opts, chunk)
+    x, t, cw, chunk, batch = prepare_head(input, weight, target, bias, class_weight, chunk_size)
+    loss = _apply(x, weight, t, bias, cw, opts, chunk, Head())
     if reduction == "none":
         return loss.reshape(batch)
     return loss

@@ -1,0 +1,240 @@
+r"""``vocab_parallel_cross_entropy``: the loss of ``(N, V)`` logits split by columns over ranks."""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from crossent.torch import _cpu
+from crossent.torch._autograd import _scale_grad, scale_target_grad
+from crossent.torch._functional import flatten_logits, flatten_target
+from crossent.torch._options import (
+    LossOptions,
+    check_class_weight,
+    check_float_tensor,
+    make_options,
+)
+from crossent.torch.distributed._shard import (
+    VocabShard,
+    check_class_indices,
+    shard_loss_grad,
+    vocab_shard,
+)
+
+# rows per chunk: about this many logits (16 MiB in float32), two small all-reduces per chunk
+CHUNK_ELEMENTS = 1 << 22
+
+
+def check_num_items(num_items: Any, reduction: str) -> float | None:
+    """``num_items`` replaces the ``'mean'`` denominator: a number > 0, with ``'mean'`` only."""
+    if num_items is None:
+        return None
+    if isinstance(num_items, torch.Tensor) and num_items.numel() == 1:
+        num_items = num_items.item()
+    if isinstance(num_items, bool) or not isinstance(num_items, numbers.Real):
+        raise TypeError(f"num_items: expected a number or None, got {num_items!r}")
+    if not float(num_items) > 0 or float(num_items) == float("inf"):
+        raise ValueError(f"num_items: expected a finite number > 0, got {num_items!r}")
+    if reduction != "mean":
+        raise ValueError(f"num_items: only with reduction='mean', got reduction={reduction!r}")
+    return float(num_items)
+
+
+def mean_scale(
+    opts: LossOptions,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    n_classes: int,
+    num_items: float | None,
+) -> float:
+    """What the summed loss is multiplied by: ``1/D`` for ``'mean'``, 1 otherwise."""
+    if opts.reduction != "mean":
+        return 1.0
+    denom = num_items
+    if denom is None:
+        denom = _cpu.mean_denominator(target, weight, n_classes, opts.ignore_index)
+    return 1.0 / denom if denom > 0 else 0.0
+
+
+class VocabParallelFunction(torch.autograd.Function):
+    """Apply as ``(logits (N, V_r), target, weight (V,), options, shard, scale)``."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        opts: LossOptions,
+        shard: VocabShard,
+        scale: float,
+    ) -> torch.Tensor:
+        want_grad = bool(ctx.needs_input_grad[0])
+        n, vr = logits.shape
+        cd = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        grad = None
+        if want_grad:
+            grad = (_cpu.grad_buffer((n, vr), logits.dtype) if logits.device.type == "cpu"
+                    else torch.empty_like(logits))  # fmt: skip
+        rows = max(1, min(n, CHUNK_ELEMENTS // vr))
+        tmp = None  # a float32 chunk for low-precision logits, or without a gradient
+        if grad is None or grad.dtype != cd:
+            tmp = torch.empty((rows, vr), dtype=cd, device=logits.device)
+        losses = torch.empty(n, dtype=torch.float64, device=logits.device)
+        lse = torch.empty(n, dtype=torch.float64, device=logits.device)
+        for r0 in range(0, n, rows):
+            r1 = min(r0 + rows, n)
+            buf = tmp[: r1 - r0] if tmp is not None else grad[r0:r1]  # type: ignore[index]
+            buf.copy_(logits.detach()[r0:r1])
+            losses[r0:r1], lse[r0:r1] = shard_loss_grad(
+                buf, target[r0:r1], weight, opts, want_grad, shard=shard
+            )
+            if grad is not None:
+                if scale != 1.0:
+                    buf.mul_(scale)
+                if buf.data_ptr() != grad[r0:r1].data_ptr():
+                    grad[r0:r1].copy_(buf)
+        ctx.opts, ctx.scale, ctx.offset = opts, scale, shard.offset
+        saved: list[torch.Tensor | None] = [grad]
+        if ctx.needs_input_grad[1]:
+            saved += [logits, lse, weight]
+        ctx.save_for_backward(*saved)
+        if opts.reduction == "none":
+            return losses.to(logits.dtype)
+        return (losses.sum() * scale).to(logits.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:
+        opts: LossOptions = ctx.opts
+        saved = ctx.saved_tensors
+        grad_x = grad_t = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _scale_grad(saved[0], grad_loss, opts)
+        if ctx.needs_input_grad[1]:  # probability targets: -(1-ε)·w·log p, p the global softmax
+            logits, lse, weight = saved[1:]
+            cd = torch.float64 if logits.dtype == torch.float64 else torch.float32
+            logp = _cpu.transform(logits.detach().to(cd), opts).sub_(lse.to(cd)[:, None])
+            if weight is not None:
+                weight = weight[ctx.offset : ctx.offset + logits.shape[1]]
+            grad_t = scale_target_grad(logp, weight, grad_loss, opts, ctx.scale)
+            grad_t = grad_t.to(logits.dtype)
+        return grad_x, grad_t, None, None, None, None
+
+
+def vocab_parallel_cross_entropy(
+    logits_shard: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    group: Any = None,
+    weight: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    temperature: float = 1.0,
+    num_items: float | None = None,
+) -> torch.Tensor:
+    r"""Cross-entropy of logits whose classes are split over the ranks of ``group``.
+
+    Rank ``r`` passes its contiguous columns ``logits_shard`` of the full logits (shards in
+    rank order; their sizes may differ). The loss, on every rank, and the gradient of each
+    shard equal those of :func:`crossent.torch.cross_entropy` on the gathered logits, but
+    only per-row statistics cross ranks: one all-reduce ``MAX`` and one ``SUM`` of a few
+    floats per row (two in the common cases), never the logits. As in the single-process
+    function, the gradient is computed in the forward pass (one ``exp`` per logit) and
+    backward only scales it. Every rank of ``group`` must call it with the same rows.
+
+    Parameters
+    ----------
+    logits_shard : Tensor, shape (N, V_r) or (N, V_r, d1, ..., dK)
+        This rank's columns of the logits (any float dtype; ``-inf`` masks a class: a rank
+        whose columns are all masked is fine).
+    target : Tensor
+        Global class indices (integer, the same on every rank, ``ignore_index`` allowed) or
+        probabilities split like the logits (this rank's columns; they may require grad).
+    group : ProcessGroup, optional
+        The ranks that share the vocabulary (default: the default group).
+    weight : Tensor, shape (V,), optional
+        The class weights of the full vocabulary (the same on every rank).
+    ignore_index, reduction, label_smoothing, z_loss, softcap, temperature
+        As :func:`crossent.torch.cross_entropy`.
+    num_items : float, optional
+        With ``reduction='mean'``: divide the summed loss by this instead of this batch's
+        ``Σ w_{y_n}``, e.g. the count over all data-parallel ranks and accumulation steps
+        (:func:`global_num_items`).
+
+    Returns
+    -------
+    Tensor
+        The same value on every rank: a scalar, or the batch shape for ``'none'``.
+
+    Raises
+    ------
+    RuntimeError
+        ``torch.distributed`` is not initialized.
+    TypeError, ValueError
+        As :func:`crossent.torch.cross_entropy` (raised on every rank, also for problems
+        found in one rank's shard); a rank with no columns; ranks with different row counts.
+    """
+    opts = make_options(
+        ignore_index=ignore_index,
+        reduction=reduction,
+        label_smoothing=label_smoothing,
+        z_loss=z_loss,
+        softcap=softcap,
+        temperature=temperature,
+    )
+    items = check_num_items(num_items, opts.reduction)
+    check_float_tensor(logits_shard, "logits_shard")
+    x = flatten_logits(logits_shard)
+    t, batch = flatten_target(logits_shard, target)
+    shard = vocab_shard(x.shape[1], x.shape[0], group, x.device, "logits_shard")
+    w = check_class_weight(weight, shard.n_classes, x.device)
+    if not t.is_floating_point():
+        check_class_indices(t, shard.n_classes, opts.ignore_index)
+    scale = mean_scale(opts, t, w, shard.n_classes, items)
+    loss = VocabParallelFunction.apply(x, t, w, opts, shard, scale)
+    return loss.reshape(batch) if opts.reduction == "none" else loss
+
+
+def global_num_items(
+    *targets: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    group: Any = None,
+) -> float:
+    r"""The ``'mean'`` denominator of a global batch: pass it as ``num_items=``.
+
+    The sum, over ``targets`` (e.g. the micro-batches of one optimizer step) and over the ranks
+    of ``group`` (the data-parallel ranks), of ``Σ_{n∈V} w_{y_n}``: the count of non-ignored
+    class indices, weighted by ``weight`` when given; ``N`` per ``(N, C)`` probability target.
+    One all-reduce of one float; without an initialized process group (and ``group=None``)
+    the local sum.
+    """
+    if not targets:
+        raise ValueError("targets: expected at least one target tensor, got none")
+    total = 0.0
+    for i, t in enumerate(targets):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"targets[{i}]: expected a torch.Tensor, got {type(t).__name__}")
+        if t.is_floating_point():
+            if t.ndim > 2:
+                raise ValueError(
+                    f"targets[{i}]: expected class indices or (N, C) probabilities, got float "
+                    f"shape {tuple(t.shape)}"
+                )
+            total += float(t.shape[0]) if t.ndim == 2 else 1.0
+            continue
+        n_classes = weight.shape[0] if weight is not None else 1
+        total += _cpu.mean_denominator(t.reshape(-1), weight, n_classes, ignore_index)
+    if group is None and not (dist.is_available() and dist.is_initialized()):
+        return total
+    device = targets[0].device
+    out = torch.tensor([total], dtype=torch.float64, device=device)
+    dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+    return float(out.item())
