@@ -231,9 +231,11 @@ def _check_errors(world, rank, bounds):
         vocab_parallel_cross_entropy(shard[: 4 + rank], y[: 4 + rank])
     # global_num_items: the non-ignored count (weighted) over micro-batches and ranks
     mine = [torch.tensor([1, -100, 2 + rank]), torch.tensor([-100] * rank + [0])]
-    assert global_num_items(*mine) == sum(2 + 1 for _ in range(world))
+    everyone = dist.group.WORLD
+    assert global_num_items(*mine) == 3  # group=None: this rank's count
+    assert global_num_items(*mine, group=everyone) == 3 * world
     w = torch.arange(1.0, 12.0, dtype=torch.float64)
-    assert global_num_items(*mine, weight=w) == sum(2 + 3 + r + 1 for r in range(world))
+    assert global_num_items(*mine, weight=w, group=everyone) == sum(6 + r for r in range(world))
 
 
 def _worker(rank, world, store):
@@ -288,7 +290,7 @@ def test_num_items_checked(num_items, reduction, error, match):
         )
 
 
-def test_global_num_items_without_a_group_is_local():
+def test_global_num_items_local():
     y = [torch.tensor([[1, -100], [2, 3]]), torch.tensor([-100]), torch.zeros(4, 7)]
     assert global_num_items(*y) == 3 + 0 + 4
     with pytest.raises(ValueError, match="targets: expected at least one target"):
@@ -298,9 +300,11 @@ def test_global_num_items_without_a_group_is_local():
 @pytest.mark.slow
 @pytest.mark.skipif(shutil.which("torchrun") is None, reason="needs torchrun")
 def test_torchrun_example():
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT / "src")}
+    # one thread per rank: the two ranks share this machine's cores
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "CROSSENT_NUM_THREADS": "1",
+           "PYTHONPATH": str(ROOT / "src")}  # fmt: skip
     out = subprocess.run(
-        ["torchrun", "--nproc-per-node", "2", "--master-port", "0",
+        ["torchrun", "--standalone", "--nproc-per-node", "2",
          str(ROOT / "examples" / "tensor_parallel_head.py"), "--steps", "3"],
         capture_output=True, text=True, timeout=300, env=env, check=False,
     )  # fmt: skip

@@ -88,15 +88,12 @@ class VocabParallelFunction(torch.autograd.Function):
         for r0 in range(0, n, rows):
             r1 = min(r0 + rows, n)
             buf = tmp[: r1 - r0] if tmp is not None else grad[r0:r1]  # type: ignore[index]
-            buf.copy_(logits.detach()[r0:r1])
             losses[r0:r1], lse[r0:r1] = shard_loss_grad(
-                buf, target[r0:r1], weight, opts, want_grad, shard=shard
-            )
-            if grad is not None:
-                if scale != 1.0:
-                    buf.mul_(scale)
-                if buf.data_ptr() != grad[r0:r1].data_ptr():
-                    grad[r0:r1].copy_(buf)
+                logits.detach()[r0:r1], target[r0:r1], weight, opts, want_grad, shard=shard,
+                out=buf, scale=scale,
+            )  # fmt: skip
+            if grad is not None and buf.data_ptr() != grad[r0:r1].data_ptr():
+                grad[r0:r1].copy_(buf)
         ctx.opts, ctx.scale, ctx.offset = opts, scale, shard.offset
         saved: list[torch.Tensor | None] = [grad]
         if ctx.needs_input_grad[1]:
@@ -208,13 +205,14 @@ def global_num_items(
     ignore_index: int = -100,
     group: Any = None,
 ) -> float:
-    r"""The ``'mean'`` denominator of a global batch: pass it as ``num_items=``.
+    r"""The ``'mean'`` denominator of a global batch, to pass as ``num_items=``.
 
-    The sum, over ``targets`` (e.g. the micro-batches of one optimizer step) and over the ranks
-    of ``group`` (the data-parallel ranks), of ``Σ_{n∈V} w_{y_n}``: the count of non-ignored
-    class indices, weighted by ``weight`` when given; ``N`` per ``(N, C)`` probability target.
-    One all-reduce of one float; without an initialized process group (and ``group=None``)
-    the local sum.
+    The sum over ``targets`` (e.g. the micro-batches of one optimizer step) of
+    ``Σ_{n∈V} w_{y_n}``, the count of non-ignored class indices (weighted by ``weight``, the
+    class weights, when given; ``N`` for ``(N, C)`` probabilities), then over the ranks of
+    ``group`` (one all-reduce of one float). Pass the *data-parallel* group, whose ranks hold
+    different data; ``group=None`` counts this rank's targets only (ranks that split the
+    vocabulary hold the same targets: summing over them would count each one twice).
     """
     if not targets:
         raise ValueError("targets: expected at least one target tensor, got none")
@@ -232,9 +230,8 @@ def global_num_items(
             continue
         n_classes = weight.shape[0] if weight is not None else 1
         total += _cpu.mean_denominator(t.reshape(-1), weight, n_classes, ignore_index)
-    if group is None and not (dist.is_available() and dist.is_initialized()):
+    if group is None:
         return total
-    device = targets[0].device
-    out = torch.tensor([total], dtype=torch.float64, device=device)
+    out = torch.tensor([total], dtype=torch.float64, device=targets[0].device)
     dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
     return float(out.item())

@@ -24,6 +24,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.distributed as dist
 
@@ -118,34 +119,49 @@ def _prob_tolerance(dtype: torch.dtype) -> float:
     return max(math.sqrt(torch.finfo(dtype).eps), 1e-6)
 
 
+def _exp_(t: torch.Tensor) -> torch.Tensor:
+    """``exp`` in place; NumPy's on the CPU (twice torch's speed on one AVX-512 core)."""
+    if t.device.type == "cpu" and t.is_contiguous():
+        a = t.numpy()
+        np.exp(a, out=a)
+        return t
+    return t.exp_()
+
+
 def shard_loss_grad(
-    lg: torch.Tensor,
+    src: torch.Tensor,
     target: torch.Tensor,
     class_weight: torch.Tensor | None,
     opts: LossOptions,
     want_grad: bool,
     *,
     shard: VocabShard,
+    out: torch.Tensor | None = None,
+    scale: float = 1.0,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Losses and log-sum-exps (float64, ``(rows,)``) of full rows from this rank's columns.
 
-    ``lg`` holds the raw logits of the local columns ``(rows, size)``; with ``want_grad`` the
-    gradient of each row's own loss (``'none'``) overwrites it. ``target`` holds global class
-    indices ``(rows,)`` or the local columns of probability targets; ``class_weight`` is the
-    full ``(V,)``. Every rank of the group must call this with the same rows.
+    ``src`` holds the raw logits of the local columns ``(rows, size)``; with ``want_grad`` the
+    gradient of each row's own loss (``'none'``) times ``scale`` is written to ``out`` (default:
+    over ``src``).
+    ``target`` holds global class indices ``(rows,)`` or the local columns of probability
+    targets; ``class_weight`` is the full ``(V,)``. Every rank of the group must call this
+    with the same rows.
     """
-    work = lg if lg.dtype in (torch.float32, torch.float64) else lg.float()
-    cd = work.dtype
-    rows, vr = work.shape
+    out = src if out is None else out
+    cd = torch.float64 if src.dtype == torch.float64 else torch.float32
+    work = out if out.dtype == cd else None  # ours to overwrite (it may be `src`)
+    rows, vr = src.shape
     prob = target.is_floating_point()
     eps, lam = opts.label_smoothing, opts.z_loss
     w_loc = None
     if class_weight is not None:
         w_loc = class_weight[shard.offset : shard.offset + vr].to(cd)
-    z = transform(work, opts)  # may be `work` itself: it is ours to overwrite
+    z = transform(src if src.dtype == cd else src.to(cd), opts)  # `src` when no transform
     sq2 = None
-    if opts.softcap is not None and want_grad:  # (z/s)² for the chain rule, kept in `work`
-        sq2 = torch.div(z, opts.softcap, out=work).square_().clamp_(max=1.0)
+    if opts.softcap is not None and want_grad:  # (z/s)² for the chain rule
+        sq2 = torch.div(z, opts.softcap, out=work) if work is not None else z / opts.softcap
+        sq2.square_().clamp_(max=1.0)
 
     # 1. MAX: row maxima of z, and the flags
     mx = z.amax(1)
@@ -165,7 +181,7 @@ def shard_loss_grad(
     masked = flags[1] > 0.0
     m = msg[:rows]
     if prob:
-        valid = torch.ones(rows, dtype=torch.bool, device=lg.device)
+        valid = torch.ones(rows, dtype=torch.bool, device=src.device)
     else:
         valid = target != opts.ignore_index
     if bool((m.isneginf() & valid).any()):
@@ -176,7 +192,10 @@ def shard_loss_grad(
     m = torch.where(m.isneginf(), 0.0, m)
 
     # 2. SUM: local sums in coordinates shifted by the global maximum
-    zs = z.sub_(m[:, None])  # (rows, size); -inf stays -inf
+    if z is src:  # (rows, size) in shifted coordinates; -inf stays -inf
+        zs = torch.sub(z, m[:, None], out=work) if work is not None else z - m[:, None]
+    else:
+        zs = z.sub_(m[:, None])
     fin = ~zs.isneginf() if masked_here else None
     cols: list[torch.Tensor] = []
     if prob:
@@ -215,7 +234,7 @@ def shard_loss_grad(
             cols.append((1.0 - eps) * lin_main + (eps / shard.n_classes) * swz)
     else:
         cols.append(lin_main)
-    e = zs.exp_()  # the one exp per element
+    e = _exp_(zs)  # the one exp per element
     cols.insert(0, e.sum(1))
     sums = shard.all_reduce(torch.stack(cols, 1), dist.ReduceOp.SUM).double()  # (rows, K)
 
@@ -255,26 +274,26 @@ def shard_loss_grad(
         return loss, lse
 
     # the gradient on this rank's columns, over exp(z - M)
-    coef = torch.where(valid, (a + 2.0 * lam * lse) / s, 0.0)
+    coef = torch.where(valid, (a + 2.0 * lam * lse) * (scale / s), 0.0)
     g = e.mul_(coef.to(cd)[:, None])
     if prob:
-        b = q * (1.0 - eps)
+        b = q * ((1.0 - eps) * scale)
         if eps > 0.0:
-            b = b + (eps / k).to(cd)[:, None] * (fin if fin is not None else 1.0)
+            b = b + (eps * scale / k).to(cd)[:, None] * (fin if fin is not None else 1.0)
         g.sub_(b * w_loc if w_loc is not None else b)
     else:
         g[torch.arange(rows, device=g.device), col] -= torch.where(
-            here, (1.0 - eps) * a_main, 0.0
+            here, (1.0 - eps) * scale * a_main, 0.0
         ).to(cd)
         if eps > 0.0:
-            coef_b = torch.where(valid, eps / k, 0.0).to(cd)[:, None]
+            coef_b = torch.where(valid, eps * scale / k, 0.0).to(cd)[:, None]
             g.sub_(coef_b * w_loc if w_loc is not None else coef_b)
             if fin is not None:  # masked classes get no smoothing mass
                 g.masked_fill_(~fin, 0.0)
     if sq2 is not None:
-        g.mul_(sq2.neg_().add_(1.0))
+        g = sq2.neg_().add_(1.0).mul_(g)  # in `out` when it is ours
     if opts.temperature != 1.0:
         g.mul_(1.0 / opts.temperature)
-    if g.data_ptr() != lg.data_ptr() or g.dtype != lg.dtype:
-        lg.copy_(g)
+    if g.data_ptr() != out.data_ptr():
+        out.copy_(g)
     return loss, lse
