@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -526,3 +527,97 @@ def test_model_example_picture_and_errors(
     assert code == 2 and "SCORES: expected no scores with --model" in err
     code, _, err = run_cli(capsys, "--model", str(tmp_path))
     assert code == 2 and "--model: cannot load the run" in err
+
+
+# ---------------------------------------------------------------- languages
+
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]\d+)?")
+
+CASES = [
+    [],
+    ["10", "9", "8", "--target", "horse"],
+    ["2", "1", "0.1", "--probs", "0.7", "0.2", "0.1"],
+    ["1000", "0", "9", "--target", "1"],
+    ["1", "3", "-2", "0.5", "--probs", "0.1", "0.6", "0", "0.3", "--weight", "2", "1", "0.5"]
+    + ["1.5", "--softcap", "4", "--z-loss", "0.01", "--temperature", "1.5"]
+    + ["--label-smoothing", "0.1", "--penalty", "elasticnet", "--weights", "1", "-2", "0.5"],
+    ["10", "9", "8", "--weight", "1", "2", "3", "--target", "2"],
+]
+
+
+@pytest.mark.parametrize("argv", CASES)
+def test_chinese_text_has_the_same_numbers(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, en, _ = run_cli(capsys, *argv)
+    assert code == 0
+    code, zh, _ = run_cli(capsys, *argv, "--lang", "zh")
+    assert code == 0
+    assert zh != en
+    assert "逐步计算一个样本的交叉熵" in zh and "损失" in zh
+    # the same numbers (the reading may put them in another order)
+    assert sorted(NUMBER.findall(zh)) == sorted(NUMBER.findall(en))
+    # the columns line up in a terminal: the header (two columns per CJK character) ends
+    # where the rows end
+    lines = zh.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("类别"))
+    wide = sum(unicodedata.east_asian_width(ch) in "WF" for ch in lines[head])
+    assert len(lines[head]) + wide == len(lines[head + 1])
+
+
+def test_chinese_json_has_the_same_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    _, en, _ = run_cli(capsys, "--json", "10", "9", "8", "--label-smoothing", "0.1")
+    _, zh, _ = run_cli(capsys, "--json", "10", "9", "8", "--label-smoothing", "0.1", "--lang", "zh")
+    en_d, zh_d = json.loads(en), json.loads(zh)
+    assert zh_d.pop("reading") == explain(SEED, label_smoothing=0.1).reading_in("zh")
+    en_d.pop("reading")
+    assert zh_d == en_d
+
+
+def test_chinese_plot_labels_and_font(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from crossent.explain._plot import cjk_font
+
+    if cjk_font() is None:
+        pytest.skip("no CJK font installed (bash .ci/run installs fonts-noto-cjk)")
+    fig = crossent.explain.plot(explain(), lang="zh")
+    bars_ax, curve_ax = fig.axes
+    assert bars_ax.get_title() == "softmax：从得分到概率"
+    assert curve_ax.get_xlabel() == "目标类别的 p"
+    assert "损失 = 0.408" in fig.get_suptitle()
+    assert cjk_font() in bars_ax.title.get_fontfamily()
+    out = tmp_path / "zh.png"
+    code, _, err = run_cli(capsys, "--lang", "zh", "--plot", str(out))
+    assert code == 0 and "note:" not in err
+    assert _png(out)[..., :3].std() > 0.05
+
+
+def test_chinese_plot_without_a_cjk_font_falls_back_to_english(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crossent.explain import _plot
+
+    monkeypatch.setattr(_plot, "cjk_font", lambda: None)
+    with pytest.warns(UserWarning, match="fonts-noto-cjk"):
+        fig = crossent.explain.plot(explain(), lang="zh")
+    assert fig.axes[0].get_title() == "Softmax: scores to probabilities"
+    out = tmp_path / "fallback.png"
+    code, text, err = run_cli(capsys, "--lang", "zh", "--plot", str(out))
+    assert code == 0 and "损失" in text  # the text stays Chinese
+    assert "note: no font with Chinese glyphs found" in err and out.exists()
+
+
+def test_chinese_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "zh.html"
+    code, _, _ = run_cli(capsys, "--lang", "zh", "--html", str(out))
+    assert code == 0
+    page = out.read_text(encoding="utf-8")
+    assert '<html lang="zh">' in page and '<output id="loss">0.408</output>' in page
+    assert explain().reading_in("zh") in page
+    assert '<option value="zh" selected>中文</option>' in page
+
+
+def test_unknown_language_names_the_argument() -> None:
+    with pytest.raises(ValueError, match="lang: expected one of 'en', 'zh', got 'fr'"):
+        format_text(explain(), lang="fr")
+    with pytest.raises(ValueError, match="lang: expected"):
+        render_html(explain(), lang="EN")
