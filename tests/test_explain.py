@@ -409,16 +409,16 @@ def test_import_stays_light() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_readme_shows_the_real_output(capsys: pytest.CaptureFixture[str]) -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Explain one example", 1)[1].split("\n## ", 1)[0]
-    shown_output = section.split("```console\n$ crossent explain\n", 1)[1].split("```", 1)[0]
-    code, out, _ = run_cli(capsys)
-    assert code == 0
-    assert shown_output == out
-    assert "](docs/explain.png)" in section
+def test_docs_show_the_real_output(capsys: pytest.CaptureFixture[str]) -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "explain.md").read_text(encoding="utf-8")
+    for argv in ((), ("--lang", "zh")):
+        command = " ".join(("$ crossent explain", *argv)) + "\n"
+        shown_output = page.split("```console\n" + command, 1)[1].split("```", 1)[0]
+        code, out, _ = run_cli(capsys, *argv)
+        assert code == 0
+        assert shown_output == out
     for name in ("explain.png", "explain-page.png"):
-        assert f"](docs/{name})" in section
+        assert f"]({name})" in page
         png = Path(__file__).resolve().parents[1] / "docs" / name
         assert _png(png).shape[1] >= 700
         assert png.stat().st_size < 150_000
@@ -538,9 +538,36 @@ CASES = [
     ["10", "9", "8", "--target", "horse"],
     ["2", "1", "0.1", "--probs", "0.7", "0.2", "0.1"],
     ["1000", "0", "9", "--target", "1"],
-    ["1", "3", "-2", "0.5", "--probs", "0.1", "0.6", "0", "0.3", "--weight", "2", "1", "0.5"]
-    + ["1.5", "--softcap", "4", "--z-loss", "0.01", "--temperature", "1.5"]
-    + ["--label-smoothing", "0.1", "--penalty", "elasticnet", "--weights", "1", "-2", "0.5"],
+    [
+        "1",
+        "3",
+        "-2",
+        "0.5",
+        "--probs",
+        "0.1",
+        "0.6",
+        "0",
+        "0.3",
+        "--weight",
+        "2",
+        "1",
+        "0.5",
+        "1.5",
+        "--softcap",
+        "4",
+        "--z-loss",
+        "0.01",
+        "--temperature",
+        "1.5",
+        "--label-smoothing",
+        "0.1",
+        "--penalty",
+        "elasticnet",
+        "--weights",
+        "1",
+        "-2",
+        "0.5",
+    ],
     ["10", "9", "8", "--weight", "1", "2", "3", "--target", "2"],
 ]
 

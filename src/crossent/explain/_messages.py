@@ -146,6 +146,18 @@ _EN: dict[str, str] = {
     "page_regularization": "regularization ({kind}, alpha {alpha}) = ",
     "page_objective": "; objective = loss + regularization = ",
     "page_z_title": "the scores the softmax sees: score / temperature, soft-capped",
+    # the tutorial's figures
+    "templates_title": "weight templates: row c of W as an image (red: evidence for class c)",
+    "sweep_accuracy": "test accuracy",
+    "sweep_zeros": "share of exact zeros in W",
+    "sweep_xlabel": "alpha (strength of the penalty)",
+    "curves_loss": "training objective (cross-entropy + penalty)",
+    "curves_accuracy": "accuracy (solid: test, dotted: train)",
+    "curves_xlabel": "epoch",
+    "curves_train": "{name}, train",
+    "case_confident": "right and confident",
+    "case_unsure": "right but unsure",
+    "case_wrong": "wrong",
 }
 
 _ZH: dict[str, str] = {
@@ -271,6 +283,17 @@ _ZH: dict[str, str] = {
     "page_regularization": "正则化项（{kind}，alpha {alpha}）= ",
     "page_objective": "；目标函数 = 损失 + 正则化项 = ",
     "page_z_title": "softmax 看到的得分：得分 / 温度，再软截断",
+    "templates_title": "权重模板：把 W 的第 c 行画成图（红色：支持类别 c 的证据）",
+    "sweep_accuracy": "测试准确率",
+    "sweep_zeros": "W 中恰好为 0 的比例",
+    "sweep_xlabel": "alpha（正则化强度）",
+    "curves_loss": "训练目标函数（交叉熵 + 正则化项）",
+    "curves_accuracy": "准确率（实线：测试集，点线：训练集）",
+    "curves_xlabel": "轮次（epoch）",
+    "curves_train": "{name}，训练集",
+    "case_confident": "正确且有把握",
+    "case_unsure": "正确但不够有把握",
+    "case_wrong": "预测错误",
 }
 
 #: The message table of each language; English is the default.

@@ -21,7 +21,7 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["cjk_font", "plot", "save_plot", "use_font"]
+__all__ = ["cjk_font", "labels_for", "plot", "save_figure", "save_plot", "use_font"]
 
 _TARGET = "#d62728"
 _OTHER = "#1f77b4"
@@ -186,7 +186,7 @@ def cjk_font() -> str | None:
     return name
 
 
-def _labels(lang: str) -> tuple[Mapping[str, str], str | None]:
+def labels_for(lang: str) -> tuple[Mapping[str, str], str | None]:
     """The message table for the picture's labels and the CJK font they need (if any).
 
     Without a CJK font, Chinese labels would be drawn as empty boxes: the picture falls back
@@ -241,7 +241,7 @@ def plot(ex: Explanation, *, digits: int = 3, lang: str = "en") -> Figure:
     """
     from matplotlib.figure import Figure
 
-    msg, font = _labels(lang)
+    msg, font = labels_for(lang)
     show_image = ex.image is not None and np.asarray(ex.image).ndim == 2
     n = 2 + int(show_image) + int(ex.penalty is not None)
     ratios = ([0.7] if show_image else []) + [1.0, 1.0] + ([1.0] if ex.penalty else [])
@@ -288,8 +288,12 @@ def save_plot(
     -------
     pathlib.Path
     """
-    fig = plot(ex, digits=digits, lang=lang)
+    return save_figure(plot(ex, digits=digits, lang=lang), path, dpi=dpi)
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 100) -> Path:
+    """Save ``fig`` as a PNG at ``path``, atomically (its directory must exist)."""
     buf = io.BytesIO()
-    meta: dict[str, Any] = {"Software": "crossent explain"}
+    meta: dict[str, Any] = {"Software": "crossent"}
     fig.savefig(buf, format="png", dpi=dpi, metadata=meta)
     return atomic_write(path, buf.getvalue())

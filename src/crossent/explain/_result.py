@@ -198,7 +198,7 @@ class Explanation:
         Examples
         --------
         >>> from crossent.explain import explain
-        >>> explain().reading_in("zh")[:30]
+        >>> explain().reading_in("zh")[:35]
         '预测正确但不够有把握：cat 的概率最大，但也只有 p = 0.665'
         """
         return _reading(self, lang)

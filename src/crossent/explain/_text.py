@@ -126,7 +126,7 @@ def format_text(ex: Explanation, digits: int = 3, *, lang: str = "en") -> str:
     <BLANKLINE>
     loss = -log p(cat) = -log 0.665 = 0.408
     ...
-    >>> print(format_text(explain(), lang="zh").splitlines()[-3])
+    >>> print(format_text(explain(), lang="zh").splitlines()[-4])
     损失 = -log p(cat) = -log 0.665 = 0.408
     """
     msg = MESSAGES[check_lang(lang)]
