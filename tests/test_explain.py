@@ -641,6 +641,9 @@ def test_chinese_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert '<html lang="zh">' in page and '<output id="loss">0.408</output>' in page
     assert explain().reading_in("zh") in page
     assert '<option value="zh" selected>中文</option>' in page
+    # the first column's words stay left-aligned like the class names under them
+    assert '<th class="name" data-msg="h_class">类别</th>' in page
+    assert '<td class="name" data-msg="row_sum">合计</td>' in page
 
 
 def test_unknown_language_names_the_argument() -> None:

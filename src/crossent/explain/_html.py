@@ -40,11 +40,11 @@ def _e(x: Any) -> str:
     return html.escape(str(x), quote=True)
 
 
-def _msg(lang: str, key: str, tag: str = "span", **args: object) -> str:
+def _msg(lang: str, key: str, tag: str = "span", attrs: str = "", **args: object) -> str:
     """``<tag data-msg=key>`` with the message in ``lang``; the page re-fills it on a switch."""
     data = f' data-args="{_e(json.dumps(args))}"' if args else ""
     text = fill(MESSAGES[lang][key], args)
-    return f'<{tag} data-msg="{key}"{data}>{_e(text)}</{tag}>'
+    return f'<{tag}{attrs} data-msg="{key}"{data}>{_e(text)}</{tag}>'
 
 
 def _data(ex: Explanation, digits: int, lang: str) -> str:
@@ -205,13 +205,13 @@ def render_html(ex: Explanation, *, digits: int = 3, lang: str = "en") -> str:
 </div>
 {fixed_html}
 <table>
-<thead><tr>{_msg(lang, "h_class", "th")}{_msg(lang, "h_score", "th")}
+<thead><tr>{_msg(lang, "h_class", "th", ' class="name"')}{_msg(lang, "h_score", "th")}
 <th data-msg-title="page_z_title" title="{_e(msg["page_z_title"])}">z</th>
 {_msg(lang, "h_shifted", "th")}<th>exp</th><th></th><th>p</th><th>-log p</th>
 {_msg(lang, "h_target_q", "th")}{_msg(lang, grad_key, "th")}</tr></thead>
 <tbody>
 {chr(10).join(rows)}
-<tr>{_msg(lang, "row_sum", "td")}<td></td><td></td><td></td><td id="sum">{f(ex.sum_exp)}</td>
+<tr>{_msg(lang, "row_sum", "td", ' class="name"')}<td></td><td></td><td></td><td id="sum">{f(ex.sum_exp)}</td>
 <td></td><td>1</td><td></td><td></td><td></td></tr>
 </tbody>
 </table>
