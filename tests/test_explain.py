@@ -651,3 +651,57 @@ def test_unknown_language_names_the_argument() -> None:
         format_text(explain(), lang="fr")
     with pytest.raises(ValueError, match="lang: expected"):
         render_html(explain(), lang="EN")
+
+
+# ---------------------------------------------------------------- the tutorial's figures
+
+
+def test_tutorial_figures_draw_their_numbers() -> None:
+    from matplotlib.collections import PathCollection
+
+    from crossent.explain import (
+        Curves,
+        Sweep,
+        plot_cases,
+        plot_curves,
+        plot_sweep,
+        plot_templates,
+    )
+
+    cases = [explain([10.0, 5.0, 3.0], "cat"), explain(SEED, "cat"), explain(SEED, "horse")]
+    (ax,) = plot_cases(cases).axes
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]
+    got = [tuple(pc.get_offsets()[0]) for pc in points]
+    want = [(c.probs[c.target_index], c.loss) for c in cases]
+    np.testing.assert_allclose(got, want)
+    labels = ax.get_legend_handles_labels()[1]
+    assert [lab.split(":")[0] for lab in labels[1:]] == [
+        "right and confident",
+        "right but unsure",
+        "wrong",
+    ]
+    with pytest.raises(ValueError, match="examples: expected class-index targets"):
+        plot_cases([explain(SEED, [0.2, 0.5, 0.3])])
+
+    sweep = Sweep(
+        [1e-3, 1e-2],
+        {"l1": [0.9, 0.8], "l2": [0.95, 0.9]},
+        {"l1": [0.1, 0.5], "l2": [0.0, 0.0]},
+        {},
+    )
+    acc_ax, zero_ax = plot_sweep(sweep, lang="en").axes
+    assert [list(line.get_ydata()) for line in acc_ax.lines] == [[0.9, 0.8], [0.95, 0.9]]
+    assert [list(line.get_ydata()) for line in zero_ax.lines] == [[0.1, 0.5], [0.0, 0.0]]
+    assert acc_ax.get_xscale() == "log"
+
+    W = np.arange(2 * 4, dtype=float).reshape(2, 4) - 3.0
+    fig = plot_templates({"L1": W, "L2": -W}, (2, 2), class_names=["a", "b"])
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == 4
+    np.testing.assert_array_equal(images[1].get_array(), W[1].reshape(2, 2))
+    assert images[0].get_clim() == (-4.0, 4.0)  # one symmetric scale per model
+
+    run = Curves("linear", [1.0, 0.5], [0.8, 0.9], [0.7, 0.85])
+    loss_ax, acc_ax = plot_curves([run]).axes
+    assert list(loss_ax.lines[0].get_ydata()) == [1.0, 0.5]
+    assert [list(line.get_ydata()) for line in acc_ax.lines] == [[0.7, 0.85], [0.8, 0.9]]
