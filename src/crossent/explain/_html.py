@@ -211,8 +211,8 @@ def render_html(ex: Explanation, *, digits: int = 3, lang: str = "en") -> str:
 {_msg(lang, "h_target_q", "th")}{_msg(lang, grad_key, "th")}</tr></thead>
 <tbody>
 {chr(10).join(rows)}
-<tr>{_msg(lang, "row_sum", "td", ' class="name"')}<td></td><td></td><td></td><td id="sum">{f(ex.sum_exp)}</td>
-<td></td><td>1</td><td></td><td></td><td></td></tr>
+<tr>{_msg(lang, "row_sum", "td", ' class="name"')}<td></td><td></td><td></td>
+<td id="sum">{f(ex.sum_exp)}</td><td></td><td>1</td><td></td><td></td><td></td></tr>
 </tbody>
 </table>
 <div class="panel">
