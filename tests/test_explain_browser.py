@@ -292,3 +292,19 @@ def test_page_formulas_equal_the_library_on_a_grid(driver: Any, tmp_path: Path) 
         if o["softcap"]:
             z = o["softcap"] * np.tanh(z / o["softcap"])
         np.testing.assert_allclose(p, crossent.softmax(z), rtol=1e-9, atol=1e-15)
+
+
+def test_page_numbers_are_written_as_python_writes_them(driver: Any, tmp_path: Path) -> None:
+    """The page's two number formats against the library's, on a grid of values."""
+    from crossent.explain._result import _g
+
+    open_page(driver, write_html(explain(), tmp_path / "numbers.html"))
+    values = [0.0, 1.0, -2.5, 1234.56, 999.7, 999.4, 0.5004, 1e-3, 1.23456e-5, 9.996e-5]
+    values += [1e-5, -3.21e-8, 7.99e-11, 2.0 / 3.0, 0.000123, 123.45, 0.099951]
+    got = driver.execute_script(
+        "return arguments[0].map(function (x) {"
+        "  var c = window.crossent; return [c.g3(x), c.fmt(x, true), c.fmt(x, false)]; });",
+        values,
+    )
+    want = [[_g(x), format_number(x, 3, tiny=True), format_number(x, 3)] for x in values]
+    assert got == want

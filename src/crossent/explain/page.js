@@ -36,8 +36,14 @@
     var s = x.toFixed(digits);
     return /^-0\.?0*$/.test(s) ? s.slice(1) : s;
   }
+  // three significant digits as Python's f"{x:.3g}" (f"{x:.0f}" from 1000 on)
   function g3(x) {
-    return Math.abs(x) >= 1000 ? x.toFixed(0) : String(Number(x.toPrecision(3)));
+    if (Math.abs(x) >= 1000) return x.toFixed(0);
+    var r = Number(x.toPrecision(3));
+    if (r !== 0 && (Math.abs(r) < 1e-4 || Math.abs(r) >= 1000)) {
+      return r.toExponential().replace(/e([+-])(\d)$/, "e$10$2");
+    }
+    return String(r);
   }
 
   function compute(s, target, o) {
@@ -218,7 +224,7 @@
     update();
   });
   // for the tests, which compare these formulas with the library's on a grid
-  window.crossent = { compute: compute };
+  window.crossent = { compute: compute, fmt: fmt, g3: g3 };
   applyLang();
   update();
   document.body.setAttribute("data-ready", "1");
