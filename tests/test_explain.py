@@ -705,3 +705,14 @@ def test_tutorial_figures_draw_their_numbers() -> None:
     loss_ax, acc_ax = plot_curves([run]).axes
     assert list(loss_ax.lines[0].get_ydata()) == [1.0, 0.5]
     assert [list(line.get_ydata()) for line in acc_ax.lines] == [[0.7, 0.85], [0.8, 0.9]]
+
+
+def test_every_language_has_every_message_with_the_same_fields() -> None:
+    from crossent.explain._messages import MESSAGES
+
+    fields = re.compile(r"\{(\w+)\}")
+    en = MESSAGES["en"]
+    for lang, table in MESSAGES.items():
+        assert table.keys() == en.keys(), lang
+        for key, text in table.items():
+            assert set(fields.findall(text)) == set(fields.findall(en[key])), (lang, key)
