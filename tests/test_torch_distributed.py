@@ -33,7 +33,11 @@ ROOT = Path(__file__).resolve().parents[1]
 NINF = float("-inf")
 N, V, D = 10, 11, 5
 BOUNDS = {2: [0, 4, 11], 3: [0, 3, 4, 11]}  # uneven: 4 + 7 and 3 + 1 + 7 columns
-TOL = {torch.float64: (1e-10, 1e-12), torch.float32: (2e-5, 2e-6)}
+TOL = {
+    torch.float64: (1e-10, 1e-12),
+    torch.float32: (2e-5, 2e-6),
+    torch.bfloat16: (1.6e-2, 1e-2),  # both sides compute in float32 and round once
+}
 
 LOGIT_CASES = [
     {},
@@ -252,6 +256,12 @@ def _worker(rank, world, store):
                         check(case, dtype, rank, bounds)
                     except AssertionError as exc:
                         failures.append(f"{kind} {case} {dtype}: {exc}")
+        for kind, check, case in (("logits", _check_logits, {"label_smoothing": 0.1}),
+                                  ("linear", _check_linear, {"bias": True})):  # fmt: skip
+            try:
+                check(case, torch.bfloat16, rank, bounds)
+            except AssertionError as exc:
+                failures.append(f"{kind} {case} bfloat16: {exc}")
         _check_errors(world, rank, bounds)
         if world == 3:  # DTensor's own uneven split: 4 + 4 + 3 columns
             _check_dtensor(world, rank)

@@ -138,12 +138,13 @@ def shard_loss_grad(
     shard: VocabShard,
     out: torch.Tensor | None = None,
     scale: float = 1.0,
+    z_scale: float | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Losses and log-sum-exps (float64, ``(rows,)``) of full rows from this rank's columns.
 
     ``src`` holds the raw logits of the local columns ``(rows, size)``; with ``want_grad`` the
-    gradient of each row's own loss (``'none'``) times ``scale`` is written to ``out`` (default:
-    over ``src``).
+    gradient of each row's own loss (``'none'``) is written to ``out`` (default: over ``src``),
+    its cross-entropy part times ``scale`` and its z-term times ``z_scale`` (default: ``scale``).
     ``target`` holds global class indices ``(rows,)`` or the local columns of probability
     targets; ``class_weight`` is the full ``(V,)``. Every rank of the group must call this
     with the same rows.
@@ -274,7 +275,8 @@ def shard_loss_grad(
         return loss, lse
 
     # the gradient on this rank's columns, over exp(z - M)
-    coef = torch.where(valid, (a + 2.0 * lam * lse) * (scale / s), 0.0)
+    zsc = scale if z_scale is None else z_scale
+    coef = torch.where(valid, (scale * a + zsc * 2.0 * lam * lse) / s, 0.0)
     g = e.mul_(coef.to(cd)[:, None])
     if prob:
         b = q * ((1.0 - eps) * scale)
