@@ -225,12 +225,21 @@ def _check_errors(world, rank, bounds):
     q = torch.softmax(shard, 1) / world
     if rank == 0:
         q[0, 0] = -0.1
-    with pytest.raises(ValueError, match="target: expected probabilities >= 0"):
+    with pytest.raises(ValueError, match=r"target: expected probabilities >= 0, got minimum -0\.1"):
         vocab_parallel_cross_entropy(shard, q)
     with pytest.raises(ValueError, match="target: expected probabilities summing to 1"):
         vocab_parallel_cross_entropy(shard, torch.softmax(shard, 1))
     with pytest.raises(ValueError, match="weight: expected shape \\(11,\\)"):
         vocab_parallel_cross_entropy(shard, y, weight=torch.ones(5, dtype=torch.float64))
+    w_bad = torch.ones(11, dtype=torch.float64)
+    w_bad[3] = float("nan")
+    with pytest.raises(ValueError, match="weight: expected finite values, got NaN or inf"):
+        vocab_parallel_linear_cross_entropy(
+            torch.ones(4, 2),
+            torch.ones(bounds[rank + 1] - bounds[rank], 2),
+            y[:4],
+            class_weight=w_bad.float(),
+        )
     with pytest.raises(ValueError, match="expected the same number of rows on every rank"):
         vocab_parallel_cross_entropy(shard[: 4 + rank], y[: 4 + rank])
     # global_num_items: the non-ignored count (weighted) over micro-batches and ranks

@@ -20,6 +20,8 @@ from crossent.torch._options import (
 from crossent.torch.distributed._shard import (
     VocabShard,
     check_class_indices,
+    check_class_weight_values,
+    check_sharded_probabilities,
     shard_loss_grad,
     vocab_shard,
 )
@@ -192,7 +194,10 @@ def vocab_parallel_cross_entropy(
     t, batch = flatten_target(logits_shard, target)
     shard = vocab_shard(x.shape[1], x.shape[0], group, x.device, "logits_shard")
     w = check_class_weight(weight, shard.n_classes, x.device)
-    if not t.is_floating_point():
+    check_class_weight_values(w, shard.n_classes)
+    if t.is_floating_point():
+        check_sharded_probabilities(t, shard)
+    else:
         check_class_indices(t, shard.n_classes, opts.ignore_index)
     scale = mean_scale(opts, t, w, shard.n_classes, items)
     loss = VocabParallelFunction.apply(x, t, w, opts, shard, scale)

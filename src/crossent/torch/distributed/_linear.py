@@ -14,6 +14,8 @@ from crossent.torch.distributed._functional import check_num_items
 from crossent.torch.distributed._shard import (
     VocabShard,
     check_class_indices,
+    check_class_weight_values,
+    check_sharded_probabilities,
     shard_loss_grad,
     vocab_shard,
 )
@@ -108,7 +110,10 @@ def vocab_parallel_linear_cross_entropy(
     shard = vocab_shard(weight_shard.shape[0], x.shape[0], group, x.device, "weight_shard")
     cw = check_class_weight(class_weight, shard.n_classes, x.device)
     cw = cw.detach() if cw is not None else None
-    if not t.is_floating_point():
+    check_class_weight_values(cw, shard.n_classes)
+    if t.is_floating_point():
+        check_sharded_probabilities(t, shard)
+    else:
         check_class_indices(t, shard.n_classes, opts.ignore_index)
     if chunk_size is None:  # the same chunks on every rank: each chunk has its all-reduces
         chunk = _linear.default_chunk_size(x.shape[0], shard.max_size, x.device)

@@ -5,12 +5,12 @@ row needs its log-sum-exp and a few linear sums over all ``V`` columns (the same
 kernel accumulates over blocks of one row, :mod:`crossent.torch._triton_ce`), so each rank
 computes them over its own columns and two all-reduces combine them:
 
-1. ``MAX`` of the row maxima of the transformed logits ``z`` (plus three flags: NaN/``+inf``
-   logits, masked classes, bad probabilities anywhere), one float per row;
+1. ``MAX`` of the row maxima of the transformed logits ``z`` (plus two flags: NaN/``+inf``
+   logits, masked classes anywhere), one float per row;
 2. ``SUM`` of ``s = Σ exp(z - M)`` and the linear term ``Σ_c b_c (z_c - M)`` (the target logit,
    the smoothing sum, ``Σ w q z``): two floats per row in the common cases; with label
    smoothing and masked classes also the finite count ``k`` and weight ``Σ_finite w``; with
-   probability targets their sums (checked to be 1) and, with class weights, ``Σ w q``.
+   probability targets ``Σ w q`` (which are checked once per call, before the chunks).
 
 Then every rank knows ``lse = M + log S`` and ``a = Σ_c b_c``, hence the loss
 ``ℓ = a·log S - Σ_c b_c (z_c - M) + λ·lse²`` and its gradient on its own columns,
@@ -28,11 +28,11 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from crossent._validation import check_weight
 from crossent.torch._cpu import transform
 from crossent.torch._options import LossOptions
 
 _NAN, _POSINF = 2.0, 1.0  # flag values of bad logits (MAX keeps the worse)
-_NEG_Q, _NONFINITE_Q = 1.0, 2.0  # flag values of bad probability targets
 
 
 @dataclass(frozen=True)
@@ -103,20 +103,40 @@ def check_class_indices(target: torch.Tensor, n_classes: int, ignore_index: int)
         )
 
 
-def _raise_flags(flags: list[float], prob: bool) -> None:
-    """The same error on every rank, from the all-reduced flags."""
-    if flags[0] == _NAN:
+def _raise_flags(flag: float) -> None:
+    """The same error on every rank, from the all-reduced flag."""
+    if flag == _NAN:
         raise ValueError("logits: expected finite values or -inf (masked), got NaN")
-    if flags[0] == _POSINF:
+    if flag == _POSINF:
         raise ValueError("logits: expected finite values or -inf (masked), got +inf")
-    if prob and flags[2] == _NONFINITE_Q:
+
+
+def check_class_weight_values(weight: torch.Tensor | None, n_classes: int) -> None:
+    """Finite and ``>= 0``, checked as the NumPy core checks them (the same messages)."""
+    if weight is not None:
+        check_weight(weight.detach().double().cpu().numpy(), n_classes, np.dtype(np.float64))
+
+
+def check_sharded_probabilities(q: torch.Tensor, shard: VocabShard) -> None:
+    """Probability targets split like the logits: finite, ``>= 0``, each row summing to 1 over
+    all ranks (two all-reduces: the worst values, the row sums); the same error on every rank."""
+    qd = q.detach().double()
+    finite = bool(qd.isfinite().all())
+    local = [0.0 if finite else 1.0, -float(qd.min()) if finite and qd.numel() else 0.0]
+    nonfinite, neg_min = shard.all_reduce(qd.new_tensor(local), dist.ReduceOp.MAX).tolist()
+    if nonfinite > 0:
         raise ValueError("target: expected finite probabilities, got NaN or inf")
-    if prob and flags[2] == _NEG_Q:
-        raise ValueError("target: expected probabilities >= 0, got a negative one")
-
-
-def _prob_tolerance(dtype: torch.dtype) -> float:
-    return max(math.sqrt(torch.finfo(dtype).eps), 1e-6)
+    if neg_min > 0:
+        raise ValueError(f"target: expected probabilities >= 0, got minimum {-neg_min!r}")
+    sums = shard.all_reduce(qd.sum(1), dist.ReduceOp.SUM)
+    tol = max(math.sqrt(torch.finfo(q.dtype).eps), 1e-6)
+    off = (sums - 1.0).abs() > tol
+    if bool(off.any()):
+        r = int(torch.nonzero(off)[0, 0])
+        raise ValueError(
+            "target: expected probabilities summing to 1 along the class dimension (over all "
+            f"ranks; tolerance {tol:.1e}), got a sum of {float(sums[r])!r} at row {r}"
+        )
 
 
 def _exp_(t: torch.Tensor) -> torch.Tensor:
@@ -167,18 +187,14 @@ def shard_loss_grad(
     # 1. MAX: row maxima of z, and the flags
     mx = z.amax(1)
     fl_x = _NAN if bool(mx.isnan().any()) else _POSINF if bool(mx.isposinf().any()) else 0.0
-    fl_q = 0.0
     if prob:
         q = target.to(cd)
-        fl_q = (
-            _NONFINITE_Q if not bool(q.isfinite().all()) else _NEG_Q if bool((q < 0).any()) else 0.0
-        )
     masked_here = (eps > 0.0 or prob) and bool(z.isneginf().any())
     msg = torch.cat([torch.where(mx.isnan() | mx.isposinf(), 0.0, mx),
-                     mx.new_tensor([fl_x, float(masked_here), fl_q])])  # fmt: skip
+                     mx.new_tensor([fl_x, float(masked_here)])])  # fmt: skip
     msg = shard.all_reduce(msg, dist.ReduceOp.MAX)
     flags = msg[rows:].tolist()
-    _raise_flags(flags, prob)
+    _raise_flags(flags[0])
     masked = flags[1] > 0.0
     m = msg[:rows]
     if prob:
@@ -205,7 +221,7 @@ def shard_loss_grad(
             lin_main = (wq * zs).sum(1)
         else:  # mass on a masked class: -inf, the loss is +inf
             lin_main = torch.where(fin, wq * zs, torch.where(wq > 0, -math.inf, 0.0)).sum(1)
-        cols += [q.sum(1)] + ([wq.sum(1)] if w_loc is not None else [])
+        cols.append(wq.sum(1))
     else:
         col = target - shard.offset
         here = valid & (col >= 0) & (col < vr)
@@ -245,18 +261,9 @@ def shard_loss_grad(
     log_s = s.log()
     lse = m.double() + log_s
     j = 1
-    if prob:
-        q_sum = sums[:, 1]
-        tol = _prob_tolerance(target.dtype)
-        off = (q_sum - 1.0).abs() > tol
-        if bool(off.any()):
-            r = int(torch.nonzero(off)[0, 0])
-            raise ValueError(
-                "target: expected probabilities summing to 1 along the class dimension "
-                f"(tolerance {tol:.1e}), got a sum of {float(q_sum[r])!r} at row {r} of the chunk"
-            )
-        a_main = sums[:, 2] if w_loc is not None else q_sum
-        j += 2 if w_loc is not None else 1
+    if prob:  # Σ_c w_c q_c
+        a_main = sums[:, 1]
+        j += 1
     a_main = a_main.double()
     if eps > 0.0 and masked:
         lin_main, swz, k, w_fin = sums[:, j], sums[:, j + 1], sums[:, j + 2], sums[:, j + 3]
