@@ -65,6 +65,8 @@ LOGIT_CASES = [
     {"prob": True, "mask": True, "label_smoothing": 0.2, "z_loss": 1e-3},
     {"prob": True, "mask": True, "reduction": "none", "temperature": 2.0},
     {"kdim": True, "label_smoothing": 0.1},  # (N, V, 3) logits
+    {"big": 400.0, "label_smoothing": 0.1, "z_loss": 1e-4},  # logits in the hundreds: shifted
+    {"big": 25.0, "temperature": 0.3},  # exp's safe range ends inside the batch
 ]
 
 LINEAR_CASES = [
@@ -87,7 +89,7 @@ LINEAR_CASES = [
 def _data(case, dtype, seed=0):
     g = torch.Generator().manual_seed(seed)
     shape = (N, V, 3) if case.get("kdim") else (N, V)
-    x = (torch.randn(shape, generator=g, dtype=torch.float64) * 3).to(dtype)
+    x = (torch.randn(shape, generator=g, dtype=torch.float64) * case.get("big", 3)).to(dtype)
     bshape = (N, 3) if case.get("kdim") else (N,)
     y = torch.randint(0, V, bshape, generator=g)
     ii = case.get("ignore_index", -100)
