@@ -1,6 +1,6 @@
 """The cross-entropy engine: loss and gradient for a block of rows, one ``exp`` per element.
 
-``prepare`` (in :mod:`crossent._cross_entropy`) validates the user's arguments and builds a
+``prepare`` (in :mod:`crossent._core`) validates the user's arguments and builds a
 :class:`Problem`: logits as an ``(M, C)`` matrix, targets as ``(M,)`` indices or ``(M, C)``
 probabilities, every option resolved. :func:`ce_block` computes rows ``r0:r1`` of it while they
 stay in cache:
@@ -44,7 +44,8 @@ class Problem:
     z_loss: float
     softcap: float | None
     temperature: float
-    scale: float  # 1/D for 'mean', 1 for 'sum' and 'none'
+    scale: float  # 1/D for 'mean', 1 for 'sum' and 'none' (crossent._spec.Scales.ce)
+    z_scale: float = 1.0  # 1/|V| for 'mean': the z-term's (crossent._spec.Scales.z)
 
     @property
     def plain(self) -> bool:
@@ -231,9 +232,13 @@ def ce_block(
             a = a + (eps / k) * w_f
     else:
         a = a_sum
-    if pb.z_loss:
-        a = a + 2.0 * pb.z_loss * lse
-    z *= (rowscale * a / s).astype(cd)[:, None]
+    coef_p = rowscale * a
+    if pb.z_loss:  # the z-term has its own scale (a mean over positions, not class weights)
+        zscale = np.full(n, pb.z_scale)
+        if pb.valid is not None:
+            zscale[~pb.valid[r0:r1]] = 0.0
+        coef_p = coef_p + zscale * (2.0 * pb.z_loss * lse)
+    z *= (coef_p / s).astype(cd)[:, None]
     if pb.q is None:
         z[rows, y] -= (rowscale * (1.0 - eps) * wy).astype(cd)
         if eps > 0.0:

@@ -20,7 +20,8 @@ class CrossEntropyLoss(nn.Module):
     weight : Tensor, shape (C,), optional
         Class weights, registered as a buffer (moves with ``.to(device)``).
     ignore_index, reduction, label_smoothing, z_loss, softcap, temperature, inplace
-        As :func:`crossent.torch.cross_entropy`; validated here.
+        As :func:`crossent.torch.cross_entropy`; validated here. The class weights must be
+        finite and ``>= 0`` (negative weights are refused, unlike ``nn.CrossEntropyLoss``).
 
     Examples
     --------
@@ -64,7 +65,11 @@ class CrossEntropyLoss(nn.Module):
         self.temperature = temperature
         self.inplace = inplace
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> Any:
+    def forward(
+        self, input: torch.Tensor, target: torch.Tensor, num_items: float | None = None
+    ) -> Any:
+        """The loss; ``num_items``: the global batch's ``'mean'`` denominator (it changes from
+        batch to batch, so it is an argument of the call, not of the module)."""
         return cross_entropy(
             input,
             target,
@@ -76,6 +81,7 @@ class CrossEntropyLoss(nn.Module):
             softcap=self.softcap,
             temperature=self.temperature,
             inplace=self.inplace,
+            num_items=num_items,
         )
 
     def extra_repr(self) -> str:
@@ -132,7 +138,9 @@ class LinearCrossEntropyLoss(nn.Module):
         weight: torch.Tensor,
         target: torch.Tensor,
         bias: torch.Tensor | None = None,
+        num_items: float | None = None,
     ) -> Any:
+        """The loss; ``num_items`` as in :meth:`CrossEntropyLoss.forward`."""
         return linear_cross_entropy(
             input,
             weight,
@@ -145,4 +153,5 @@ class LinearCrossEntropyLoss(nn.Module):
             softcap=self.softcap,
             temperature=self.temperature,
             chunk_size=self.chunk_size,
+            num_items=num_items,
         )
