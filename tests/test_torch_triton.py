@@ -178,14 +178,15 @@ def test_z_loss_with_class_weights_and_num_items_through_the_kernel():
     y = torch.tensor([1, 19, -100, 4, 4])
     w = torch.rand(20, generator=g, dtype=torch.float64) + 0.5
     kw = {"z_loss": 0.05, "label_smoothing": 0.1}
-    base, gbase, _ = run(x, y, w, torch.float32, **kw)
-    want_loss, want_grad = reference(x, y, w, torch.tensor(1.0), **kw)
+    base, gbase, gout = run(x, y, w, torch.float32, **kw)
+    want_loss, want_grad = reference(x, y, w, gout, **kw)
     torch.testing.assert_close(base, want_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gbase, want_grad, rtol=1e-5, atol=1e-7)
     for c in (0.01, 10.0, 1e3):
         loss, grad, _ = run(x, y, w * c, torch.float32, **kw)
         torch.testing.assert_close(loss, base, rtol=1e-5, atol=1e-6)
         torch.testing.assert_close(grad, gbase, rtol=1e-5, atol=1e-7)
-    loss, grad, _ = run(x, y, None, torch.float32, z_loss=0.05, num_items=8)
-    want_loss, want_grad = reference(x, y, None, torch.tensor(1.0), z_loss=0.05, num_items=8)
+    loss, grad, gout = run(x, y, None, torch.float32, z_loss=0.05, num_items=8)
+    want_loss, want_grad = reference(x, y, None, gout, z_loss=0.05, num_items=8)
     torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad, want_grad, rtol=1e-5, atol=1e-7)
