@@ -18,40 +18,27 @@ from crossent._spec import DEFAULT_OPTIONS, LossOptions, make_options
 __all__ = ["cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad"]
 
 
-def _options(
-    ignore_index: Any,
-    reduction: Any,
-    label_smoothing: Any,
-    z_loss: Any,
-    softcap: Any,
-    temperature: Any,
-    num_items: Any,
-) -> LossOptions:
-    """The validated options; the defaults (checked by type too: ``True == 1.0`` must not
-    pass) without a validation call, as the classifier calls this every step."""
+_OPTION_NAMES = ("ignore_index", "reduction", "label_smoothing", "z_loss", "softcap",
+                 "temperature", "num_items")  # fmt: skip
+
+
+def _options(args: dict[str, Any]) -> LossOptions:
+    """The validated options from a public function's arguments; the defaults (checked by
+    type too: ``True == 1.0`` must not pass) without a validation call, as the classifier
+    calls this every step."""
+    kw = {name: args[name] for name in _OPTION_NAMES}
     if (
-        type(ignore_index) is int
-        and ignore_index == -100
-        and reduction == "mean"
-        and type(label_smoothing) in (float, int)
-        and label_smoothing == 0
-        and type(z_loss) in (float, int)
-        and z_loss == 0
-        and softcap is None
-        and type(temperature) in (float, int)
-        and temperature == 1
-        and num_items is None
+        type(kw["ignore_index"]) is int
+        and kw["ignore_index"] == -100
+        and kw["reduction"] == "mean"
+        and all(type(kw[n]) in (float, int) and kw[n] == 0 for n in ("label_smoothing", "z_loss"))
+        and kw["softcap"] is None
+        and type(kw["temperature"]) in (float, int)
+        and kw["temperature"] == 1
+        and kw["num_items"] is None
     ):
         return DEFAULT_OPTIONS
-    return make_options(
-        ignore_index=ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-        softcap=softcap,
-        temperature=temperature,
-        num_items=num_items,
-    )
+    return make_options(**kw)
 
 
 def cross_entropy(
@@ -186,8 +173,7 @@ def cross_entropy(
     >>> round(float(a + b), 6) == round(float(crossent.cross_entropy(x, [0, 2, 1])), 6)
     True
     """
-    opts = _options(ignore_index, reduction, label_smoothing, z_loss, softcap, temperature,
-                    num_items)  # fmt: skip
+    opts = _options(locals())
     return _core.run(logits, target, opts, axis=axis, weight=weight, cast=True)[0]
 
 
@@ -255,8 +241,7 @@ temperature, num_items
     >>> crossent.cross_entropy_grad([10.0, 9.0, 8.0], 0).round(4)  # p - onehot(0)
     array([-0.3348,  0.2447,  0.09  ])
     """
-    opts = _options(ignore_index, reduction, label_smoothing, z_loss, softcap, temperature,
-                    num_items)  # fmt: skip
+    opts = _options(locals())
     _, _, grad = _core.run(logits, target, opts, axis=axis, weight=weight, want_grad=True,
                            out=out)  # fmt: skip
     assert grad is not None
@@ -312,8 +297,7 @@ temperature, num_items
     (array([0.4076, 0.6931]), array([[-0.3348,  0.2447,  0.09  ],
            [ 0.5   , -0.5   ,  0.    ]]))
     """
-    opts = _options(ignore_index, reduction, label_smoothing, z_loss, softcap, temperature,
-                    num_items)  # fmt: skip
+    opts = _options(locals())
     loss, _, grad = _core.run(logits, target, opts, axis=axis, weight=weight, want_grad=True,
                               out=out, cast=True)  # fmt: skip
     assert grad is not None

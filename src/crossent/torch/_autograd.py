@@ -105,7 +105,7 @@ class CrossEntropyFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(
-        ctx: Any, grad_loss: torch.Tensor, grad_lse: torch.Tensor | None
+        ctx: Any, grad_loss: torch.Tensor, _grad_lse: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None]:
         opts: LossOptions = ctx.opts
         grad_x = grad_t = None
