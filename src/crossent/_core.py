@@ -11,6 +11,7 @@ report positions in it, and may pass the :class:`~crossent._spec.Scales` of a la
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -22,24 +23,16 @@ from crossent._spec import LossOptions, Scales
 from crossent._validation import as_float_array, normalize_axis
 
 
+@dataclass
 class Prepared:
     """A validated problem plus what is needed to give results the user's shapes back."""
 
-    def __init__(
-        self,
-        pb: Problem,
-        x: NDArray[Any],
-        axis: int,
-        moved_shape: tuple[int, ...],
-        opts: LossOptions,
-        scales: Scales,
-    ) -> None:
-        self.pb = pb
-        self.x = x
-        self.axis = axis
-        self.moved_shape = moved_shape
-        self.opts = opts
-        self.scales = scales
+    pb: Problem
+    x: NDArray[Any]  # the user's logits (as an array)
+    axis: int
+    moved_shape: tuple[int, ...]  # the logits' shape with the class axis last
+    opts: LossOptions
+    scales: Scales
 
     def reduce(self, loss: NDArray[np.float64], lse: NDArray[np.float64]) -> Any:
         """Per-row losses (``'none'``, float64, the batch shape) or the reduced float."""
@@ -136,21 +129,8 @@ def prepare(
         if scales is None:
             scales = _spec.mean_scales(opts, float(m), float(m), weighted=False)
 
-    pb = Problem(
-        x=x2,
-        cdtype=cdtype,
-        y=y,
-        valid=valid,
-        wy=wy,
-        q=q,
-        w=w,
-        eps=opts.label_smoothing,
-        z_loss=opts.z_loss,
-        softcap=opts.softcap,
-        temperature=opts.temperature,
-        scale=scales.ce,
-        z_scale=scales.z,
-    )
+    pb = Problem(x2, cdtype, y, valid, wy, q, w, opts.label_smoothing, opts.z_loss, opts.softcap,
+                 opts.temperature, scales.ce, scales.z)  # fmt: skip
     return Prepared(pb, x, ax, moved_shape, opts, scales)
 
 
@@ -242,33 +222,25 @@ def run(
     target: ArrayLike,
     opts: LossOptions,
     *,
-    axis: int = -1,
-    weight: ArrayLike | None = None,
     want_grad: bool = False,
     out: NDArray[Any] | None = None,
-    layout: tuple[int, tuple[int, ...]] | None = None,
-    scales: Scales | None = None,
     cast: bool = False,
+    **where: Any,
 ) -> tuple[Any, NDArray[np.float64], NDArray[Any] | None]:
     """``(loss, lse, grad)``: the lean small path when it applies, else the block engine.
 
+    ``where`` holds :func:`prepare`'s keywords (``axis``, ``weight``, ``layout``, ``scales``).
     ``loss`` is a float (float64) for ``'mean'``/``'sum'`` and float64 per-row losses in the
     batch shape for ``'none'``; ``lse`` the ``(M,)`` log-sum-exp of the transformed logits;
     ``grad`` the gradient of the loss, in the logits' layout and dtype (``out`` when given).
     ``cast=True`` gives the loss in the logits' dtype instead.
     """
-    if (
-        out is None
-        and weight is None
-        and scales is None
-        and layout is None
-        and opts.plain
-        and opts.ignore_index == -100
-    ):
-        fast = small_simple(logits, target, axis, opts.reduction, want_grad)
+    plain = opts.plain and opts.ignore_index == -100 and where.get("weight") is None
+    if plain and out is None and where.keys() <= {"axis", "weight"}:
+        fast = small_simple(logits, target, where.get("axis", -1), opts.reduction, want_grad)
         if fast is not None:
             loss = _cast(fast[0], logits.dtype) if cast else fast[0]  # type: ignore[union-attr]
             return loss, fast[1], fast[2]
-    prep = prepare(logits, target, opts, axis=axis, weight=weight, layout=layout, scales=scales)
+    prep = prepare(logits, target, opts, **where)
     loss, lse, grad = compute(prep, want_grad, out)
     return (_cast(loss, prep.x.dtype) if cast else loss), lse, grad

@@ -13,32 +13,29 @@ from typing import Any
 from numpy.typing import ArrayLike, NDArray
 
 from crossent import _core
-from crossent._spec import DEFAULT_OPTIONS, LossOptions, make_options
+from crossent._spec import DEFAULT_OPTIONS, LossOptions, options_from
 
 __all__ = ["cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad"]
-
-
-_OPTION_NAMES = ("ignore_index", "reduction", "label_smoothing", "z_loss", "softcap",
-                 "temperature", "num_items")  # fmt: skip
 
 
 def _options(args: dict[str, Any]) -> LossOptions:
     """The validated options from a public function's arguments; the defaults (checked by
     type too: ``True == 1.0`` must not pass) without a validation call, as the classifier
     calls this every step."""
-    kw = {name: args[name] for name in _OPTION_NAMES}
     if (
-        type(kw["ignore_index"]) is int
-        and kw["ignore_index"] == -100
-        and kw["reduction"] == "mean"
-        and all(type(kw[n]) in (float, int) and kw[n] == 0 for n in ("label_smoothing", "z_loss"))
-        and kw["softcap"] is None
-        and type(kw["temperature"]) in (float, int)
-        and kw["temperature"] == 1
-        and kw["num_items"] is None
+        type(args["ignore_index"]) is int
+        and args["ignore_index"] == -100
+        and args["reduction"] == "mean"
+        and all(
+            type(args[n]) in (float, int) and args[n] == 0 for n in ("label_smoothing", "z_loss")
+        )
+        and args["softcap"] is None
+        and type(args["temperature"]) in (float, int)
+        and args["temperature"] == 1
+        and args["num_items"] is None
     ):
         return DEFAULT_OPTIONS
-    return make_options(**kw)
+    return options_from(args)
 
 
 def cross_entropy(

@@ -28,7 +28,8 @@ for class indices, and ``ce_n = -Σ_c w_c q'_{n,c} log p_{n,c}`` with
 
 .. math::
 
-    \text{'none'}: \ \ell_n = \mathrm{ce}_n + \lambda\,\mathrm{lse}_n^2, \qquad
+    \text{'none'}: \ \ell_n = \mathrm{ce}_n + \lambda\,\mathrm{lse}_n^2
+    \ (0 \text{ for } n \notin V), \qquad
     \text{'sum'}: \ \sum_{n \in V} \ell_n, \qquad
     \text{'mean'}: \ \frac{\sum_{n\in V} \mathrm{ce}_n}{D}
                   + \lambda \frac{\sum_{n\in V} \mathrm{lse}_n^2}{|V|}
@@ -50,7 +51,8 @@ from __future__ import annotations
 
 import math
 import numbers
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, fields
 from typing import Any
 
 import numpy as np
@@ -80,6 +82,7 @@ __all__ = [
     "dtype_name",
     "make_options",
     "mean_scales",
+    "options_from",
     "prob_sum_tolerance",
     "reduced_loss",
     "transform",
@@ -224,6 +227,12 @@ def make_options(
 
 
 DEFAULT_OPTIONS = LossOptions()
+_FIELDS = tuple(f.name for f in fields(LossOptions))
+
+
+def options_from(args: Mapping[str, Any]) -> LossOptions:
+    """:func:`make_options` of the options among a public function's ``locals()``."""
+    return make_options(**{name: args[name] for name in _FIELDS if name in args})
 
 
 # ----------------------------------------------------------------------------------------------
@@ -262,6 +271,8 @@ def count_items(target: Any, weight: Any, ignore_index: int) -> tuple[float, flo
         n = float(valid.sum())
         return n, n
     safe = (target * valid).clip(0, weight.shape[0] - 1)
+    if not isinstance(safe, np.ndarray):
+        safe = safe.long()  # torch reads a uint8 index tensor as a mask
     picked = weight[safe] * valid
     if isinstance(picked, np.ndarray):
         return float(picked.sum(dtype=np.float64)), float(valid.sum())

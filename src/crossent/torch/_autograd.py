@@ -16,21 +16,14 @@ from crossent.torch import _cpu
 from crossent.torch._options import Layout, LossOptions, Scales, reduce_rows, scales_for, use_triton
 
 
-def rows_forward(
-    x: torch.Tensor,
-    t: torch.Tensor,
-    w: torch.Tensor | None,
-    opts: LossOptions,
-    scales: Scales,
-    want_grad: bool,
-    layout: Layout | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """The backend's per-row losses, log-sum-exps and gradient (of the rows times ``scales``)."""
-    if use_triton(x, opts):
+def rows_forward(x: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """The backend's ``ce_rows(x, target, weight, opts, scales, want_grad[, layout])``: per-row
+    losses, log-sum-exps and the gradient of the rows' losses times ``scales``."""
+    if use_triton(x, args[2]):
         from crossent.torch import _triton_ce
 
-        return _triton_ce.ce_rows(x, t, w, opts, scales, want_grad, layout)
-    return _cpu.ce_rows(x, t, w, opts, scales, want_grad, layout)
+        return _triton_ce.ce_rows(x, *args)
+    return _cpu.ce_rows(x, *args)
 
 
 def loss_forward(

@@ -21,7 +21,7 @@ from crossent.torch._options import (
     check_class_weight,
     check_float_tensor,
     flatten_target,
-    make_options,
+    options_from,
 )
 
 
@@ -193,17 +193,7 @@ def cross_entropy(
     >>> cross_entropy(masked, torch.tensor([[0.5, 0.5, 0.0]]), label_smoothing=0.1)
     tensor(0.6931)
     """
-    opts = make_options(
-        ignore_index=ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-        softcap=softcap,
-        temperature=temperature,
-        return_lse=return_lse,
-        inplace=inplace,
-        num_items=num_items,
-    )
+    opts = options_from(locals())
     x = flatten_logits(input)
     c = x.shape[1]
     if c == 0:

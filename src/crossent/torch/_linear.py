@@ -34,7 +34,7 @@ from crossent.torch._options import (
     check_class_weight,
     check_float_tensor,
     flatten_target,
-    make_options,
+    options_from,
     reduce_rows,
     scales_for,
     use_triton,
@@ -295,15 +295,7 @@ def linear_cross_entropy(
     >>> w.grad.shape
     torch.Size([50, 4])
     """
-    opts = make_options(
-        ignore_index=ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-        softcap=softcap,
-        temperature=temperature,
-        num_items=num_items,
-    )
+    opts = options_from(locals())
     check_float_tensor(input, "input")
     check_float_tensor(weight, "weight")
     if input.ndim < 1:

@@ -31,16 +31,8 @@ def _options(
     backend: str,
 ) -> LossOptions:
     """The options as the op's arguments carry them (validated by the functional API)."""
-    return LossOptions(
-        ignore_index=ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-        softcap=softcap,
-        temperature=temperature,
-        num_items=num_items,
-        backend=backend,
-    )
+    return LossOptions(ignore_index, reduction, label_smoothing, z_loss, softcap, temperature,
+                       num_items, backend=backend)  # fmt: skip
 
 
 @torch.library.custom_op("crossent::cross_entropy", mutates_args=())
