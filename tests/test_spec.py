@@ -154,3 +154,11 @@ def test_probability_sum_tolerance_per_dtype():
     ct.cross_entropy(torch.zeros(1, 2), q)
     with pytest.raises(ValueError, match=r"tolerance 1\.0e-06"):
         ct.cross_entropy(torch.zeros(1, 2, dtype=torch.float64), q.double())
+
+
+def test_lse_of_an_ignored_row_of_all_minus_inf_is_minus_inf():
+    x = torch.tensor([[-np.inf] * 3, [0.0, 1.0, 2.0]], requires_grad=True)
+    loss, lse = ct.cross_entropy(x, torch.tensor([-100, 1]), return_lse=True, z_loss=0.1)
+    assert lse[0] == -np.inf and torch.isfinite(loss)
+    loss.backward()
+    assert (x.grad[0] == 0).all() and torch.isfinite(x.grad).all()

@@ -100,6 +100,13 @@ def _row_sums(
     return out
 
 
+def _empty_lse(lse: Array, empty: Array | None) -> Array:
+    """The log-sum-exp of an (ignored) row of all -inf is -inf, once nothing else reads it."""
+    if empty is not None:
+        lse[empty] = -np.inf
+    return lse
+
+
 def ce_block(
     pb: Problem,
     r0: int,
@@ -122,9 +129,11 @@ def ce_block(
 
     # 1. row maxima and the shift; z = factor * xt is the transformed logit
     mx = x.max(axis=1)
+    empty: Array | None = None  # ignored rows of all -inf: their lse is -inf
     if not np.isfinite(mx).all():
         _check_row_max(pb, r0, mx)
-        mx[np.isneginf(mx)] = 0  # an ignored row of all -inf: exp gives 0 everywhere
+        empty = np.isneginf(mx)
+        mx[empty] = 0  # exp gives 0 everywhere
     if cap is None:
         xt, factor = x, 1.0 / temp
         m = mx.astype(np.float64) * factor
@@ -220,7 +229,7 @@ def ce_block(
 
     np.maximum(loss, 0.0, out=loss)  # exp/log round-off can leave -1e-17 where the loss is 0
     if not grad:
-        return loss, lse
+        return loss, _empty_lse(lse, empty)
 
     # 4. gradient: (a / s) * e - b, then the chain rule of the transform
     rowscale = np.full(n, pb.scale)
@@ -255,7 +264,7 @@ def ce_block(
         z *= t
     if temp != 1.0:
         z *= cd(1.0 / temp)
-    return loss, lse
+    return loss, _empty_lse(lse, empty)
 
 
 def plain_block(
