@@ -162,3 +162,39 @@ def test_lse_of_an_ignored_row_of_all_minus_inf_is_minus_inf():
     assert lse[0] == -np.inf and torch.isfinite(loss)
     loss.backward()
     assert (x.grad[0] == 0).all() and torch.isfinite(x.grad).all()
+
+
+def test_bfloat16_blocks_run_on_the_engines_one_pool(monkeypatch):
+    """The torch CPU path has no pool of its own: its bfloat16 blocks use the engine's."""
+    import threading
+
+    from crossent import _engine
+    from crossent.torch import _cpu
+
+    monkeypatch.setattr(_cpu, "BF16_BLOCK_ELEMENTS", 40)  # blocks of 4 rows of 10
+    monkeypatch.setattr(_engine, "n_threads", lambda: 3)
+    seen = set()
+    run = _engine.parallel
+
+    def spy(fn, m, workers):
+        def wrapped(lo, hi):
+            seen.add(threading.current_thread().name)
+            fn(lo, hi)
+
+        run(wrapped, m, workers)
+
+    monkeypatch.setattr(_engine, "parallel", spy)
+    x = torch.randn(30, 10, dtype=torch.float64).to(torch.bfloat16).requires_grad_()
+    y = torch.randint(0, 10, (30,))
+    y[5] = -100
+    loss = ct.cross_entropy(x, y, label_smoothing=0.1)
+    loss.backward()
+    assert any(name.startswith("crossent") for name in seen)
+    ref = torch.nn.functional.cross_entropy(x.detach().double(), y, label_smoothing=0.1)
+    assert loss.item() == pytest.approx(ref.item(), rel=1e-2)
+    xd = x.detach().double().requires_grad_()
+    torch.nn.functional.cross_entropy(xd, y, label_smoothing=0.1).backward()
+    torch.testing.assert_close(x.grad.double(), xd.grad, rtol=1.6e-2, atol=2e-3)
+    # an error in block 3 reports the position in the whole batch
+    with pytest.raises(ValueError, match=r"got 12 at position \(17,\)"):
+        ct.cross_entropy(x, torch.where(torch.arange(30) == 17, 12, y))
