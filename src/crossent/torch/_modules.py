@@ -9,7 +9,7 @@ from torch import nn
 
 from crossent.torch._functional import cross_entropy
 from crossent.torch._linear import linear_cross_entropy
-from crossent.torch._options import make_options
+from crossent.torch._options import options_from
 
 
 class CrossEntropyLoss(nn.Module):
@@ -47,15 +47,7 @@ class CrossEntropyLoss(nn.Module):
         inplace: bool = False,
     ) -> None:
         super().__init__()
-        make_options(
-            ignore_index=ignore_index,
-            reduction=reduction,
-            label_smoothing=label_smoothing,
-            z_loss=z_loss,
-            softcap=softcap,
-            temperature=temperature,
-            inplace=inplace,
-        )
+        options_from(locals())  # fail early: validated at construction
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
         self.reduction = reduction
@@ -116,14 +108,7 @@ class LinearCrossEntropyLoss(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        make_options(
-            ignore_index=ignore_index,
-            reduction=reduction,
-            label_smoothing=label_smoothing,
-            z_loss=z_loss,
-            softcap=softcap,
-            temperature=temperature,
-        )
+        options_from(locals())  # fail early: validated at construction
         self.ignore_index = ignore_index
         self.reduction = reduction
         self.label_smoothing = label_smoothing
