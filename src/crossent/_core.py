@@ -152,6 +152,8 @@ def check_target(
 
 def _cast(loss: Any, dtype: np.dtype[Any]) -> Any:
     """A loss in the logits' dtype: a NumPy scalar, or an array for ``'none'``."""
+    if dtype == np.float64:  # nothing to round (and no errstate to pay for, per call)
+        return loss if isinstance(loss, np.ndarray) else np.float64(loss)
     with np.errstate(over="ignore"):  # a float16 'sum' above 65504 is inf, as in float16
         return loss.astype(dtype) if isinstance(loss, np.ndarray) else dtype.type(loss)
 
