@@ -198,3 +198,27 @@ def test_bfloat16_blocks_run_on_the_engines_one_pool(monkeypatch):
     # an error in block 3 reports the position in the whole batch
     with pytest.raises(ValueError, match=r"got 12 at position \(17,\)"):
         ct.cross_entropy(x, torch.where(torch.arange(30) == 17, 12, y))
+
+
+@pytest.mark.parametrize(("temperature", "softcap"), [(0.7, None), (1.0, 2.5), (1.6, 4.0)])
+def test_engine_applies_the_specs_transform(temperature, softcap):
+    """The engine's fused transform is the spec's: the loss of x with (T, s) is the plain loss
+    of transform(x), and the gradient is that one times the transform's derivative."""
+    x = X.copy()
+    x[1, 3] = -np.inf
+    y = np.array([0, 4, -100, 2, 2, -100, 1])
+    z = _spec.transform(x, temperature, softcap)
+    opts = dict(temperature=temperature, softcap=softcap, reduction="none", z_loss=0.01)
+    np.testing.assert_allclose(
+        crossent.cross_entropy(x, y, **opts),
+        crossent.cross_entropy(z, y, reduction="none", z_loss=0.01),
+        rtol=1e-12,
+    )
+    u = np.where(np.isinf(x), 0.0, x) / temperature
+    dz = (1 - np.tanh(u / softcap) ** 2 if softcap else 1.0) / temperature
+    np.testing.assert_allclose(
+        crossent.cross_entropy_grad(x, y, **opts),
+        crossent.cross_entropy_grad(z, y, reduction="none", z_loss=0.01) * dz,
+        rtol=1e-10,
+        atol=1e-15,
+    )

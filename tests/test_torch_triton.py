@@ -190,3 +190,16 @@ def test_z_loss_with_class_weights_and_num_items_through_the_kernel():
     want_loss, want_grad = reference(x, y, None, gout, z_loss=0.05, num_items=8)
     torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(grad, want_grad, rtol=1e-5, atol=1e-7)
+
+
+def test_kernel_applies_the_specs_transform():
+    from crossent import _spec
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 30, generator=g, dtype=torch.float64) * 4
+    x[0, 2] = NINF
+    y = torch.tensor([1, 7, 29])
+    loss, _, _ = run(x, y, None, torch.float32, softcap=3.0, temperature=1.4, reduction="none")
+    z = _spec.transform(x, 1.4, 3.0)
+    plain, _, _ = run(z, y, None, torch.float32, reduction="none")
+    torch.testing.assert_close(loss, plain, rtol=1e-5, atol=1e-6)
