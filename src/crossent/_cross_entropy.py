@@ -215,8 +215,9 @@ def cross_entropy_grad(
 
     Parameters
     ----------
-    logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, \
-temperature, num_items
+    logits, target, axis, weight, ignore_index, reduction, label_smoothing
+        As :func:`cross_entropy`.
+    z_loss, softcap, temperature, num_items
         As :func:`cross_entropy`.
     out : ndarray, optional
         Where to write the gradient (the logits' shape and dtype). It may be the logits array
@@ -267,8 +268,9 @@ def cross_entropy_with_grad(
 
     Parameters
     ----------
-    logits, target, axis, weight, ignore_index, reduction, label_smoothing, z_loss, softcap, \
-temperature, num_items
+    logits, target, axis, weight, ignore_index, reduction, label_smoothing
+        As :func:`cross_entropy`.
+    z_loss, softcap, temperature, num_items
         As :func:`cross_entropy`.
     out : ndarray, optional
         Where to write the gradient; may be the logits array itself (in-place).
