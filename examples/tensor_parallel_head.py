@@ -73,8 +73,8 @@ def train(args: argparse.Namespace, rows: slice | None, device: torch.device) ->
         total = 0.0
         for tokens, target in batches:
             h = hidden(p, tokens)
-            if rows is None:  # the whole head: the step's summed loss over the same count
-                loss = linear_cross_entropy(h, p["head"], target, reduction="sum") / num_items
+            if rows is None:  # the whole head, in one process
+                loss = linear_cross_entropy(h, p["head"], target, num_items=num_items)
             else:
                 loss = vocab_parallel_linear_cross_entropy(
                     h, p["head"], target, num_items=num_items

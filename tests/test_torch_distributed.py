@@ -59,7 +59,8 @@ LOGIT_CASES = [
     {"mask": True, "label_smoothing": 0.1, "reduction": "none", "z_loss": 1e-3},
     {"ignore_all": True},  # every target ignored: loss 0, gradient 0
     {"ignore_all": True, "label_smoothing": 0.1, "z_loss": 1e-2},
-    {"num_items": 7.5, "weight": True},
+    {"num_items": 31.5, "weight": True},
+    {"weight": True, "z_loss": 1e-2},  # the z-term's mean is over positions, not Σ w[y]
     {"prob": True},
     {"prob": True, "label_smoothing": 0.1, "weight": True, "reduction": "sum"},
     {"prob": True, "mask": True, "label_smoothing": 0.2, "z_loss": 1e-3},
@@ -82,7 +83,8 @@ LINEAR_CASES = [
         "chunk_size": 1,
     },
     {"prob": True, "bias": True, "label_smoothing": 0.1},
-    {"num_items": 4.0, "bias": True},
+    {"num_items": 25.0, "bias": True},
+    {"class_weight": True, "z_loss": 1e-2, "reduction": "mean"},
 ]
 
 
@@ -299,9 +301,9 @@ def test_needs_a_process_group():
 @pytest.mark.parametrize(
     ("num_items", "reduction", "error", "match"),
     [
-        (0, "mean", ValueError, "num_items: expected a finite number > 0, got 0"),
-        ("3", "mean", TypeError, "num_items: expected a number or None, got '3'"),
-        (3.0, "sum", ValueError, "num_items: only with reduction='mean', got reduction='sum'"),
+        (-1, "mean", ValueError, "num_items: expected a finite number >= 0"),
+        ("3", "mean", TypeError, "num_items: expected a real number or None, got '3'"),
+        (3.0, "sum", ValueError, "num_items: expected None with reduction='sum'"),
     ],
 )
 def test_num_items_checked(num_items, reduction, error, match):

@@ -24,13 +24,20 @@ from typing import Any
 
 import torch
 
+from crossent import _core
 from crossent.torch import _cpu
+from crossent.torch._autograd import rows_forward
 from crossent.torch._compile import eager_under_compile
 from crossent.torch._options import (
+    Layout,
     LossOptions,
+    Scales,
     check_class_weight,
     check_float_tensor,
-    make_options,
+    flatten_target,
+    options_from,
+    reduce_rows,
+    scales_for,
     use_triton,
 )
 
@@ -48,32 +55,18 @@ def default_chunk_size(n_rows: int, n_classes: int, device: torch.device) -> int
     return max(1, min(n_rows, elements // max(n_classes, 1)))
 
 
-def _chunk_loss_grad(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    class_weight: torch.Tensor | None,
-    opts: LossOptions,
-    want_grad: bool,
-) -> torch.Tensor:
-    """Per-row losses (float64, (rows,)); the per-row gradient overwrites ``logits``."""
-    row_opts = dataclasses.replace(opts, reduction="none", inplace=True, return_lse=False)
-    if use_triton(logits, opts):
-        from crossent.torch import _triton_ce
-
-        loss, _ = _triton_ce.ce_forward(logits, target, class_weight, row_opts, want_grad)
-    else:
-        loss, _ = _cpu.ce_forward(logits, target, class_weight, row_opts, want_grad)
-    return loss.double()
+def _chunk_rows(*args: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """A chunk's per-row losses and lses; its gradient (times the scales) overwrites it."""
+    return rows_forward(*args)
 
 
 @dataclasses.dataclass(frozen=True)
 class Head:
-    """What changes when the head's rows (the vocabulary) are split over ranks (default: none)."""
+    """What changes when the head's rows (the vocabulary) are split over ranks (default: none):
+    the chunk loss, and a reduction of the input gradient (in place)."""
 
-    chunk_loss: Callable[..., torch.Tensor] = _chunk_loss_grad
-    n_classes: int | None = None  # of the whole vocabulary
-    num_items: float | None = None  # replaces the 'mean' denominator
-    reduce_input_grad: Callable[[torch.Tensor], None] | None = None  # in place
+    chunk_loss: Callable[..., tuple[torch.Tensor, torch.Tensor, Any]] = _chunk_rows
+    reduce_input_grad: Callable[[torch.Tensor], None] | None = None
 
 
 def _run(
@@ -84,11 +77,13 @@ def _run(
     class_weight: torch.Tensor | None,
     opts: LossOptions,
     chunk: int,
-    row_scale: torch.Tensor | float,
+    scales: Scales,
+    row_scale: torch.Tensor | None,
     grads: tuple[bool, bool, bool],
     head: Head,
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Losses (float64, (N,)) and the gradients scaled by ``row_scale`` (scalar or (N,))."""
+) -> tuple[torch.Tensor, torch.Tensor, Any, Any, Any]:
+    """Per-row losses and log-sum-exps (float64, (N,)) and the gradients of the rows' losses
+    times ``scales`` (and times ``row_scale``, (N,), when given)."""
     n, d = x.shape
     v = w.shape[0]
     cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -96,6 +91,8 @@ def _run(
     bdt = x.dtype if use_triton(x, opts) else cdt
     want_grad = any(grads)
     gx = torch.empty_like(x) if grads[0] else None
+    # the chunk's gradient overwrites its logits
+    chunk_opts = dataclasses.replace(opts, inplace=True, return_lse=False)
 
     def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         if x.device.type == "cpu":  # recycled memory: no page faults
@@ -105,6 +102,7 @@ def _run(
     gw = empty((v, d), cdt) if grads[1] else None  # written by the first chunk's GEMM (beta=0)
     gb = torch.zeros(v, dtype=cdt, device=x.device) if grads[2] else None
     losses = torch.empty(n, dtype=torch.float64, device=x.device)
+    lses = torch.empty(n, dtype=torch.float64, device=x.device)
     buf = empty((min(chunk, n), v), bdt)
     wt = w.t()
     for r0 in range(0, n, chunk):
@@ -117,24 +115,23 @@ def _run(
             torch.addmm(b, xc, wt, out=lg)
         else:
             torch.mm(xc, wt, out=lg)
-        losses[r0:r1] = head.chunk_loss(lg, target[r0:r1], class_weight, opts, want_grad)
+        rows, lse, _ = head.chunk_loss(lg, target[r0:r1], class_weight, chunk_opts, scales,
+                                       want_grad)  # fmt: skip
+        losses[r0:r1], lses[r0:r1] = rows, lse
         if not want_grad:
             continue
-        if isinstance(row_scale, torch.Tensor):
+        if row_scale is not None:
             lg.mul_(row_scale[r0:r1].to(lg.dtype).unsqueeze(1))
-            alpha = 1.0
-        else:
-            alpha = row_scale
         g = lg.to(x.dtype)  # (rows, V): the gradient of the logits
         if gx is not None:
-            torch.addmm(gx[r0:r1], g, w, beta=0.0, alpha=alpha, out=gx[r0:r1])
+            torch.mm(g, w, out=gx[r0:r1])
         if gw is not None:
-            _accumulate(gw, g.t(), xc, 0.0 if r0 == 0 else 1.0, alpha)
+            _accumulate(gw, g.t(), xc, 0.0 if r0 == 0 else 1.0, 1.0)
         if gb is not None:
-            gb.add_(lg.sum(0, dtype=cdt), alpha=alpha)
+            gb.add_(lg.sum(0, dtype=cdt))
     if gx is not None and head.reduce_input_grad is not None:
         head.reduce_input_grad(gx)
-    return losses, gx, gw, gb
+    return losses, lses, gx, gw, gb
 
 
 def _accumulate(
@@ -162,29 +159,6 @@ def _accumulate(
         acc.add_(part, alpha=alpha)
 
 
-def _flatten_lce_target(
-    target: Any, batch: tuple[int, ...], v: int, device: torch.device
-) -> torch.Tensor:
-    """``(N,)`` int64 indices or ``(N, V)`` probabilities for logits of shape ``(*batch, V)``."""
-    if not isinstance(target, torch.Tensor):
-        raise TypeError(f"target: expected a torch.Tensor, got {type(target).__name__}")
-    if target.device != device:
-        raise ValueError(f"target: expected a tensor on {device}, got one on {target.device}")
-    if target.is_floating_point() and tuple(target.shape) == (*batch, v):
-        return target.reshape(-1, v)
-    integer = not (target.is_floating_point() or target.is_complex()) and target.dtype != torch.bool
-    if integer and tuple(target.shape) == batch:
-        return target.reshape(-1).long()
-    expected = (
-        f"integer class indices of shape {batch} or float probabilities of shape {(*batch, v)}"
-    )
-    if target.is_floating_point() and tuple(target.shape) == batch:
-        raise TypeError(f"target: expected {expected}, got float labels; use target.long()")
-    raise ValueError(
-        f"target: expected {expected}, got dtype {target.dtype} and shape {tuple(target.shape)}"
-    )
-
-
 class LinearCrossEntropyFunction(torch.autograd.Function):
     """Apply as ``(input (N, D), weight (V, D), target, bias, class_weight, options, chunk,
     head)``."""
@@ -203,25 +177,22 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
     ) -> torch.Tensor:
         grads = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[3])
         ctx.opts, ctx.chunk, ctx.grads, ctx.head = opts, chunk, grads, head
-        v = head.n_classes or w.shape[0]
         if opts.reduction == "none":
-            losses, *_ = _run(x, w, b, target, class_weight, opts, chunk, 1.0, (False,) * 3, head)
+            losses, *_ = _run(x, w, b, target, class_weight, opts, chunk, Scales(), None,
+                              (False,) * 3, head)  # fmt: skip
             ctx.save_for_backward(x, w, b, target, class_weight)
             return losses.to(x.dtype)
-        scale = 1.0
-        if opts.reduction == "mean":
-            denom = head.num_items
-            if denom is None:
-                denom = _cpu.mean_denominator(target, class_weight, v, opts.ignore_index)
-            scale = 1.0 / denom if denom > 0 else 0.0
-        losses, gx, gw, gb = _run(x, w, b, target, class_weight, opts, chunk, scale, grads, head)
+        scales = scales_for(target, class_weight, opts)
+        losses, lses, gx, gw, gb = _run(
+            x, w, b, target, class_weight, opts, chunk, scales, None, grads, head
+        )
         # saved, not kept on ctx: autograd frees them after a backward without retain_graph
         ctx.save_for_backward(
             gx,
             gw.to(w.dtype) if gw is not None else None,
             gb.to(w.dtype) if gb is not None else None,
         )
-        return (losses.sum() * scale).to(x.dtype)
+        return reduce_rows(losses, lses, target, opts, scales).to(x.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -229,9 +200,8 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         opts: LossOptions = ctx.opts
         if opts.reduction == "none":
             x, w, b, target, class_weight = ctx.saved_tensors
-            _, gx, gw, gb = _run(
-                x, w, b, target, class_weight, opts, ctx.chunk, grad_loss, ctx.grads, ctx.head
-            )
+            *_, gx, gw, gb = _run(x, w, b, target, class_weight, opts, ctx.chunk, Scales(),
+                                  grad_loss, ctx.grads, ctx.head)  # fmt: skip
             gw = gw.to(w.dtype) if gw is not None else None
             gb = gb.to(w.dtype) if gb is not None else None
         else:
@@ -240,6 +210,18 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
                 gx, gw, gb = (g * grad_loss.to(g.dtype) if g is not None else None
                               for g in (gx, gw, gb))  # fmt: skip
         return gx, gw, None, gb, None, None, None, None
+
+
+def _check_target(
+    t: torch.Tensor, cw: torch.Tensor | None, v: int, opts: LossOptions, layout: Layout
+) -> None:
+    """The whole target, before it is cut into chunks: errors report positions in it."""
+    if use_triton(t, opts):
+        from crossent.torch import _triton_ce
+
+        _triton_ce.check_inputs(t, cw, v, opts, layout)
+    else:
+        _core.check_target(_cpu.np_target(t), v, opts, layout)
 
 
 @eager_under_compile
@@ -256,11 +238,10 @@ def prepare_head(
     class_weight: torch.Tensor | None,
     chunk_size: Any,
     *,
-    n_classes: int | None = None,
     names: tuple[str, str] = ("weight", "bias"),
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int, tuple[int, ...]]:
-    """``(x (N, D), target, class_weight, chunk, batch shape)``; ``n_classes``: the whole
-    vocabulary's size when ``weight`` holds some of its rows (``names``: the arguments')."""
+    """The head's arguments checked: ``(x (N, D), target, class_weight, chunk, batch shape)``
+    (``names``: what the weight and bias arguments are called)."""
     wname, bname = names
     check_float_tensor(input, "input")
     check_float_tensor(weight, wname)
@@ -285,11 +266,10 @@ def prepare_head(
             raise ValueError(f"{bname}: expected shape ({v},), got {tuple(bias.shape)}")
         if bias.dtype != input.dtype:
             raise TypeError(f"{bname}: expected dtype {input.dtype} (input's), got {bias.dtype}")
-    cw = check_class_weight(class_weight, n_classes or v, input.device)
-    cw = cw.detach() if cw is not None else None
+    cw = check_class_weight(class_weight, v, input.device, "class_weight")
     batch = tuple(input.shape[:-1])
     x = input.reshape(-1, d)
-    t = _flatten_lce_target(target, batch, v, input.device)
+    t = flatten_target(target, input.device, batch, (*batch, v), -1)
     if chunk_size is None:
         chunk = default_chunk_size(x.shape[0], v, x.device)
     else:
@@ -313,6 +293,7 @@ def linear_cross_entropy(
     softcap: float | None = None,
     temperature: float = 1.0,
     chunk_size: int | None = None,
+    num_items: float | None = None,
 ) -> torch.Tensor:
     r"""Cross-entropy of ``input @ weight.T + bias`` without ever holding the ``(N, V)`` logits.
 
@@ -348,8 +329,9 @@ def linear_cross_entropy(
         The head's bias, ``input``'s dtype.
     class_weight : Tensor, shape (V,), optional
         Class weights (``F.cross_entropy``'s ``weight``; treated as constants).
-    ignore_index, reduction, label_smoothing, z_loss, softcap, temperature
-        As :func:`cross_entropy`.
+    ignore_index, reduction, label_smoothing, z_loss, softcap, temperature, num_items
+        As :func:`cross_entropy`. ``class_weight`` must be finite and ``>= 0`` (negative class
+        weights are refused).
     chunk_size : int, optional
         Rows per chunk. Default: as many as fit a 64 MiB float32 logits buffer
         (524 rows at ``V = 32000``); the extra memory is that buffer plus float32 gradient
@@ -382,15 +364,9 @@ def linear_cross_entropy(
     >>> w.grad.shape
     torch.Size([50, 4])
     """
-    opts = make_options(
-        ignore_index=ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-        softcap=softcap,
-        temperature=temperature,
-    )
+    opts = options_from(locals())
     x, t, cw, chunk, batch = prepare_head(input, weight, target, bias, class_weight, chunk_size)
+    _check_target(t, cw, weight.shape[0], opts, (len(batch), batch))
     loss = _apply(x, weight, t, bias, cw, opts, chunk, Head())
     if reduction == "none":
         return loss.reshape(batch)

@@ -2,20 +2,24 @@ r"""``vocab_parallel_cross_entropy``: the loss of ``(N, V)`` logits split by col
 
 from __future__ import annotations
 
-import numbers
 from typing import Any
 
 import torch
 import torch.distributed as dist
 
+from crossent import _spec
 from crossent.torch import _cpu
 from crossent.torch._autograd import _scale_grad, scale_target_grad
-from crossent.torch._functional import flatten_logits, flatten_target
+from crossent.torch._functional import flatten_logits
 from crossent.torch._options import (
     LossOptions,
+    Scales,
     check_class_weight,
     check_float_tensor,
-    make_options,
+    flatten_target,
+    options_from,
+    reduce_rows,
+    scales_for,
 )
 from crossent.torch.distributed._shard import (
     VocabShard,
@@ -30,39 +34,8 @@ from crossent.torch.distributed._shard import (
 CHUNK_ELEMENTS = 1 << 22
 
 
-def check_num_items(num_items: Any, reduction: str) -> float | None:
-    """``num_items`` replaces the ``'mean'`` denominator: a number > 0, with ``'mean'`` only."""
-    if num_items is None:
-        return None
-    if isinstance(num_items, torch.Tensor) and num_items.numel() == 1:
-        num_items = num_items.item()
-    if isinstance(num_items, bool) or not isinstance(num_items, numbers.Real):
-        raise TypeError(f"num_items: expected a number or None, got {num_items!r}")
-    if not float(num_items) > 0 or float(num_items) == float("inf"):
-        raise ValueError(f"num_items: expected a finite number > 0, got {num_items!r}")
-    if reduction != "mean":
-        raise ValueError(f"num_items: only with reduction='mean', got reduction={reduction!r}")
-    return float(num_items)
-
-
-def mean_scale(
-    opts: LossOptions,
-    target: torch.Tensor,
-    weight: torch.Tensor | None,
-    n_classes: int,
-    num_items: float | None,
-) -> float:
-    """What the summed loss is multiplied by: ``1/D`` for ``'mean'``, 1 otherwise."""
-    if opts.reduction != "mean":
-        return 1.0
-    denom = num_items
-    if denom is None:
-        denom = _cpu.mean_denominator(target, weight, n_classes, opts.ignore_index)
-    return 1.0 / denom if denom > 0 else 0.0
-
-
 class VocabParallelFunction(torch.autograd.Function):
-    """Apply as ``(logits (N, V_r), target, weight (V,), options, shard, scale)``."""
+    """Apply as ``(logits (N, V_r), target, weight (V,), options, shard, scales)``."""
 
     @staticmethod
     def forward(
@@ -72,7 +45,7 @@ class VocabParallelFunction(torch.autograd.Function):
         weight: torch.Tensor | None,
         opts: LossOptions,
         shard: VocabShard,
-        scale: float,
+        scales: Scales,
     ) -> torch.Tensor:
         want_grad = bool(ctx.needs_input_grad[0])
         n, vr = logits.shape
@@ -92,18 +65,18 @@ class VocabParallelFunction(torch.autograd.Function):
             buf = tmp[: r1 - r0] if tmp is not None else grad[r0:r1]  # type: ignore[index]
             losses[r0:r1], lse[r0:r1] = shard_loss_grad(
                 logits.detach()[r0:r1], target[r0:r1], weight, opts, want_grad, shard=shard,
-                out=buf, scale=scale,
+                out=buf, scale=scales.ce, z_scale=scales.z,
             )  # fmt: skip
             if grad is not None and buf.data_ptr() != grad[r0:r1].data_ptr():
                 grad[r0:r1].copy_(buf)
-        ctx.opts, ctx.scale, ctx.offset = opts, scale, shard.offset
+        ctx.opts, ctx.scale, ctx.offset = opts, scales.ce, shard.offset
         saved: list[torch.Tensor | None] = [grad]
         if ctx.needs_input_grad[1]:
             saved += [logits, lse, weight]
         ctx.save_for_backward(*saved)
         if opts.reduction == "none":
             return losses.to(logits.dtype)
-        return (losses.sum() * scale).to(logits.dtype)
+        return reduce_rows(losses, lse, target, opts, scales).to(logits.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -180,27 +153,22 @@ def vocab_parallel_cross_entropy(
         As :func:`crossent.torch.cross_entropy` (raised on every rank, also for problems
         found in one rank's shard); a rank with no columns; ranks with different row counts.
     """
-    opts = make_options(
-        ignore_index=ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-        softcap=softcap,
-        temperature=temperature,
-    )
-    items = check_num_items(num_items, opts.reduction)
+    opts = options_from(locals())
     check_float_tensor(logits_shard, "logits_shard")
     x = flatten_logits(logits_shard)
-    t, batch = flatten_target(logits_shard, target)
+    class_dim = 1 if logits_shard.ndim > 1 else 0
+    shape = tuple(logits_shard.shape)
+    batch = (shape[0], *shape[2:]) if logits_shard.ndim > 1 else ()
+    t = flatten_target(target, x.device, batch, shape, class_dim)
     shard = vocab_shard(x.shape[1], x.shape[0], group, x.device, "logits_shard")
     w = check_class_weight(weight, shard.n_classes, x.device)
-    check_class_weight_values(w, shard.n_classes)
+    check_class_weight_values(w, shard.n_classes, "weight")
     if t.is_floating_point():
         check_sharded_probabilities(t, shard)
     else:
-        check_class_indices(t, shard.n_classes, opts.ignore_index)
-    scale = mean_scale(opts, t, w, shard.n_classes, items)
-    loss = VocabParallelFunction.apply(x, t, w, opts, shard, scale)
+        check_class_indices(t, shard.n_classes, opts.ignore_index, batch)
+        t = t.long()
+    loss = VocabParallelFunction.apply(x, t, w, opts, shard, scales_for(t, w, opts))
     return loss.reshape(batch) if opts.reduction == "none" else loss
 
 
@@ -233,8 +201,7 @@ def global_num_items(
                 )
             total += float(t.shape[0]) if t.ndim == 2 else 1.0
             continue
-        n_classes = weight.shape[0] if weight is not None else 1
-        total += _cpu.mean_denominator(t.reshape(-1), weight, n_classes, ignore_index)
+        total += _spec.count_items(t.reshape(-1), weight, ignore_index)[0]
     if group is None:
         return total
     out = torch.tensor([total], dtype=torch.float64, device=targets[0].device)

@@ -9,8 +9,7 @@ import torch
 import torch.distributed as dist
 
 from crossent.torch import _linear
-from crossent.torch._options import LossOptions, check_class_weight, make_options
-from crossent.torch.distributed._functional import check_num_items
+from crossent.torch._options import LossOptions, Scales, check_class_weight, options_from
 from crossent.torch.distributed._shard import (
     VocabShard,
     check_class_indices,
@@ -26,12 +25,16 @@ def _chunk_loss(
     target: torch.Tensor,
     class_weight: torch.Tensor | None,
     opts: LossOptions,
+    scales: Scales,
     want_grad: bool,
     *,
     shard: VocabShard,
-) -> torch.Tensor:
-    """A chunk's per-row losses over all ranks; their gradient overwrites the local logits."""
-    return shard_loss_grad(lg, target, class_weight, opts, want_grad, shard=shard)[0]
+) -> tuple[torch.Tensor, torch.Tensor, None]:
+    """A chunk's per-row losses and lses over all ranks; their gradient (times ``scales``)
+    overwrites the local logits."""
+    loss, lse = shard_loss_grad(lg, target, class_weight, opts, want_grad, shard=shard,
+                                scale=scales.ce, z_scale=scales.z)  # fmt: skip
+    return loss, lse, None
 
 
 def _sum_over_ranks(gx: torch.Tensor, *, group: Any) -> None:
@@ -94,33 +97,22 @@ def vocab_parallel_linear_cross_entropy(
     Tensor
         A scalar, or the shape ``(...)`` for ``'none'``; the same on every rank.
     """
-    opts = make_options(
-        ignore_index=ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-        softcap=softcap,
-        temperature=temperature,
-    )
-    items = check_num_items(num_items, opts.reduction)
+    opts = options_from(locals())
     x, t, _, chunk, batch = _linear.prepare_head(
         input, weight_shard, target, bias_shard, None, chunk_size,
         names=("weight_shard", "bias_shard"),
     )  # fmt: skip
     shard = vocab_shard(weight_shard.shape[0], x.shape[0], group, x.device, "weight_shard")
-    cw = check_class_weight(class_weight, shard.n_classes, x.device)
-    cw = cw.detach() if cw is not None else None
-    check_class_weight_values(cw, shard.n_classes)
+    cw = check_class_weight(class_weight, shard.n_classes, x.device, "class_weight")
+    check_class_weight_values(cw, shard.n_classes, "class_weight")
     if t.is_floating_point():
         check_sharded_probabilities(t, shard)
     else:
-        check_class_indices(t, shard.n_classes, opts.ignore_index)
+        check_class_indices(t, shard.n_classes, opts.ignore_index, batch)
     if chunk_size is None:  # the same chunks on every rank: each chunk has its all-reduces
         chunk = _linear.default_chunk_size(x.shape[0], shard.max_size, x.device)
     head = _linear.Head(
         chunk_loss=partial(_chunk_loss, shard=shard),
-        n_classes=shard.n_classes,
-        num_items=items,
         reduce_input_grad=partial(_sum_over_ranks, group=group),
     )
     loss = _linear._apply(x, weight_shard, t, bias_shard, cw, opts, chunk, head)

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from crossent import _spec
 from crossent._kernel import SAFE_RANGE
-from crossent._validation import check_weight
 from crossent.torch._cpu import transform
 from crossent.torch._options import LossOptions
 
@@ -93,15 +93,12 @@ def vocab_shard(
     return VocabShard(group, sum(counts[:rank]), n_local, sum(counts), tuple(counts))
 
 
-def check_class_indices(target: torch.Tensor, n_classes: int, ignore_index: int) -> None:
-    """Global class indices in ``[0, V)`` or ``ignore_index`` (the same on every rank)."""
-    bad = (target != ignore_index) & ((target < 0) | (target >= n_classes))
-    if bool(bad.any()):
-        pos = int(torch.nonzero(bad.reshape(-1))[0, 0])
-        raise ValueError(
-            f"target: expected class indices in [0, {n_classes - 1}] or ignore_index="
-            f"{ignore_index}, got {int(target.reshape(-1)[pos])} at position {pos} (flattened)"
-        )
+def check_class_indices(
+    target: torch.Tensor, n_classes: int, ignore_index: int, shape: Any
+) -> None:
+    """Global class indices in ``[0, V)`` or ``ignore_index`` (the same on every rank, so every
+    rank raises), by the spec's rule and message; ``shape``: the target's, for the position."""
+    _spec.check_class_indices(target.detach().cpu().numpy(), n_classes, ignore_index, shape)
 
 
 def _raise_flags(flag: float) -> None:
@@ -112,10 +109,10 @@ def _raise_flags(flag: float) -> None:
         raise ValueError("logits: expected finite values or -inf (masked), got +inf")
 
 
-def check_class_weight_values(weight: torch.Tensor | None, n_classes: int) -> None:
-    """Finite and ``>= 0``, checked as the NumPy core checks them (the same messages)."""
+def check_class_weight_values(weight: torch.Tensor | None, n_classes: int, name: str) -> None:
+    """Finite and ``>= 0``, by the spec's rule and message."""
     if weight is not None:
-        check_weight(weight.detach().double().cpu().numpy(), n_classes, np.dtype(np.float64))
+        _spec.check_class_weight(weight.detach().double().cpu().numpy(), n_classes, name)
 
 
 def check_sharded_probabilities(q: torch.Tensor, shard: VocabShard) -> None:
@@ -130,7 +127,7 @@ def check_sharded_probabilities(q: torch.Tensor, shard: VocabShard) -> None:
     if neg_min > 0:
         raise ValueError(f"target: expected probabilities >= 0, got minimum {-neg_min!r}")
     sums = shard.all_reduce(qd.sum(1), dist.ReduceOp.SUM)
-    tol = max(math.sqrt(torch.finfo(q.dtype).eps), 1e-6)
+    tol = _spec.prob_sum_tolerance(q.dtype)
     off = (sums - 1.0).abs() > tol
     if bool(off.any()):
         r = int(torch.nonzero(off)[0, 0])
