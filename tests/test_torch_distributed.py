@@ -194,7 +194,7 @@ def _check_dtensor(world, rank):
 
     mesh = init_device_mesh("cpu", (world,))
     x, y, w = _data({}, torch.float64)
-    for opts in ({}, {"weight": w, "label_smoothing": 0.1, "z_loss": 1e-3}):
+    for opts in ({}, {"weight": w, "label_smoothing": 0.1, "z_loss": 1e-3}, {"num_items": 20.0}):
         full = x.clone().requires_grad_()
         ref = cross_entropy(full, y, **opts)
         ref.backward()
