@@ -173,9 +173,10 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         class_weight: torch.Tensor | None,
         opts: LossOptions,
         chunk: int,
-        head: Head,
+        head: Head | None = None,
     ) -> torch.Tensor:
         grads = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[3])
+        head = head or Head()
         ctx.opts, ctx.chunk, ctx.grads, ctx.head = opts, chunk, grads, head
         if opts.reduction == "none":
             losses, *_ = _run(x, w, b, target, class_weight, opts, chunk, Scales(), None,
