@@ -283,12 +283,17 @@ def patch_model(
         )
     if "labels" not in inspect.signature(type(model).forward).parameters:
         raise ValueError(f"model: expected a forward that takes labels, got {name}")
+    try:
+        source: str | None = inspect.getsource(type(model).forward)
+    except (OSError, TypeError):  # no source: the check at each call remains
+        source = None
+    if source is not None and "self.loss_function" not in source:
+        raise ValueError(
+            f"model: expected a forward that calls self.loss_function, got {name}, which "
+            "computes its loss without it"
+        )
     patch = _Patch(model, head, {"z_loss": z_loss, "label_smoothing": label_smoothing,
                                  "temperature": temperature, "keep_logits": keep_logits})  # fmt: skip
-    patch.handles = [
-        model.register_forward_pre_hook(patch.pre_forward, with_kwargs=True),
-        model.register_forward_hook(patch.post_forward, with_kwargs=True, always_call=True),
-    ]
     try:
         model.loss_function = patch.loss_function
     except AttributeError as err:  # transformers < 4.48: a read-only property
@@ -297,6 +302,10 @@ def patch_model(
             f"{transformers.__version__}; crossent.torch.transformers needs a newer one"
         ) from err
     head.forward = patch.head_forward_patched
+    patch.handles = [
+        model.register_forward_pre_hook(patch.pre_forward, with_kwargs=True),
+        model.register_forward_hook(patch.post_forward, with_kwargs=True, always_call=True),
+    ]
     object.__setattr__(model, _ATTR, patch)
     return model
 
