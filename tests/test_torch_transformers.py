@@ -328,3 +328,105 @@ def test_torch_compile():
         assert_grads_close(got_grads, want_grads, 1e-5)
     with torch.no_grad():
         assert torch.equal(compiled(ids, attention_mask=mask).logits, want.logits)
+
+
+README = Path(__file__).resolve().parents[1] / "README.md"
+
+
+def _examples(n=160, seed=0):
+    """Byte-level token ids from the README; lengths 6-40, every third a masked prompt."""
+    text = README.read_bytes()
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        size = int(rng.integers(6, 40))
+        start = int(rng.integers(0, len(text) - size))
+        ids = list(text[start : start + size])
+        prompt = int(rng.integers(0, size - 2)) if i % 3 == 0 else 0
+        out.append({"input_ids": ids, "labels": [-100] * prompt + ids[prompt:]})
+    return out
+
+
+def _collate(examples):
+    width = max(len(e["input_ids"]) for e in examples)
+    ids = torch.zeros(len(examples), width, dtype=torch.long)
+    labels = torch.full((len(examples), width), -100)
+    mask = torch.zeros(len(examples), width, dtype=torch.long)
+    for row, e in enumerate(examples):
+        n = len(e["input_ids"])
+        ids[row, :n], labels[row, :n], mask[row, :n] = (
+            torch.tensor(e["input_ids"]), torch.tensor(e["labels"]), 1)  # fmt: skip
+    return {"input_ids": ids, "labels": labels, "attention_mask": mask}
+
+
+class _TokenMeans(transformers.TrainerCallback):
+    """At each optimizer step, before it: the token mean over its micro-batches and the mean
+    of their means, from the model's own logits (F.cross_entropy in float64)."""
+
+    def __init__(self, micro_batches):
+        self.micro_batches, self.token_means, self.means_of_means = micro_batches, [], []
+
+    def on_step_begin(self, args, state, control, model=None, **kwargs):
+        sums, counts = [], []
+        with torch.no_grad():
+            for mb in self.micro_batches[state.global_step]:
+                hidden = model.model(mb["input_ids"], attention_mask=mb["attention_mask"])
+                z = model.lm_head.weight @ hidden.last_hidden_state[..., None]
+                y = F.pad(mb["labels"], (0, 1), value=-100)[:, 1:]
+                sums.append(F.cross_entropy(z[..., 0].double()[y != -100], y[y != -100], reduction="sum"))
+                counts.append(int((y != -100).sum()))
+        self.token_means.append(float(sum(sums)) / sum(counts))
+        self.means_of_means.append(float(np.mean([float(s) / c for s, c in zip(sums, counts, strict=True)])))
+
+
+def _train(patched, tmp_path, examples, micro_batches):
+    config = transformers.LlamaConfig(**{**COMMON, "vocab_size": 256, "num_hidden_layers": 1})
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        model = transformers.LlamaForCausalLM(config)
+    if patched:
+        patch_model(model)
+    start = {n: p.detach().clone() for n, p in model.named_parameters()}
+    args = transformers.TrainingArguments(
+        output_dir=str(tmp_path / f"run{int(patched)}"), per_device_train_batch_size=2,
+        gradient_accumulation_steps=4, max_steps=20, optim="sgd", learning_rate=0.5,
+        lr_scheduler_type="constant", logging_steps=1, save_strategy="no", report_to="none",
+        use_cpu=True, disable_tqdm=True, seed=0, dataloader_num_workers=0,
+    )  # fmt: skip
+    means = _TokenMeans(micro_batches)
+
+    class InOrder(transformers.Trainer):  # the micro-batches the callback knows
+        def _get_train_sampler(self, *args, **kwargs):
+            return torch.utils.data.SequentialSampler(self.train_dataset)
+
+    trainer = InOrder(model=model, args=args, train_dataset=examples, data_collator=_collate,
+                      callbacks=[means])  # fmt: skip
+    trainer.train()
+    losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
+    return model, start, losses, means
+
+
+@pytest.mark.slow
+def test_trainer_with_gradient_accumulation_reports_the_token_mean(tmp_path):
+    """20 optimizer steps of 4 micro-batches of 2 sequences with 3 to 78 labelled tokens each:
+    the patched and unpatched runs log the same losses and end with the same weights, and each
+    logged loss is the step's token mean (not the mean of its micro-batches' means)."""
+    examples = _examples()
+    micro = [_collate(examples[i : i + 2]) for i in range(0, len(examples), 2)]
+    steps = [micro[i : i + 4] for i in range(0, len(micro), 4)]
+    counts = [int((F.pad(m["labels"], (0, 1), value=-100)[:, 1:] != -100).sum()) for m in micro]
+    assert len(set(counts)) > 20  # the micro-batches hold different numbers of tokens
+    want_model, start, want, _ = _train(False, tmp_path, examples, steps)
+    model, _, got, means = _train(True, tmp_path, examples, steps)
+    assert len(got) == len(want) == 20
+    np.testing.assert_allclose(got, want, rtol=1e-5)
+    np.testing.assert_allclose(got, means.token_means, rtol=1e-5)
+    gaps = np.abs(np.array(means.means_of_means) - means.token_means)
+    assert gaps.max() > 100 * 1e-5 * max(got)  # the two means differ: the check has teeth
+    assert got[-1] < got[0] - 0.5  # it learned
+    for name, p in model.named_parameters():
+        theirs = want_model.get_parameter(name).detach()
+        moved = (theirs - start[name]).abs().max()
+        diff = (p.detach() - theirs).abs().max()
+        ulp = torch.finfo(torch.float32).eps * theirs.abs().max()  # the parameters' resolution
+        assert diff <= 1e-4 * moved + 4 * ulp, f"{name}: {float(diff):.2e} of {float(moved):.2e}"
