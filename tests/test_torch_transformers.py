@@ -40,12 +40,23 @@ FAMILIES = {
     "qwen2": ("Qwen2Config", "Qwen2ForCausalLM", {}),
     "qwen3": ("Qwen3Config", "Qwen3ForCausalLM", {"head_dim": 16}),
     # a small cap, so that the soft-capping changes the loss
-    "gemma2": ("Gemma2Config", "Gemma2ForCausalLM", {"head_dim": 16, "final_logit_softcapping": 2.0}),
+    "gemma2": (
+        "Gemma2Config",
+        "Gemma2ForCausalLM",
+        {"head_dim": 16, "final_logit_softcapping": 2.0},
+    ),
     "gpt2": ("GPT2Config", "GPT2LMHeadModel", None),
     "mixtral": ("MixtralConfig", "MixtralForCausalLM", {**MOE, "num_local_experts": 4}),
-    "qwen2_moe": ("Qwen2MoeConfig", "Qwen2MoeForCausalLM",
-                  {**MOE, "num_experts": 4, "moe_intermediate_size": 16,
-                   "shared_expert_intermediate_size": 32}),  # fmt: skip
+    "qwen2_moe": (
+        "Qwen2MoeConfig",
+        "Qwen2MoeForCausalLM",
+        {
+            **MOE,
+            "num_experts": 4,
+            "moe_intermediate_size": 16,
+            "shared_expert_intermediate_size": 32,
+        },
+    ),
     "cohere": ("CohereConfig", "CohereForCausalLM", {"logit_scale": 0.5}),  # logits * 0.5
     "granite": ("GraniteConfig", "GraniteForCausalLM", {"logits_scaling": 4.0}),  # logits / 4
     "phi": ("PhiConfig", "PhiForCausalLM", {}),  # a bias on the head
@@ -136,7 +147,7 @@ def test_bfloat16_is_as_accurate_as_the_unpatched_model(family):
     model = make(family, dtype=torch.bfloat16)
     truth = copy.deepcopy(model).float()
     ids, mask, labels = batch(2)
-    ref, ref_grads = loss_and_grads(truth, ids, attention_mask=mask, labels=labels)
+    _, ref_grads = loss_and_grads(truth, ids, attention_mask=mask, labels=labels)
     want, want_grads = loss_and_grads(model, ids, attention_mask=mask, labels=labels)
     patch_model(model)
     got, got_grads = loss_and_grads(model, ids, attention_mask=mask, labels=labels)
@@ -145,7 +156,9 @@ def test_bfloat16_is_as_accurate_as_the_unpatched_model(family):
         scale = g.abs().max()
         err_got = (got_grads[name].float() - g).abs().max() / scale
         err_want = (want_grads[name].float() - g).abs().max() / scale
-        assert err_got <= 1.5 * err_want + 2**-7, f"{name}: {float(err_got):.2e} vs {float(err_want):.2e}"
+        assert err_got <= 1.5 * err_want + 2**-7, (
+            f"{name}: {float(err_got):.2e} vs {float(err_want):.2e}"
+        )
 
 
 @pytest.mark.parametrize("as_tensor", [True, False])
@@ -284,10 +297,12 @@ class _InlineLossLlama(transformers.LlamaForCausalLM):
 
 def test_models_and_options_it_cannot_patch_are_refused():
     llama = make("llama")
-    with pytest.raises(TypeError, match="model: expected a transformers PreTrainedModel, got Linear"):
+    with pytest.raises(
+        TypeError, match="model: expected a transformers PreTrainedModel, got Linear"
+    ):
         patch_model(torch.nn.Linear(2, 2))
     classifier = transformers.LlamaForSequenceClassification(transformers.LlamaConfig(**COMMON))
-    with pytest.raises(ValueError, match="output embedding is a torch.nn.Linear, got Llama"):
+    with pytest.raises(ValueError, match=r"output embedding is a torch\.nn\.Linear, got Llama"):
         patch_model(classifier)
     t5 = transformers.T5ForConditionalGeneration(transformers.T5Config(
         vocab_size=V, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2))  # fmt: skip
@@ -297,7 +312,9 @@ def test_models_and_options_it_cannot_patch_are_refused():
     custom.loss_function = lambda logits, labels, **kw: logits.sum()
     with pytest.raises(ValueError, match="ForCausalLMLoss, got LlamaForCausalLM with '<lambda>'"):
         patch_model(custom)
-    with pytest.raises(ValueError, match="forward that calls self.loss_function, got _InlineLossLlama"):
+    with pytest.raises(
+        ValueError, match=r"forward that calls self\.loss_function, got _InlineLossLlama"
+    ):
         patch_model(_InlineLossLlama(transformers.LlamaConfig(**COMMON)))
     with pytest.raises(ValueError, match="z_loss: expected a number >= 0, got -1"):
         patch_model(llama, z_loss=-1)
@@ -373,10 +390,14 @@ class _TokenMeans(transformers.TrainerCallback):
                 hidden = model.model(mb["input_ids"], attention_mask=mb["attention_mask"])
                 z = model.lm_head.weight @ hidden.last_hidden_state[..., None]
                 y = F.pad(mb["labels"], (0, 1), value=-100)[:, 1:]
-                sums.append(F.cross_entropy(z[..., 0].double()[y != -100], y[y != -100], reduction="sum"))
+                sums.append(
+                    F.cross_entropy(z[..., 0].double()[y != -100], y[y != -100], reduction="sum")
+                )
                 counts.append(int((y != -100).sum()))
         self.token_means.append(float(sum(sums)) / sum(counts))
-        self.means_of_means.append(float(np.mean([float(s) / c for s, c in zip(sums, counts, strict=True)])))
+        self.means_of_means.append(
+            float(np.mean([float(s) / c for s, c in zip(sums, counts, strict=True)]))
+        )
 
 
 def _train(patched, tmp_path, examples, micro_batches):

@@ -78,7 +78,9 @@ class _Patch:
         self._reset(False)
 
     def _reset(self, active: bool) -> None:
-        self.active, self.hidden, self.logits_seen = active, None, None
+        self.active = active
+        self.hidden: torch.Tensor | None = None  # the head's input, while a loss is due
+        self.logits_seen: torch.Tensor | None = None  # what the loss function got as logits
         self.transform: tuple[float, float | None] | None = None
 
     # -- hooks ---------------------------------------------------------------------------
@@ -97,7 +99,7 @@ class _Patch:
 
     def _original_head(self, hidden: torch.Tensor) -> torch.Tensor:
         if self.head_forward is not None:
-            return self.head_forward(hidden)  # type: ignore[no-any-return]
+            return self.head_forward(hidden)
         return torch.nn.Linear.forward(self.linear, hidden)
 
     def post_forward(
@@ -292,8 +294,8 @@ def patch_model(
             f"model: expected a forward that calls self.loss_function, got {name}, which "
             "computes its loss without it"
         )
-    patch = _Patch(model, head, {"z_loss": z_loss, "label_smoothing": label_smoothing,
-                                 "temperature": temperature, "keep_logits": keep_logits})  # fmt: skip
+    options = {"z_loss": z_loss, "label_smoothing": label_smoothing, "temperature": temperature}
+    patch = _Patch(model, head, {**options, "keep_logits": keep_logits})
     try:
         model.loss_function = patch.loss_function
     except AttributeError as err:  # transformers < 4.48: a read-only property
@@ -301,7 +303,7 @@ def patch_model(
             "model: its loss_function cannot be replaced in transformers "
             f"{transformers.__version__}; crossent.torch.transformers needs a newer one"
         ) from err
-    head.forward = patch.head_forward_patched
+    head.forward = patch.head_forward_patched  # type: ignore[method-assign, assignment]
     patch.handles = [
         model.register_forward_pre_hook(patch.pre_forward, with_kwargs=True),
         model.register_forward_hook(patch.post_forward, with_kwargs=True, always_call=True),
@@ -318,7 +320,7 @@ def unpatch_model(model: Any) -> Any:
     for handle in patch.handles:
         handle.remove()
     if patch.head_forward is not None:
-        patch.linear.forward = patch.head_forward
+        patch.linear.forward = patch.head_forward  # type: ignore[method-assign]
     else:
         del patch.linear.forward
     if patch.loss_function_before is not None:
