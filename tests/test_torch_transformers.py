@@ -9,6 +9,8 @@ reports the exact token mean and trains the same weights.
 from __future__ import annotations
 
 import copy
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -293,6 +295,12 @@ class _InlineLossLlama(transformers.LlamaForCausalLM):
         logits = self.lm_head(self.model(input_ids=input_ids).last_hidden_state)
         loss = F.cross_entropy(logits[:, :-1].flatten(0, 1), labels[:, 1:].flatten())
         return transformers.modeling_outputs.CausalLMOutputWithPast(loss=loss, logits=logits)
+
+
+def test_importing_the_module_does_not_import_transformers():
+    code = "import sys, crossent.torch.transformers; print('transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
 
 
 def test_models_and_options_it_cannot_patch_are_refused():

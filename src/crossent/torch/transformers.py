@@ -1,8 +1,11 @@
 r"""Hugging Face ``transformers``: the fused head in any ``*ForCausalLM``, one call.
 
->>> from crossent.torch.transformers import patch_model
->>> model = patch_model(model)  # doctest: +SKIP
->>> model(input_ids, attention_mask=mask, labels=labels).loss.backward()  # doctest: +SKIP
+Usage (docs/transformers.md runs it on a small random Llama)::
+
+    from crossent.torch.transformers import patch_model
+
+    model = patch_model(model)  # any *ForCausalLM, in place
+    model(input_ids, attention_mask=mask, labels=labels).loss.backward()  # no logits made
 
 How it works, for every model on transformers' standard head (an ``nn.Linear`` output
 embedding, the causal-LM loss ``self.loss_function``), without copying any family's
@@ -171,7 +174,8 @@ def _fused_loss(
         )
     if shift_labels is None:  # position t predicts label t + 1; the last predicts nothing
         shift_labels = F.pad(labels, (0, 1), value=ignore_index)[..., 1:]
-    shift_labels = shift_labels.to(hidden.device)
+    hidden = hidden.to(weight.device)  # a model split over devices (device_map)
+    shift_labels = shift_labels.to(weight.device)
     if tuple(shift_labels.shape) != tuple(hidden.shape[:-1]):
         raise ValueError(
             f"labels: expected shape {tuple(hidden.shape[:-1])} (one per position whose "
