@@ -163,6 +163,26 @@ def test_bfloat16_is_as_accurate_as_the_unpatched_model(family):
         )
 
 
+def test_autocast_runs_the_head_in_bfloat16_as_the_model_does():
+    """A float32 model under torch.autocast (Trainer's bf16=True): both heads run in bfloat16,
+    so the patched model is as close to the float32 model as the unpatched one."""
+    model = make("qwen3")
+    ids, mask, labels = batch(12)
+    _, ref_grads = loss_and_grads(model, ids, attention_mask=mask, labels=labels)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        want, want_grads = loss_and_grads(model, ids, attention_mask=mask, labels=labels)
+        patch_model(model)
+        got, got_grads = loss_and_grads(model, ids, attention_mask=mask, labels=labels)
+    torch.testing.assert_close(got.loss, want.loss.float(), rtol=2**-8, atol=1e-4)
+    # the fused head ran in bfloat16 (in float32 its loss would not be a bfloat16 number)
+    assert got.loss.dtype == torch.float32 and torch.equal(got.loss, got.loss.bfloat16().float())
+    for name, g in ref_grads.items():
+        scale = g.abs().max()
+        err_got = float((got_grads[name] - g).abs().max() / scale)
+        err_want = float((want_grads[name] - g).abs().max() / scale)
+        assert err_got <= 1.5 * err_want + 2**-7, f"{name}: {err_got:.2e} vs {err_want:.2e}"
+
+
 @pytest.mark.parametrize("as_tensor", [True, False])
 def test_num_items_in_batch_divides_the_summed_loss(as_tensor):
     model = make("gemma2")

@@ -183,11 +183,17 @@ def _fused_loss(
         )
     opts = dict(patch.options)
     temperature = opts.pop("temperature") / scale
-    loss = linear_cross_entropy(
-        hidden, weight, shift_labels, bias, ignore_index=ignore_index,
-        reduction="mean" if num_items_in_batch is None else "sum",
-        softcap=cap, temperature=temperature, **opts,
-    )  # fmt: skip
+    device = weight.device.type
+    if torch.is_autocast_enabled(device):  # the head runs in the autocast dtype, as F.linear
+        dtype = torch.get_autocast_dtype(device)
+        hidden, weight = hidden.to(dtype), weight.to(dtype)
+        bias = bias.to(dtype) if bias is not None else None
+    with torch.autocast(device, enabled=False):
+        loss = linear_cross_entropy(
+            hidden, weight, shift_labels, bias, ignore_index=ignore_index,
+            reduction="mean" if num_items_in_batch is None else "sum",
+            softcap=cap, temperature=temperature, **opts,
+        )  # fmt: skip
     loss = loss.float()
     if num_items_in_batch is not None:
         if isinstance(num_items_in_batch, torch.Tensor):
