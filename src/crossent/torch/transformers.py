@@ -166,7 +166,8 @@ def _fused_loss(
     name = type(patch.model).__name__
     scale, cap = _read_transform(probe, name)
     patch.transform = (scale, cap)
-    weight, bias = patch.linear.weight, patch.linear.bias
+    weight: torch.Tensor = patch.linear.weight
+    bias: torch.Tensor | None = patch.linear.bias
     if vocab_size is not None and vocab_size != weight.shape[0]:
         raise RuntimeError(
             f"crossent.torch.transformers: {name}'s head has {weight.shape[0]} rows but its "
