@@ -11,7 +11,7 @@ How it works, for every model on transformers' standard head (an ``nn.Linear`` o
 embedding, the causal-LM loss ``self.loss_function``), without copying any family's
 ``forward``:
 
-1. A forward pre-hook on the model notes whether ``labels`` were given.
+1. ``model.forward``, wrapped, notes whether ``labels`` were given.
 2. With labels, the head (``model.get_output_embeddings()``) keeps its input, the last hidden
    states ``(B, T, D)``, and returns a *probe* instead of the logits: a ``(B, T, K)`` float64
    tensor of fixed values, ``K`` = 7. The model's own code then does to it what it does to the
@@ -24,7 +24,7 @@ embedding, the causal-LM loss ``self.loss_function``), without copying any famil
    ``softcap = c``, and ``num_items_in_batch`` as the divisor of the summed loss (the exact
    token mean across gradient-accumulation steps and ranks, as ``Trainer`` intends).
    Whatever the model adds afterwards (a mixture of experts' router loss) is added as before.
-4. A forward hook drops the probe from the output (``logits`` is ``None``), or puts the real
+4. The wrapper drops the probe from the output (``logits`` is ``None``), or puts the real
    logits there with ``keep_logits=True``.
 
 Without labels nothing changes: generation runs the original head. A model whose forward
@@ -68,16 +68,21 @@ def _require_transformers() -> Any:
 
 
 class _Patch:
-    """What one patched model needs between its pre-hook, head, loss function and hook."""
+    """The patched ``model.forward``, and what it shares with the head and the loss function.
+
+    ``model.forward`` is replaced (not hooked) so that callers of ``model.forward(...)`` itself,
+    such as PEFT's tuners, go through it too; ``__wrapped__`` keeps its signature visible.
+    """
 
     def __init__(self, model: Any, head: torch.nn.Linear, options: dict[str, Any]) -> None:
         self.model, self.linear, self.options = model, head, options
         self.keep_logits: bool = options.pop("keep_logits")
         params = list(inspect.signature(type(model).forward).parameters)[1:]  # without self
         self.labels_position = params.index("labels")
-        self.head_forward = head.__dict__.get("forward")  # accelerate may have set one
+        self.__wrapped__ = model.forward
+        self.forward_before = model.__dict__.get("forward")  # accelerate may have set one
+        self.head_forward = head.__dict__.get("forward")
         self.loss_function_before = model.__dict__.get("_loss_function")
-        self.handles: list[Any] = []
         self._reset(False)
 
     def _reset(self, active: bool) -> None:
@@ -86,12 +91,29 @@ class _Patch:
         self.logits_seen: torch.Tensor | None = None  # what the loss function got as logits
         self.transform: tuple[float, float | None] | None = None
 
-    # -- hooks ---------------------------------------------------------------------------
-    def pre_forward(self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
         labels = kwargs.get("labels")
         if labels is None and len(args) > self.labels_position:
             labels = args[self.labels_position]
         self._reset(labels is not None)
+        try:
+            output = self.__wrapped__(*args, **kwargs)
+        except Exception as err:
+            probe_used = self.hidden is not None and self.logits_seen is None
+            self._reset(False)
+            if probe_used:  # the error is likely the probe's: say so, with the original
+                raise RuntimeError(
+                    f"crossent.torch.transformers: {type(self.model).__name__} failed after "
+                    f"its head returned crossent's stand-in for the logits (shape (..., "
+                    f"{len(PROBE)})) and before self.loss_function: its forward uses the "
+                    "logits in a way the fused head cannot replace; "
+                    "call crossent.torch.transformers.unpatch_model(model)"
+                ) from err
+            raise
+        try:
+            return self._finish(output)
+        finally:
+            self._reset(False)
 
     def head_forward_patched(self, hidden: torch.Tensor) -> torch.Tensor:
         if not self.active:
@@ -105,16 +127,14 @@ class _Patch:
             return self.head_forward(hidden)
         return torch.nn.Linear.forward(self.linear, hidden)
 
-    def post_forward(
-        self, module: Any, args: tuple[Any, ...], kwargs: dict[str, Any], output: Any
-    ) -> Any:
-        active, seen, hidden, transform = self.active, self.logits_seen, self.hidden, self.transform
-        self._reset(False)
-        if not active or output is None:
+    def _finish(self, output: Any) -> Any:
+        """The output without the probe (``logits`` None), or with the real logits."""
+        seen, hidden, transform = self.logits_seen, self.hidden, self.transform
+        if not self.active or output is None:
             return output
         if seen is None:
             raise RuntimeError(
-                f"crossent.torch.transformers: {type(module).__name__} computed its loss "
+                f"crossent.torch.transformers: {type(self.model).__name__} computed its loss "
                 "without self.loss_function, so the fused head cannot be used; "
                 "call crossent.torch.transformers.unpatch_model(model)"
             )
@@ -262,7 +282,8 @@ def patch_model(
 
     Returns
     -------
-    The same model, patched in place (hooks and two instance attributes; see
+    The same model, patched in place (three instance attributes: its ``forward``, its
+    ``loss_function`` and its head's ``forward``; see
     :func:`unpatch_model`). Patching again replaces the options.
 
     Raises
@@ -315,10 +336,7 @@ def patch_model(
             f"{transformers.__version__}; crossent.torch.transformers needs a newer one"
         ) from err
     head.forward = patch.head_forward_patched  # type: ignore[method-assign, assignment]
-    patch.handles = [
-        model.register_forward_pre_hook(patch.pre_forward, with_kwargs=True),
-        model.register_forward_hook(patch.post_forward, with_kwargs=True, always_call=True),
-    ]
+    model.forward = patch
     object.__setattr__(model, _ATTR, patch)
     return model
 
@@ -328,8 +346,10 @@ def unpatch_model(model: Any) -> Any:
     patch: _Patch | None = model.__dict__.get(_ATTR)
     if patch is None:
         return model
-    for handle in patch.handles:
-        handle.remove()
+    if patch.forward_before is not None:
+        model.forward = patch.forward_before
+    else:
+        del model.forward
     if patch.head_forward is not None:
         patch.linear.forward = patch.head_forward  # type: ignore[method-assign]
     else:
