@@ -265,6 +265,9 @@ def test_patch_twice_then_unpatch_restores_the_model():
     patch_model(model)  # the second call replaces the options, nothing is wrapped twice
     assert model.forward.__wrapped__ == type(model).forward.__get__(model)
     torch.testing.assert_close(model(ids, attention_mask=mask, labels=labels).loss, want.loss)
+    clone = copy.deepcopy(model)  # (TRL's reference models) a patched model of its own
+    assert clone.forward.model is clone and clone.lm_head.forward.__self__ is clone.forward
+    torch.testing.assert_close(clone(ids, attention_mask=mask, labels=labels).loss, want.loss)
     assert unpatch_model(model) is model
     unpatch_model(model)
     assert "forward" not in model.lm_head.__dict__ and "_loss_function" not in model.__dict__
