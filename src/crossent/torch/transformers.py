@@ -282,9 +282,10 @@ def patch_model(
 
     Returns
     -------
-    The same model, patched in place (three instance attributes: its ``forward``, its
-    ``loss_function`` and its head's ``forward``; see
-    :func:`unpatch_model`). Patching again replaces the options.
+    model : transformers.PreTrainedModel
+        The same model, patched in place (three instance attributes: its ``forward``, its
+        ``loss_function`` and its head's ``forward``; see :func:`unpatch_model`). Patching
+        again replaces the options.
 
     Raises
     ------
