@@ -21,8 +21,8 @@ embedding, the causal-LM loss ``self.loss_function``), without copying any famil
    ``z ↦ a·z``, checks that this form reproduces every probe value, and computes
    :func:`crossent.torch.linear_cross_entropy` on the hidden states and the head's weight
    (and bias) with the labels shifted as transformers shifts them, ``temperature = 1/a``,
-   ``softcap = c``, and ``num_items_in_batch`` as the divisor of the summed loss (the exact
-   token mean across gradient-accumulation steps and ranks, as ``Trainer`` intends).
+   ``softcap = c``, and ``num_items_in_batch`` as ``num_items`` (the summed loss divided by it:
+   the exact token mean across gradient-accumulation steps and ranks, as ``Trainer`` intends).
    Whatever the model adds afterwards (a mixture of experts' router loss) is added as before.
 4. The wrapper drops the probe from the output (``logits`` is ``None``), or puts the real
    logits there with ``keep_logits=True``.
@@ -215,18 +215,14 @@ def _fused_loss(
         hidden, weight = hidden.to(dtype), weight.to(dtype)
         bias = bias.to(dtype) if bias is not None else None
     chunk = None if device != "cpu" else max(1, CPU_CHUNK_ELEMENTS // weight.shape[0])
+    # num_items_in_batch: the summed loss / it, scaled inside the fused head (in float32)
+    n = None if num_items_in_batch is None else float(num_items_in_batch)
     with torch.autocast(device, enabled=False):
         loss = linear_cross_entropy(
-            hidden, weight, shift_labels, bias, ignore_index=ignore_index,
-            reduction="mean" if num_items_in_batch is None else "sum",
-            softcap=cap, temperature=temperature, **opts, chunk_size=chunk,
+            hidden, weight, shift_labels, bias, ignore_index=ignore_index, num_items=n,
+            softcap=cap, temperature=temperature, chunk_size=chunk, **opts,
         )  # fmt: skip
-    loss = loss.float()
-    if num_items_in_batch is not None:
-        if isinstance(num_items_in_batch, torch.Tensor):
-            num_items_in_batch = num_items_in_batch.to(loss.device)
-        loss = loss / num_items_in_batch
-    return loss
+    return loss.float()  # as transformers' loss, computed on float32 logits
 
 
 def _read_transform(probe: torch.Tensor, name: str) -> tuple[float, float | None]:
