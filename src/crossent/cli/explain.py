@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from crossent._penalties import PENALTY_KINDS
 from crossent.cli import CLIError
 
 # the argument names of crossent.explain.explain (and of the penalty functions) -> options
@@ -121,7 +122,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="soft-cap the scores to CAP·tanh(score/CAP) first (Gemma 2; CAP > 0)",
     )
     reg = p.add_argument_group("regularization: objective = loss term + alpha·R(weights)")
-    reg.add_argument("--penalty", choices=["l1", "l2", "elasticnet"], help="R: L1, L2 or both")
+    reg.add_argument("--penalty", choices=PENALTY_KINDS, help="R: L1, L2 or both")
     reg.add_argument(
         "--alpha",
         type=float,
