@@ -61,6 +61,11 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
     _solvers: tuple[str, ...] = ("lbfgs", "sgd", "adam")
     classes_: NDArray[Any]
 
+    def _store_params(self, values: dict[str, Any]) -> None:
+        """``__init__``'s body: each parameter stored unchanged under its own name."""
+        for name in self._get_param_names():
+            setattr(self, name, values[name])
+
     # ---- hooks for subclasses ------------------------------------------------------------
     def _shapes(self, n_features: int, n_classes: int) -> list[tuple[int, ...]]:
         raise NotImplementedError

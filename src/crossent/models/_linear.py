@@ -141,23 +141,7 @@ class SoftmaxClassifier(SoftmaxModelBase):
         warm_start: bool = False,
         random_state: Any = None,
     ) -> None:
-        self.penalty = penalty
-        self.alpha = alpha
-        self.l1_ratio = l1_ratio
-        self.solver = solver
-        self.max_iter = max_iter
-        self.tol = tol
-        self.batch_size = batch_size
-        self.learning_rate_init = learning_rate_init
-        self.lr_schedule = lr_schedule
-        self.momentum = momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.class_weight = class_weight
-        self.label_smoothing = label_smoothing
-        self.warm_start = warm_start
-        self.random_state = random_state
+        self._store_params(locals())  # every argument, as given (scikit-learn's contract)
 
     def _shapes(self, n_features: int, n_classes: int) -> list[tuple[int, ...]]:
         return [(n_classes, n_features), (n_classes,)]
