@@ -268,6 +268,18 @@ def test_optimizers_follow_their_formulas():
         ref_sgd += v
     np.testing.assert_allclose(theta, ref, rtol=1e-12)
     np.testing.assert_allclose(theta_sgd, ref_sgd, rtol=1e-12)
+    # proximal heavy ball (iPiano): θₖ₊₁ = prox(θₖ + μ(θₖ − θₖ₋₁) − ηg), prox on entries 0..2
+    prox_sgd, theta = SGD(4, momentum=0.9), rng.normal(size=4)
+    ref, ref_prev = theta.copy(), theta.copy()
+    for _ in range(6):
+        g = rng.normal(size=4)
+        prox_sgd.step(theta, g, 0.1)
+        prox_sgd.shrink(theta, [slice(0, 3)], 0.05)
+        z = ref + 0.9 * (ref - ref_prev) - 0.1 * g
+        z[:3] = np.sign(z[:3]) * np.maximum(np.abs(z[:3]) - 0.05, 0.0)
+        ref_prev, ref = ref, z
+    np.testing.assert_allclose(theta, ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(prox_sgd.velocity, ref - ref_prev, rtol=1e-12, atol=1e-15)
     w = np.array([0.3, -0.05, 0.0, -1.0])
     soft_threshold(w, 0.1)
     np.testing.assert_allclose(w, [0.2, 0.0, 0.0, -0.9])

@@ -213,7 +213,7 @@ def _from_model(args: argparse.Namespace) -> dict[str, Any]:
         [clf.coef_] if getattr(clf, "coef_", None) is not None else []
     )
     params = np.concatenate([np.ravel(m) for m in mats]).astype(np.float64) if mats else None
-    alpha = getattr(clf, "alpha", None)
+    alpha = getattr(clf, "alpha_", getattr(clf, "alpha", None))  # alpha_: "auto" resolved
     pred = classes[int(np.argmax(scores))]
     source = (
         f"test example {i} of {n} from the model in {args.model}: true class {classes[matches[0]]}"
