@@ -145,8 +145,11 @@ def test_small_lean_path_equals_general_path(dtype, reduction):
     from crossent._cross_entropy import _compute, _small_simple
 
     rng = np.random.default_rng(5)
-    for n, c in [(64, 10), (1, 1), (7, 300), (100, 2)]:
-        x = (rng.normal(size=(n, c)) * 10).astype(dtype)
+    # scale 10: no shift needed; 1000 and a masked class: the row-max shift
+    for n, c, scale in [(64, 10, 10), (1, 1, 10), (7, 300, 10), (100, 2, 10), (64, 10, 1000)]:
+        x = (rng.normal(size=(n, c)) * scale).astype(dtype)
+        if n == 7:
+            x[2, 5] = -np.inf
         y = rng.integers(0, c, size=n)
         fast = _small_simple(x, y, -1, reduction, True)
         assert fast is not None

@@ -15,7 +15,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from crossent import _engine
-from crossent._kernel import Problem
+from crossent._kernel import Problem, no_shift_range
 from crossent._validation import (
     as_float_array,
     check_nonnegative,
@@ -287,20 +287,29 @@ def _small_simple(
     # one reduction checks 0 <= target < C: negative labels wrap to huge unsigned values
     if target.view(f"u{target.itemsize}").max() >= c:
         return None  # ignored rows or a bad label: the general path
-    mx = logits.max(axis=1)
-    if not math.isfinite(mx.sum()):
-        return None  # NaN, inf, or -inf rows: the general path
-    z = np.subtract(logits, mx[:, None])
-    np.exp(z, out=z)
-    s = z.sum(axis=1)
-    rows = np.arange(n)
-    loss = np.maximum(np.log(s) + mx - logits[rows, target], 0.0)
+    lo, hi = no_shift_range(logits.dtype, c)
+    if lo <= logits.min() and logits.max() <= hi:  # no shift needed (False for NaN)
+        shift = None
+        z = np.exp(logits)
+    else:
+        shift = logits.max(axis=1)
+        if not math.isfinite(shift.sum()):
+            return None  # NaN, inf, or -inf rows: the general path
+        z = np.subtract(logits, shift[:, None])
+        np.exp(z, out=z)
+    s = np.dot(z, np.ones(c, dtype=z.dtype))  # row sums: a BLAS call, 3x faster than sum()
+    flat = np.arange(0, n * c, c) + target.astype(np.intp, copy=False)  # [n, target[n]]
+    loss = np.log(s)
+    loss -= logits.take(flat)
+    if shift is not None:
+        loss += shift
+    np.maximum(loss, 0.0, out=loss)  # round-off can leave -1e-17 where the loss is 0
     scale = 1.0 / n if reduction == "mean" else 1.0
     out = loss if reduction == "none" else logits.dtype.type(loss.sum(dtype=np.float64) * scale)
     if not want_grad:
         return out, None
     z *= (scale / s)[:, None]
-    z[rows, target] -= scale
+    z.ravel()[flat] -= scale
     return out, z
 
 
