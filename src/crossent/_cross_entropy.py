@@ -147,15 +147,18 @@ def _prepare(
 
     y = valid = wy = q = None
     if kind == "index":
-        y = tgt.reshape(-1).astype(np.intp)
+        raw = tgt.reshape(-1)
+        y = raw.astype(np.intp)  # uint64 labels >= 2**63 wrap to negative numbers here
         ignored = y == ignore_index
+        if raw.dtype.kind == "u" and ignore_index < 0:
+            ignored[:] = False  # an unsigned label is never negative (2**64 - 100 is not -100)
         bad = ~ignored & ((y < 0) | (y >= c))
         if bad.any():
             pos = int(np.flatnonzero(bad)[0])
             where = np.unravel_index(pos, idx_shape) if idx_shape else ()
             raise ValueError(
                 f"target: expected class indices in [0, {c - 1}] or ignore_index="
-                f"{ignore_index}, got {int(y[pos])} at position {tuple(map(int, where))}"
+                f"{ignore_index}, got {int(raw[pos])} at position {tuple(map(int, where))}"
             )
         if ignored.any():
             valid = ~ignored
