@@ -87,8 +87,6 @@ class _Prepared:
         if not np.shares_memory(buf, ret):  # `out` could not be written directly
             np.copyto(ret, grad)
         return ret
-        np.copyto(ret, np.moveaxis(buf.reshape(self.moved_shape), -1, self.axis))
-        return ret
 
 
 def _prepare(

@@ -2,7 +2,9 @@
 
 Forward runs the loss and its gradient together (one pass over the logits, one ``exp`` per
 element) and keeps the gradient; backward only scales it by the incoming gradient (a scalar for
-``'mean'``/``'sum'``, one factor per row for ``'none'``). Options travel packed in one
+``'mean'``/``'sum'``, one factor per row for ``'none'``). With ``create_graph=True`` backward
+recomputes the gradient in differentiable torch ops instead (:mod:`crossent.torch._grad`), so
+second derivatives are exact. Options travel packed in one
 :class:`~crossent.torch._options.LossOptions`.
 """
 
@@ -13,7 +15,29 @@ from typing import Any
 import torch
 
 from crossent.torch import _cpu
+from crossent.torch._grad import logits_grad, target_grad
 from crossent.torch._options import LossOptions, use_triton
+
+FORWARD_AD_ERROR = (
+    "crossent.torch.{}: forward-mode AD (torch.autograd.forward_ad, jvp) is not supported; "
+    "use reverse mode (loss.backward(), torch.autograd.grad, create_graph=True for second "
+    "derivatives) or torch.nn.functional.cross_entropy"
+)
+FUNC_TRANSFORM_ERROR = (
+    "crossent.torch.{}: torch.func transforms (vmap, grad, jvp, jacrev, jacfwd, hessian) are "
+    "not supported; use torch.autograd (loss.backward(), torch.autograd.grad, create_graph=True "
+    "for second derivatives) over a batch, or torch.nn.functional.cross_entropy"
+)
+DOUBLE_BACKWARD_INPLACE_ERROR = (
+    "crossent.torch.cross_entropy: second derivatives (create_graph=True) need the logits, "
+    "which inplace=True overwrote with the gradient; use inplace=False"
+)
+
+
+def check_no_func_transform(fn_name: str) -> None:
+    """Under ``torch.func`` the Functions would fail deep inside autograd: say what is missing."""
+    if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
+        raise NotImplementedError(FUNC_TRANSFORM_ERROR.format(fn_name))
 
 
 def _scale_grad(grad: torch.Tensor, grad_out: torch.Tensor, opts: LossOptions) -> torch.Tensor:
@@ -65,51 +89,37 @@ class CrossEntropyFunction(torch.autograd.Function):
         if grad is not None and grad.data_ptr() == logits.data_ptr():
             _bump_version(logits)
         ctx.opts = opts
+        # the logits are kept (unless overwritten) for a backward with create_graph=True
+        ctx.overwritten = grad is not None and grad.data_ptr() == logits.data_ptr()
         # saved (not kept on ctx) so that autograd frees it after a backward without
         # retain_graph, and a leaf's AccumulateGrad can take the buffer without a copy
-        saved: list[torch.Tensor | None] = [grad if grad is not None else lse]
-        if ctx.needs_input_grad[1]:
-            saved += [logits, weight]
-        ctx.save_for_backward(*saved)
+        saved = [grad if grad is not None else lse, target, weight]
+        ctx.save_for_backward(*saved, None if ctx.overwritten else logits)
         ctx.mark_non_differentiable(lse)
         return loss, lse
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(
-        ctx: Any, grad_loss: torch.Tensor, grad_lse: torch.Tensor | None
+        ctx: Any, grad_loss: torch.Tensor, _grad_lse: torch.Tensor | None
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
         opts: LossOptions = ctx.opts
         grad_x = grad_t = None
-        saved = ctx.saved_tensors
+        grad, target, weight, logits = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: a gradient autograd can differentiate
+            if logits is None:
+                raise RuntimeError(DOUBLE_BACKWARD_INPLACE_ERROR)
+            if ctx.needs_input_grad[0]:
+                grad_x = logits_grad(logits, target, weight, grad_loss, opts)
+        elif ctx.needs_input_grad[0]:
+            grad_x = _scale_grad(grad, grad_loss, opts)
         if ctx.needs_input_grad[1]:
-            grad_t = target_grad(saved[1], saved[2], grad_loss, opts)
-        if ctx.needs_input_grad[0]:
-            grad_x = _scale_grad(saved[0], grad_loss, opts)
+            grad_t = target_grad(logits, weight, grad_loss, opts)
         return grad_x, grad_t, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, *_tangents: Any) -> Any:
+        raise NotImplementedError(FORWARD_AD_ERROR.format("cross_entropy"))
 
 
 def _lse(logits: torch.Tensor, opts: LossOptions) -> torch.Tensor:
     return _cpu.transformed_lse(logits, opts)
-
-
-def target_grad(
-    logits: torch.Tensor,
-    weight: torch.Tensor | None,
-    grad_loss: torch.Tensor,
-    opts: LossOptions,
-) -> torch.Tensor:
-    """``∂L/∂q_{n,c} = -(1-ε)·w_c·log p_{n,c} / D`` for probability targets (distillation)."""
-    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    logp = torch.log_softmax(_cpu.transform(logits.detach().to(dtype), opts), dim=-1)
-    g = logp.mul_(-(1.0 - opts.label_smoothing))
-    if weight is not None:
-        g.mul_(weight.to(dtype))
-    if opts.reduction == "none":
-        g.mul_(grad_loss.reshape(-1, 1).to(dtype))
-    else:
-        scale = grad_loss.to(dtype)
-        if opts.reduction == "mean":
-            scale = scale / max(logits.shape[0], 1)
-        g.mul_(scale)
-    return g.to(logits.dtype)

@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from crossent.torch._autograd import CrossEntropyFunction
+from crossent.torch._autograd import CrossEntropyFunction, check_no_func_transform
 from crossent.torch._compile import eager_under_compile
 from crossent.torch._ops import cross_entropy_compiled
 from crossent.torch._options import (
@@ -110,6 +110,7 @@ def cross_entropy(
     return_lse: bool = False,
     inplace: bool = False,
 ) -> Any:
+    check_no_func_transform("cross_entropy")
     opts = make_options(
         ignore_index=ignore_index,
         reduction=reduction,
@@ -155,7 +156,10 @@ cross_entropy.__doc__ = r"""Softmax cross-entropy, a drop-in for ``F.cross_entro
     indices or class probabilities as targets, ``weight``, ``ignore_index``, ``reduction``,
     ``label_smoothing``), plus z-loss, soft-capping and temperature, and finite results
     wherever the mathematics is finite. The gradient is computed in the forward pass, in one
-    pass over the logits with one ``exp`` per element; backward only scales it.
+    pass over the logits with one ``exp`` per element; backward only scales it. Second
+    derivatives (``create_graph=True``) are exact: backward then recomputes the gradient in
+    differentiable torch ops. Forward-mode AD and ``torch.func`` transforms (``vmap``, ``jvp``,
+    ``grad``, ...) are not supported and raise ``NotImplementedError``.
 
     With ``x`` the logits after the transforms (``x/T``, then ``s·tanh(x/s)``),
     ``p = softmax(x)`` and class-index targets ``y``:
@@ -191,7 +195,8 @@ cross_entropy.__doc__ = r"""Softmax cross-entropy, a drop-in for ``F.cross_entro
         Class indices (integer dtype, shape ``()``, ``(N,)`` or ``(N, d1, ..., dK)``) or class
         probabilities (floating, ``input``'s shape). Probability targets may require grad.
     weight : Tensor, shape (C,), optional
-        Class weights ``w`` (treated as constants).
+        Class weights ``w``: constants (one that requires grad is refused, never silently
+        left without a gradient).
     ignore_index : int, default -100
         Index targets equal to it contribute nothing, to the ``'mean'`` denominator either.
     reduction : {'mean', 'sum', 'none'}, default 'mean'
@@ -229,7 +234,12 @@ cross_entropy.__doc__ = r"""Softmax cross-entropy, a drop-in for ``F.cross_entro
         non-numeric options.
     ValueError
         Shapes that do not match, a class index out of range, probabilities that are negative
-        or do not sum to 1, NaN or ``+inf`` logits (CPU), a bad option value.
+        or do not sum to 1, NaN or ``+inf`` logits (CPU), a bad option value, a ``weight``
+        that requires grad.
+    NotImplementedError
+        Forward-mode AD, ``torch.func`` transforms.
+    RuntimeError
+        A backward with ``create_graph=True`` after ``inplace=True`` overwrote the logits.
 
     Examples
     --------

@@ -24,7 +24,9 @@ from typing import Any
 import torch
 
 from crossent.torch import _cpu
+from crossent.torch._autograd import FORWARD_AD_ERROR, check_no_func_transform
 from crossent.torch._compile import eager_under_compile
+from crossent.torch._grad import linear_target_grad, logits_grad, target_grad
 from crossent.torch._options import (
     LossOptions,
     check_class_weight,
@@ -188,9 +190,11 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         grads = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[3])
         ctx.opts, ctx.chunk, ctx.grads, ctx.param_dtype = opts, chunk, grads, w.dtype
         v = w.shape[0]
+        # the inputs are kept for 'none', a probability target's gradient and create_graph
+        inputs = (x, w, b, target, class_weight)
         if opts.reduction == "none":
             losses, *_ = _run(x, w, b, target, class_weight, opts, chunk, 1.0, (False,) * 3)
-            ctx.save_for_backward(x, w, b, target, class_weight)
+            ctx.save_for_backward(*inputs)
             return losses.to(x.dtype)
         scale = 1.0
         if opts.reduction == "mean":
@@ -199,6 +203,7 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         losses, gx, gw, gb = _run(x, w, b, target, class_weight, opts, chunk, scale, grads)
         # saved, not kept on ctx: autograd frees them after a backward without retain_graph
         ctx.save_for_backward(
+            *inputs,
             gx,
             gw.to(w.dtype) if gw is not None else None,
             gb.to(w.dtype) if gb is not None else None,
@@ -206,22 +211,36 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         return (losses.sum() * scale).to(x.dtype)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:
         opts: LossOptions = ctx.opts
+        x, w, b, target, class_weight, *saved = ctx.saved_tensors
+        gt = None
+        if torch.is_grad_enabled():  # create_graph=True: gradients autograd can differentiate
+            logits = torch.nn.functional.linear(x, w, b)  # (N, V): held only in this mode
+            g = logits_grad(logits, target, class_weight, grad_loss, opts)
+            gx, gw = g @ w, g.t() @ x
+            gb = g.sum(0) if b is not None else None
+            if ctx.needs_input_grad[2]:
+                gt = target_grad(logits, class_weight, grad_loss, opts)
+            return gx, gw, gt, gb, None, None, None
         if opts.reduction == "none":
-            x, w, b, target, class_weight = ctx.saved_tensors
             _, gx, gw, gb = _run(
                 x, w, b, target, class_weight, opts, ctx.chunk, grad_loss, ctx.grads
             )
             gw = gw.to(w.dtype) if gw is not None else None
             gb = gb.to(w.dtype) if gb is not None else None
         else:
-            gx, gw, gb = ctx.saved_tensors
+            gx, gw, gb = saved
             if not bool(grad_loss == 1.0):
                 gx, gw, gb = (g * grad_loss.to(g.dtype) if g is not None else None
                               for g in (gx, gw, gb))  # fmt: skip
-        return gx, gw, None, gb, None, None, None
+        if ctx.needs_input_grad[2]:
+            gt = linear_target_grad(x, w, b, class_weight, grad_loss, opts, ctx.chunk)
+        return gx, gw, gt, gb, None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, *_tangents: Any) -> Any:
+        raise NotImplementedError(FORWARD_AD_ERROR.format("linear_cross_entropy"))
 
 
 @eager_under_compile
@@ -264,7 +283,8 @@ def linear_cross_entropy(
     (``6·N·D·V`` flops, as the unfused path) and backward only scales them; ``'none'``
     redoes the chunks in backward with each row's incoming gradient. The weight and bias
     gradients are accumulated in float32 (the weight's by the GEMM itself, ``beta = 1``, no
-    ``(V, D)`` temporary per chunk) and rounded to the parameters' dtype once.
+    ``(V, D)`` temporary per chunk) and rounded to the parameters' dtype once. Second
+    derivatives (``create_graph=True``) are exact; that backward holds the ``(N, V)`` logits.
 
     Parameters
     ----------
@@ -274,11 +294,13 @@ def linear_cross_entropy(
         The head's weight, ``input``'s dtype.
     target : Tensor
         Class indices of shape ``(...)`` (integer dtype, ``ignore_index`` allowed) or class
-        probabilities of shape ``(..., V)``.
+        probabilities of shape ``(..., V)`` (which may require grad: ``∂L/∂q`` is
+        ``-(1-ε)·w_c·log p`` scaled, as for :func:`cross_entropy`).
     bias : Tensor, shape (V,), optional
         The head's bias, ``input``'s dtype.
     class_weight : Tensor, shape (V,), optional
-        Class weights (``F.cross_entropy``'s ``weight``; treated as constants).
+        Class weights (``F.cross_entropy``'s ``weight``): constants, refused if they
+        require grad.
     ignore_index, reduction, label_smoothing, z_loss, softcap, temperature
         As :func:`cross_entropy`.
     chunk_size : int, optional
@@ -296,6 +318,8 @@ def linear_cross_entropy(
     TypeError, ValueError
         As :func:`cross_entropy`; also shapes or dtypes of ``weight``/``bias`` that do not
         match ``input``, and a ``chunk_size`` that is not a positive int.
+    NotImplementedError, RuntimeError
+        As :func:`cross_entropy` (forward-mode AD, ``torch.func`` transforms).
 
     Examples
     --------
@@ -313,6 +337,7 @@ def linear_cross_entropy(
     >>> w.grad.shape
     torch.Size([50, 4])
     """
+    check_no_func_transform("linear_cross_entropy")
     opts = make_options(
         ignore_index=ignore_index,
         reduction=reduction,
@@ -344,9 +369,7 @@ def linear_cross_entropy(
             raise ValueError(f"bias: expected shape ({v},), got {tuple(bias.shape)}")
         if bias.dtype != input.dtype:
             raise TypeError(f"bias: expected dtype {input.dtype} (input's), got {bias.dtype}")
-    cw = check_class_weight(class_weight, v, input.device) if class_weight is not None else None
-    if cw is not None and cw.requires_grad:
-        cw = cw.detach()
+    cw = check_class_weight(class_weight, v, input.device, "class_weight")
     batch = tuple(input.shape[:-1])
     x = input.reshape(-1, d)
     t = _flatten_lce_target(target, batch, v, input.device)

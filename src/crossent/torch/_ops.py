@@ -5,8 +5,9 @@ the in-place mode). Under ``torch.compile`` the functional API calls this op ins
 dynamo (its CPU implementation runs NumPy), described to the compiler by a fake implementation,
 differentiable through :func:`torch.library.register_autograd`, so a compiled model keeps one
 graph (``fullgraph=True`` works). The gradient is an output of the forward op, saved for
-backward, which scales it; ``inplace`` does not apply (a custom op's outputs cannot alias its
-inputs).
+backward, which scales it (or, when autograd records the backward, ``create_graph=True``,
+recomputes it in differentiable torch ops); ``inplace`` does not apply (a custom op's outputs
+cannot alias its inputs).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import torch
 from torch import Tensor
 
 from crossent.torch import _cpu
-from crossent.torch._autograd import target_grad
+from crossent.torch._grad import logits_grad, target_grad
 from crossent.torch._options import LossOptions, make_options, use_triton
 
 
@@ -89,19 +90,19 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tens
     logits, target, weight = inputs[:3]
     ctx.opts = _options(*inputs[3:10])
     ctx.target_grad = isinstance(target, Tensor) and target.requires_grad
-    saved = [output[1]]
-    if ctx.target_grad:
-        saved += [logits, weight]
-    ctx.save_for_backward(*saved)
+    ctx.save_for_backward(output[1], logits, target, weight)
 
 
-def _backward(ctx: Any, grad_loss: Tensor, grad_grad: Tensor) -> tuple[Any, ...]:
-    saved = ctx.saved_tensors
+def _backward(ctx: Any, grad_loss: Tensor, _grad_grad: Tensor) -> tuple[Any, ...]:
+    grad, logits, target, weight = ctx.saved_tensors
     opts: LossOptions = ctx.opts
-    grad = saved[0]
-    factor = grad_loss.reshape(-1, 1) if opts.reduction == "none" else grad_loss
-    grad_x = grad * factor.to(grad.dtype) if grad.numel() else None
-    grad_t = target_grad(saved[1], saved[2], grad_loss, opts) if ctx.target_grad else None
+    grad_x = None
+    if torch.is_grad_enabled():  # create_graph=True: a gradient autograd can differentiate
+        grad_x = logits_grad(logits, target, weight, grad_loss, opts)
+    elif grad.numel():
+        factor = grad_loss.reshape(-1, 1) if opts.reduction == "none" else grad_loss
+        grad_x = grad * factor.to(grad.dtype)
+    grad_t = target_grad(logits, weight, grad_loss, opts) if ctx.target_grad else None
     return (grad_x, grad_t) + (None,) * 9
 
 

@@ -101,16 +101,23 @@ def check_float_tensor(t: Any, name: str) -> torch.Tensor:
     return t
 
 
-def check_class_weight(weight: Any, n_classes: int, device: torch.device) -> torch.Tensor | None:
+def check_class_weight(
+    weight: Any, n_classes: int, device: torch.device, name: str = "weight"
+) -> torch.Tensor | None:
     if weight is None:
         return None
-    check_float_tensor(weight, "weight")
+    check_float_tensor(weight, name)
     if weight.shape != (n_classes,):
         raise ValueError(
-            f"weight: expected shape ({n_classes},) (one per class), got {tuple(weight.shape)}"
+            f"{name}: expected shape ({n_classes},) (one per class), got {tuple(weight.shape)}"
         )
     if weight.device != device:
-        raise ValueError(f"weight: expected a tensor on {device}, got one on {weight.device}")
+        raise ValueError(f"{name}: expected a tensor on {device}, got one on {weight.device}")
+    if weight.requires_grad and torch.is_grad_enabled():  # never a silently missing gradient
+        raise ValueError(
+            f"{name}: class weights are constants here (no gradient is computed for them), "
+            f"got a tensor that requires grad; pass {name}.detach()"
+        )
     return weight
 
 
