@@ -161,6 +161,16 @@ def test_small_lean_path_equals_general_path(dtype, reduction):
         np.testing.assert_allclose(fast[1], general[1], rtol=tol, atol=tol * 0.1)  # p - 1 cancels
         assert np.asarray(fast[0]).dtype == dtype
         assert fast[1].dtype == dtype
+    # logits in Fortran order (a transposed view): the same results
+    xf = np.asfortranarray(rng.normal(size=(64, 10)).astype(dtype))
+    yf = rng.integers(0, 10, size=64)
+    for scale in (1.0, 1000.0):
+        fast = _small_simple(xf * scale, yf, -1, reduction, True)
+        general = _compute(
+            _prepare(xf * scale, yf, -1, None, -100, reduction, 0.0, 0.0, None, 1.0), True, None
+        )
+        tol = 1e-12 if dtype == np.float64 else 1e-5
+        np.testing.assert_allclose(fast[1], general[1], rtol=tol, atol=tol * 0.1)
     # what the lean path hands over to the general one
     x = np.zeros((3, 4))
     assert _small_simple(x, np.array([0, -100, 1]), -1, reduction, True) is None
