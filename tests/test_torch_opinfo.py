@@ -12,11 +12,16 @@ the class dimension), negative class weights are replaced by their absolute valu
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 torch = pytest.importorskip("torch")
 pytest.importorskip("expecttest")  # torch.testing._internal needs it (the dev extra has it)
 F = torch.nn.functional
+if not torch.cuda.is_available():
+    # op_db imports triton: in interpreter mode, as tests/test_torch_triton.py needs it
+    os.environ["TRITON_INTERPRET"] = "1"
 
 from torch.testing._internal.common_methods_invocations import op_db  # noqa: E402
 
