@@ -111,7 +111,8 @@ def test_gradient_penalty_equals_pytorch(kw):
     got, want = [], []
     for fn, out in ((cross_entropy, got), (_torch_ref, want)):
         inp = x.clone().requires_grad_()
-        loss = fn(lin(inp), y, w, **kw)
+        logits = lin(inp)  # held: crossent keeps only a weak reference to them
+        loss = fn(logits, y, w, **kw)
         if loss.ndim:
             loss = (loss * torch.linspace(0.5, 1.5, len(loss), dtype=D64)).sum()
         (g,) = torch.autograd.grad(loss, inp, create_graph=True)
@@ -243,13 +244,35 @@ def test_func_transforms_are_a_clear_error(transform):
         transform(lambda a: linear_cross_entropy(a, w, y), x)
 
 
-def test_create_graph_after_inplace_is_a_clear_error():
+def test_create_graph_without_the_logits_is_a_clear_error():
+    """crossent does not keep the logits (their memory); second derivatives need them."""
     x, y, _, _ = _data()
     base = x.clone().requires_grad_()
+    message = r"create_graph=True\) need the logits, which are gone.*keep a reference"
     logits = base * 2.0  # its producer does not need it: the gradient may overwrite it
     loss = cross_entropy(logits, y, inplace=True)
-    with pytest.raises(RuntimeError, match=r"create_graph=True.*inplace=True.*inplace=False"):
+    with pytest.raises(RuntimeError, match=message):
         torch.autograd.grad(loss, base, create_graph=True)
+    loss = cross_entropy(base * 2.0, y)  # nothing holds the logits after the call
+    with pytest.raises(RuntimeError, match=message):
+        torch.autograd.grad(loss, base, create_graph=True)
+    logits = base * 2.0
+    loss = cross_entropy(logits, y)
+    with torch.no_grad():
+        logits[0, 0] += 1.0  # edited in place: no longer the logits of this loss
+    with pytest.raises(RuntimeError, match=message):
+        torch.autograd.grad(loss, base, create_graph=True)
+    # first derivatives never need them
+    (g,) = torch.autograd.grad(cross_entropy(base * 2.0, y), base)
+    torch.testing.assert_close(g, torch.autograd.grad(F.cross_entropy(base * 2.0, y), base)[0])
+
+
+@pytest.mark.parametrize("shape", [(5,), (2, 5, 3)], ids=["unbatched", "K-dim"])
+def test_second_derivatives_in_every_layout(shape):
+    g = torch.Generator().manual_seed(7)
+    x = torch.randn(shape, generator=g, dtype=D64, requires_grad=True)
+    y = torch.randint(0, 5, (shape[0], *shape[2:]) if len(shape) > 1 else (), generator=g)
+    assert gradgradcheck(lambda a: cross_entropy(a, y, label_smoothing=0.1), (x,))
 
 
 def test_class_weights_that_require_grad_are_refused():

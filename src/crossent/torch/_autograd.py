@@ -10,6 +10,8 @@ second derivatives are exact. Options travel packed in one
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -28,10 +30,35 @@ FUNC_TRANSFORM_ERROR = (
     "not supported; use torch.autograd (loss.backward(), torch.autograd.grad, create_graph=True "
     "for second derivatives) over a batch, or torch.nn.functional.cross_entropy"
 )
-DOUBLE_BACKWARD_INPLACE_ERROR = (
+DOUBLE_BACKWARD_ERROR = (
     "crossent.torch.cross_entropy: second derivatives (create_graph=True) need the logits, "
-    "which inplace=True overwrote with the gradient; use inplace=False"
+    "which are gone: overwritten by inplace=True or modified in place, or no longer referred "
+    "to by anything (crossent does not keep them, to save their memory); keep a reference "
+    "(logits = model(x); loss = cross_entropy(logits, y)) and use inplace=False"
 )
+
+
+class LogitsSource:
+    """The caller's logits, held weakly, for a backward with ``create_graph=True``.
+
+    Keeping the logits for every backward would hold ``N×V`` memory until then for every
+    caller; a weak reference costs nothing and serves whoever still holds them. ``to_matrix``
+    makes the ``(M, C)`` matrix the Function saw, in differentiable ops; a changed version
+    counter (in-place mode, or an in-place edit) means they are not the logits of the loss.
+    """
+
+    def __init__(
+        self, tensor: torch.Tensor, to_matrix: Callable[[torch.Tensor], torch.Tensor]
+    ) -> None:
+        self._ref = weakref.ref(tensor)
+        self._version = tensor._version
+        self._to_matrix = to_matrix
+
+    def matrix(self) -> torch.Tensor | None:
+        t = self._ref()
+        if t is None or t._version != self._version:
+            return None
+        return self._to_matrix(t)
 
 
 def check_no_func_transform(fn_name: str) -> None:
@@ -75,7 +102,9 @@ class CrossEntropyFunction(torch.autograd.Function):
         target: torch.Tensor,
         weight: torch.Tensor | None,
         opts: LossOptions,
+        source: LogitsSource | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.source = source if source is not None else LogitsSource(logits, lambda t: t)
         want_grad = bool(ctx.needs_input_grad[0])
         lse = torch.empty(0, device=logits.device)
         if opts.return_lse:  # before the logits may be overwritten
@@ -89,32 +118,31 @@ class CrossEntropyFunction(torch.autograd.Function):
         if grad is not None and grad.data_ptr() == logits.data_ptr():
             _bump_version(logits)
         ctx.opts = opts
-        # the logits are kept (unless overwritten) for a backward with create_graph=True
-        ctx.overwritten = grad is not None and grad.data_ptr() == logits.data_ptr()
         # saved (not kept on ctx) so that autograd frees it after a backward without
         # retain_graph, and a leaf's AccumulateGrad can take the buffer without a copy
         saved = [grad if grad is not None else lse, target, weight]
-        ctx.save_for_backward(*saved, None if ctx.overwritten else logits)
+        ctx.save_for_backward(*saved, logits if ctx.needs_input_grad[1] else None)
         ctx.mark_non_differentiable(lse)
         return loss, lse
 
     @staticmethod
     def backward(
         ctx: Any, grad_loss: torch.Tensor, _grad_lse: torch.Tensor | None
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None]:
         opts: LossOptions = ctx.opts
         grad_x = grad_t = None
         grad, target, weight, logits = ctx.saved_tensors
-        if torch.is_grad_enabled():  # create_graph=True: a gradient autograd can differentiate
-            if logits is None:
-                raise RuntimeError(DOUBLE_BACKWARD_INPLACE_ERROR)
-            if ctx.needs_input_grad[0]:
-                grad_x = logits_grad(logits, target, weight, grad_loss, opts)
+        if torch.is_grad_enabled() and ctx.needs_input_grad[0]:
+            # create_graph=True: a gradient autograd can differentiate, from the logits
+            x = ctx.source.matrix()
+            if x is None:
+                raise RuntimeError(DOUBLE_BACKWARD_ERROR)
+            grad_x = logits_grad(x, target, weight, grad_loss, opts)
         elif ctx.needs_input_grad[0]:
             grad_x = _scale_grad(grad, grad_loss, opts)
         if ctx.needs_input_grad[1]:
             grad_t = target_grad(logits, weight, grad_loss, opts)
-        return grad_x, grad_t, None, None
+        return grad_x, grad_t, None, None, None
 
     @staticmethod
     def jvp(ctx: Any, *_tangents: Any) -> Any:

@@ -12,7 +12,11 @@ from typing import Any
 
 import torch
 
-from crossent.torch._autograd import CrossEntropyFunction, check_no_func_transform
+from crossent.torch._autograd import (
+    CrossEntropyFunction,
+    LogitsSource,
+    check_no_func_transform,
+)
 from crossent.torch._compile import eager_under_compile
 from crossent.torch._ops import cross_entropy_compiled
 from crossent.torch._options import (
@@ -90,10 +94,14 @@ def _views_a_leaf(x: torch.Tensor) -> bool:
 
 @eager_under_compile
 def _apply(
-    x: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None, opts: LossOptions
+    x: torch.Tensor,
+    t: torch.Tensor,
+    w: torch.Tensor | None,
+    opts: LossOptions,
+    source: LogitsSource | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The autograd Function; run eagerly under ``torch.compile`` (a graph break)."""
-    return CrossEntropyFunction.apply(x, t, w, opts)
+    return CrossEntropyFunction.apply(x, t, w, opts, source)
 
 
 def cross_entropy(
@@ -142,7 +150,7 @@ def cross_entropy(
     if compiling:  # one opaque custom op in the graph, no graph break
         loss, lse = cross_entropy_compiled(x, t, w, opts)
     else:
-        loss, lse = _apply(x, t, w, opts)
+        loss, lse = _apply(x, t, w, opts, LogitsSource(input, flatten_logits))
     if reduction == "none":
         loss = loss.reshape(batch)
     if return_lse:
@@ -158,8 +166,10 @@ cross_entropy.__doc__ = r"""Softmax cross-entropy, a drop-in for ``F.cross_entro
     wherever the mathematics is finite. The gradient is computed in the forward pass, in one
     pass over the logits with one ``exp`` per element; backward only scales it. Second
     derivatives (``create_graph=True``) are exact: backward then recomputes the gradient in
-    differentiable torch ops. Forward-mode AD and ``torch.func`` transforms (``vmap``, ``jvp``,
-    ``grad``, ...) are not supported and raise ``NotImplementedError``.
+    differentiable torch ops from the logits, which the caller must still hold (crossent keeps
+    only a weak reference, so that they are freed as soon as nothing needs them).
+    Forward-mode AD and ``torch.func`` transforms (``vmap``, ``jvp``, ``grad``, ...) are not
+    supported and raise ``NotImplementedError``.
 
     With ``x`` the logits after the transforms (``x/T``, then ``s·tanh(x/s)``),
     ``p = softmax(x)`` and class-index targets ``y``:
@@ -239,7 +249,8 @@ cross_entropy.__doc__ = r"""Softmax cross-entropy, a drop-in for ``F.cross_entro
     NotImplementedError
         Forward-mode AD, ``torch.func`` transforms.
     RuntimeError
-        A backward with ``create_graph=True`` after ``inplace=True`` overwrote the logits.
+        A backward with ``create_graph=True`` when the logits are gone: overwritten
+        (``inplace=True``), edited in place, or no longer referred to by anything.
 
     Examples
     --------
