@@ -287,3 +287,19 @@ def test_class_weights_that_require_grad_are_refused():
     with torch.no_grad():  # no gradient is being recorded: nothing goes missing
         cross_entropy(x, y, w)
     cross_entropy(x, y, w.detach())
+
+
+def test_the_logits_are_not_kept_until_backward():
+    """Supporting second derivatives costs no memory: the (N, C) logits are freed when their
+    last user lets go of them, as before; the gradient is all the loss keeps."""
+    import weakref
+
+    x, y, _, _ = _data()
+    lin = torch.nn.Linear(5, 5).double()
+    logits = lin(x)
+    ref = weakref.ref(logits)
+    loss = cross_entropy(logits, y)
+    del logits
+    assert ref() is None
+    loss.backward()
+    assert lin.weight.grad is not None
