@@ -18,7 +18,7 @@ import torch
 
 from crossent.torch import _cpu
 from crossent.torch._grad import logits_grad, target_grad
-from crossent.torch._options import LossOptions, use_triton
+from crossent.torch._options import Layout, LossOptions, Scales, reduce_rows, scales_for, use_triton
 
 FORWARD_AD_ERROR = (
     "crossent.torch.{}: forward-mode AD (torch.autograd.forward_ad, jvp) is not supported; "
@@ -36,6 +36,12 @@ DOUBLE_BACKWARD_ERROR = (
     "to by anything (crossent does not keep them, to save their memory); keep a reference "
     "(logits = model(x); loss = cross_entropy(logits, y)) and use inplace=False"
 )
+
+
+def check_no_func_transform(fn_name: str) -> None:
+    """Under ``torch.func`` the Functions would fail deep inside autograd: say what is missing."""
+    if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
+        raise NotImplementedError(FUNC_TRANSFORM_ERROR.format(fn_name))
 
 
 class LogitsSource:
@@ -61,10 +67,31 @@ class LogitsSource:
         return self._to_matrix(t)
 
 
-def check_no_func_transform(fn_name: str) -> None:
-    """Under ``torch.func`` the Functions would fail deep inside autograd: say what is missing."""
-    if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
-        raise NotImplementedError(FUNC_TRANSFORM_ERROR.format(fn_name))
+def rows_forward(x: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """The backend's ``ce_rows(x, target, weight, opts, scales, want_grad[, layout])``: per-row
+    losses, log-sum-exps and the gradient of the rows' losses times ``scales``."""
+    if use_triton(x, args[2]):
+        from crossent.torch import _triton_ce
+
+        return _triton_ce.ce_rows(x, *args)
+    return _cpu.ce_rows(x, *args)
+
+
+def loss_forward(
+    x: torch.Tensor,
+    t: torch.Tensor,
+    w: torch.Tensor | None,
+    opts: LossOptions,
+    want_grad: bool,
+    layout: Layout | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Scales]:
+    """``(loss in x's dtype, lse (M,), gradient of the loss or None, scales)`` of ``(M, C)``
+    logits: the spec's denominator, the backend, the spec's reduction."""
+    scales = scales_for(t, w, opts)
+    rows, lse, grad = rows_forward(x, t, w, opts, scales, want_grad, layout)
+    loss = rows if opts.reduction == "none" else reduce_rows(rows, lse, t, opts, scales)
+    lse = lse.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+    return loss.to(x.dtype), lse, grad, scales
 
 
 def _scale_grad(grad: torch.Tensor, grad_out: torch.Tensor, opts: LossOptions) -> torch.Tensor:
@@ -93,7 +120,8 @@ def _bump_version(x: torch.Tensor) -> None:
 
 
 class CrossEntropyFunction(torch.autograd.Function):
-    """Cross-entropy on ``(M, C)`` logits; apply as ``(logits, target, weight, options)``."""
+    """Cross-entropy on ``(M, C)`` logits; apply as ``(logits, target, weight, options,
+    layout)`` (``layout``: where errors report positions, see :mod:`crossent.torch._options`)."""
 
     @staticmethod
     def forward(
@@ -102,24 +130,18 @@ class CrossEntropyFunction(torch.autograd.Function):
         target: torch.Tensor,
         weight: torch.Tensor | None,
         opts: LossOptions,
+        layout: Layout | None = None,
         source: LogitsSource | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         ctx.source = source if source is not None else LogitsSource(logits, lambda t: t)
         want_grad = bool(ctx.needs_input_grad[0])
-        lse = torch.empty(0, device=logits.device)
-        if opts.return_lse:  # before the logits may be overwritten
-            lse = _lse(logits, opts)
-        if use_triton(logits, opts):
-            from crossent.torch import _triton_ce
-
-            loss, grad = _triton_ce.ce_forward(logits, target, weight, opts, want_grad)
-        else:
-            loss, grad = _cpu.ce_forward(logits, target, weight, opts, want_grad)
+        loss, lse, grad, scales = loss_forward(logits, target, weight, opts, want_grad, layout)
         if grad is not None and grad.data_ptr() == logits.data_ptr():
             _bump_version(logits)
-        ctx.opts = opts
+        ctx.opts, ctx.scales = opts, scales
         # saved (not kept on ctx) so that autograd frees it after a backward without
-        # retain_graph, and a leaf's AccumulateGrad can take the buffer without a copy
+        # retain_graph, and a leaf's AccumulateGrad can take the buffer without a copy; the
+        # logits only for a probability target's gradient (see LogitsSource otherwise)
         saved = [grad if grad is not None else lse, target, weight]
         ctx.save_for_backward(*saved, logits if ctx.needs_input_grad[1] else None)
         ctx.mark_non_differentiable(lse)
@@ -128,7 +150,7 @@ class CrossEntropyFunction(torch.autograd.Function):
     @staticmethod
     def backward(
         ctx: Any, grad_loss: torch.Tensor, _grad_lse: torch.Tensor | None
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None]:
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None, None]:
         opts: LossOptions = ctx.opts
         grad_x = grad_t = None
         grad, target, weight, logits = ctx.saved_tensors
@@ -137,17 +159,13 @@ class CrossEntropyFunction(torch.autograd.Function):
             x = ctx.source.matrix()
             if x is None:
                 raise RuntimeError(DOUBLE_BACKWARD_ERROR)
-            grad_x = logits_grad(x, target, weight, grad_loss, opts)
+            grad_x = logits_grad(x, target, weight, grad_loss, opts, ctx.scales)
         elif ctx.needs_input_grad[0]:
             grad_x = _scale_grad(grad, grad_loss, opts)
         if ctx.needs_input_grad[1]:
-            grad_t = target_grad(logits, weight, grad_loss, opts)
-        return grad_x, grad_t, None, None, None
+            grad_t = target_grad(logits, weight, grad_loss, opts, ctx.scales.ce)
+        return grad_x, grad_t, None, None, None, None
 
     @staticmethod
     def jvp(ctx: Any, *_tangents: Any) -> Any:
         raise NotImplementedError(FORWARD_AD_ERROR.format("cross_entropy"))
-
-
-def _lse(logits: torch.Tensor, opts: LossOptions) -> torch.Tensor:
-    return _cpu.transformed_lse(logits, opts)
