@@ -292,7 +292,7 @@ def test_library_errors_name_the_argument() -> None:
         explain(SEED, 5)
     with pytest.raises(TypeError, match=r"^target: expected a class index or probabilities"):
         explain(SEED, True)
-    with pytest.raises(ValueError, match=r"^penalty: expected 'l1', 'l2' or 'elasticnet'"):
+    with pytest.raises(ValueError, match=r"^penalty: expected one of 'l2', 'l1' or 'elasticnet'"):
         explain(penalty="l3", params=[1.0])
     with pytest.raises(ValueError, match=r"^scores: expected a 1-d sequence"):
         explain([[1.0, 2.0]])

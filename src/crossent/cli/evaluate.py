@@ -126,6 +126,8 @@ def save_pictures(out: Path, pipe: Any, metrics: dict[str, Any]) -> list[str]:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from crossent.models import split_pipeline
+
     saved: list[str] = []
     hist = metrics["history"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -176,7 +178,7 @@ def save_pictures(out: Path, pipe: Any, metrics: dict[str, Any]) -> list[str]:
     saved.append("confusion_matrix.png")
 
     shape = metrics.get("image_shape")
-    clf = pipe.steps[-1][1]
+    clf = split_pipeline(pipe)[1]
     if shape and metrics["config"]["model"] == "linear":
         W = clf.coef_  # (C, D): one template per class, acting on standardized pixels
         n = W.shape[0]
@@ -203,6 +205,7 @@ def run(args: argparse.Namespace) -> int:
 
     from crossent.cli.train import data_spec_from_args, load_data
     from crossent.data import DataSpec
+    from crossent.models import split_pipeline
 
     model, info = resolve_model(args.model)
     if args.data is None:
@@ -213,9 +216,7 @@ def run(args: argparse.Namespace) -> int:
         args.seed = args.seed if args.seed is not None else 0
         spec = data_spec_from_args(args)
     ds = load_data(spec)
-    n_features = (
-        model.steps[-1][1].n_features_in_ if hasattr(model, "steps") else model.n_features_in_
-    )
+    n_features = split_pipeline(model)[1].n_features_in_
     if ds.X_test.shape[1] != n_features:
         raise CLIError(
             f"data: expected {n_features} features for this model, got "

@@ -80,10 +80,11 @@ def run(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from crossent.cli.evaluate import resolve_model
+    from crossent.models import split_pipeline
 
     model, _ = resolve_model(args.model)
     X = read_features(args.input)
-    clf = model.steps[-1][1] if hasattr(model, "steps") else model
+    clf = split_pipeline(model)[1]
     if X.shape[1] != clf.n_features_in_:
         raise CLIError(f"INPUT: expected {clf.n_features_in_} features per row, got {X.shape[1]}")
     proba = model.predict_proba(X.astype(np.float64))  # (N, C)

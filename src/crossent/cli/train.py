@@ -10,6 +10,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from crossent._penalties import PENALTY_KINDS
 from crossent.cli import CLIError
 
 CHECKPOINT = "checkpoint.npz"
@@ -69,7 +70,7 @@ def add_parser(subparsers: Any) -> None:
     )
     g.add_argument(
         "--penalty",
-        choices=("l2", "l1", "elasticnet", "none"),
+        choices=(*PENALTY_KINDS, "none"),
         default="l2",
         help="R(W) in mean CE + alpha·R(W) (default: l2 = ½‖W‖²; the bias is not penalized)",
     )
@@ -154,10 +155,7 @@ def _config(args: argparse.Namespace) -> dict[str, Any]:
             raise CLIError(f"--hidden: expected sizes like 128,64, got {args.hidden!r}") from None
     solver = args.solver
     if solver == "auto":  # as the estimators resolve it
-        if args.model == "mlp":
-            solver = "adam"
-        else:
-            solver = "sgd" if args.penalty in ("l1", "elasticnet") else "lbfgs"
+        solver = "adam" if args.model == "mlp" else "lbfgs"
     linear = args.model == "linear"
     default_lr = {"sgd": 0.05, "adam": 0.01 if linear else 1e-3, "lbfgs": 0.05 if linear else 1e-3}
     lr = args.lr if args.lr is not None else default_lr[solver]
@@ -208,6 +206,7 @@ def run(args: argparse.Namespace) -> int:
 
     from crossent.cli import evaluate as report
     from crossent.io import ModelFileError, load_model, save_model, write_json_atomic
+    from crossent.models import split_pipeline
 
     out = Path(args.out)
     cfg = _config(args)
@@ -238,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
                 f"--resume: {out / CHECKPOINT} was made with other options "
                 f"({json.dumps(saved)}, data {json.dumps(extra.get('data'))}); pass the same ones"
             )
-        clf, history = model.steps[-1][1], extra["history"]
+        clf, history = split_pipeline(model)[1], extra["history"]
     else:  # a fresh run: no file of an earlier run may be taken for this one's
         for name in (MODEL, CHECKPOINT, "metrics.json", *PICTURES):
             (out / name).unlink(missing_ok=True)
