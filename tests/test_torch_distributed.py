@@ -333,3 +333,43 @@ def test_torchrun_example():
     )  # fmt: skip
     assert out.returncode == 0, out.stderr[-3000:]
     assert "losses match the single-process run" in out.stdout, out.stdout
+
+
+@pytest.fixture
+def world_of_one(tmp_path):
+    """A gloo group of this process alone: enough to reach the autograd Functions' checks."""
+    store = dist.FileStore(str(tmp_path / "store"), 1)
+    dist.init_process_group("gloo", store=store, rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.script` is deprecated:DeprecationWarning")
+def test_unsupported_derivatives_raise_instead_of_silence(world_of_one):
+    """Second derivatives, forward-mode AD and a target's gradient through the vocab-parallel
+    head are refused with a message that names them (never a gradient without its graph)."""
+    x = torch.randn(3, 4, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([0, 3, 1])
+    loss = vocab_parallel_cross_entropy(x, y)
+    with pytest.raises(NotImplementedError, match=r"create_graph=True .* not supported"):
+        torch.autograd.grad(loss, x, create_graph=True)
+    h = torch.randn(3, 2, dtype=torch.float64, requires_grad=True)
+    w = torch.randn(4, 2, dtype=torch.float64, requires_grad=True)
+    loss = vocab_parallel_linear_cross_entropy(h, w, y)
+    with pytest.raises(NotImplementedError, match=r"create_graph=True .* not supported"):
+        torch.autograd.grad(loss, (h, w), create_graph=True)
+    q = torch.softmax(torch.randn(3, 4, dtype=torch.float64), 1).requires_grad_()
+    loss = vocab_parallel_linear_cross_entropy(h, w, q)
+    with pytest.raises(NotImplementedError, match="a gradient for the target is not supported"):
+        loss.backward()
+    with pytest.raises(NotImplementedError, match="torch.func transforms"):
+        torch.func.grad(lambda z: vocab_parallel_cross_entropy(z, y))(x.detach())
+    import torch.autograd.forward_ad as fwad
+
+    with fwad.dual_level(), pytest.raises(NotImplementedError, match="forward-mode AD"):
+        vocab_parallel_cross_entropy(fwad.make_dual(x.detach(), torch.ones_like(x)), y)
+    # first derivatives are still exact
+    loss = vocab_parallel_cross_entropy(x, y)
+    (g,) = torch.autograd.grad(loss, x)
+    (ref,) = torch.autograd.grad(cross_entropy(x, y), x)
+    torch.testing.assert_close(g, ref)

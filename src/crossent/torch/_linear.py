@@ -26,8 +26,14 @@ import torch
 
 from crossent import _core
 from crossent.torch import _cpu
-from crossent.torch._autograd import rows_forward
+from crossent.torch._autograd import (
+    FORWARD_AD_ERROR,
+    VOCAB_PARALLEL_ERROR,
+    check_no_func_transform,
+    rows_forward,
+)
 from crossent.torch._compile import eager_under_compile
+from crossent.torch._grad import linear_target_grad, logits_grad, target_grad
 from crossent.torch._options import (
     Layout,
     LossOptions,
@@ -178,17 +184,22 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         grads = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[3])
         head = head or Head()
         ctx.opts, ctx.chunk, ctx.grads, ctx.head = opts, chunk, grads, head
+        # the inputs are kept for 'none', a probability target's gradient and create_graph
+        inputs = (x, w, b, target, class_weight)
         if opts.reduction == "none":
             losses, *_ = _run(x, w, b, target, class_weight, opts, chunk, Scales(), None,
                               (False,) * 3, head)  # fmt: skip
-            ctx.save_for_backward(x, w, b, target, class_weight)
+            ctx.scales = Scales()
+            ctx.save_for_backward(*inputs)
             return losses.to(x.dtype)
         scales = scales_for(target, class_weight, opts)
+        ctx.scales = scales
         losses, lses, gx, gw, gb = _run(
             x, w, b, target, class_weight, opts, chunk, scales, None, grads, head
         )
         # saved, not kept on ctx: autograd frees them after a backward without retain_graph
         ctx.save_for_backward(
+            *inputs,
             gx,
             gw.to(w.dtype) if gw is not None else None,
             gb.to(w.dtype) if gb is not None else None,
@@ -196,21 +207,50 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         return reduce_rows(losses, lses, target, opts, scales).to(x.dtype)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:
         opts: LossOptions = ctx.opts
+        x, w, b, target, class_weight, *saved = ctx.saved_tensors
+        gt = None
+        if torch.is_grad_enabled():  # create_graph=True: gradients autograd can differentiate
+            if ctx.head.reduce_input_grad is not None:
+                raise NotImplementedError(
+                    VOCAB_PARALLEL_ERROR.format(
+                        "vocab_parallel_linear_cross_entropy",
+                        "create_graph=True (second derivatives)",
+                    )
+                )
+            logits = torch.nn.functional.linear(x, w, b)  # (N, V): held only in this mode
+            g = logits_grad(logits, target, class_weight, grad_loss, opts, ctx.scales)
+            gx, gw = g @ w, g.t() @ x
+            gb = g.sum(0) if b is not None else None
+            if ctx.needs_input_grad[2]:
+                gt = target_grad(logits, class_weight, grad_loss, opts, ctx.scales.ce)
+            return gx, gw, gt, gb, None, None, None, None
         if opts.reduction == "none":
-            x, w, b, target, class_weight = ctx.saved_tensors
             *_, gx, gw, gb = _run(x, w, b, target, class_weight, opts, ctx.chunk, Scales(),
                                   grad_loss, ctx.grads, ctx.head)  # fmt: skip
             gw = gw.to(w.dtype) if gw is not None else None
             gb = gb.to(w.dtype) if gb is not None else None
         else:
-            gx, gw, gb = ctx.saved_tensors
+            gx, gw, gb = saved
             if not bool(grad_loss == 1.0):
                 gx, gw, gb = (g * grad_loss.to(g.dtype) if g is not None else None
                               for g in (gx, gw, gb))  # fmt: skip
-        return gx, gw, None, gb, None, None, None, None
+        if ctx.needs_input_grad[2]:
+            if ctx.head.reduce_input_grad is not None:
+                raise NotImplementedError(
+                    VOCAB_PARALLEL_ERROR.format(
+                        "vocab_parallel_linear_cross_entropy", "a gradient for the target"
+                    )
+                )
+            gt = linear_target_grad(
+                x, w, b, class_weight, grad_loss, opts, ctx.chunk, ctx.scales.ce
+            )
+        return gx, gw, gt, gb, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, *_tangents: Any) -> Any:
+        raise NotImplementedError(FORWARD_AD_ERROR.format("linear_cross_entropy"))
 
 
 def _check_target(
@@ -315,7 +355,8 @@ def linear_cross_entropy(
     (``6·N·D·V`` flops, as the unfused path) and backward only scales them; ``'none'``
     redoes the chunks in backward with each row's incoming gradient. The weight and bias
     gradients are accumulated in float32 (the weight's by the GEMM itself, ``beta = 1``, no
-    ``(V, D)`` temporary per chunk) and rounded to the parameters' dtype once.
+    ``(V, D)`` temporary per chunk) and rounded to the parameters' dtype once. Second
+    derivatives (``create_graph=True``) are exact; that backward holds the ``(N, V)`` logits.
 
     Parameters
     ----------
@@ -325,11 +366,13 @@ def linear_cross_entropy(
         The head's weight, ``input``'s dtype.
     target : Tensor
         Class indices of shape ``(...)`` (integer dtype, ``ignore_index`` allowed) or class
-        probabilities of shape ``(..., V)``.
+        probabilities of shape ``(..., V)`` (which may require grad: ``∂L/∂q`` is
+        ``-(1-ε)·w_c·log p`` scaled, as for :func:`cross_entropy`).
     bias : Tensor, shape (V,), optional
         The head's bias, ``input``'s dtype.
     class_weight : Tensor, shape (V,), optional
-        Class weights (``F.cross_entropy``'s ``weight``; treated as constants).
+        Class weights (``F.cross_entropy``'s ``weight``): constants, refused if they
+        require grad.
     ignore_index, reduction, label_smoothing, z_loss, softcap, temperature, num_items
         As :func:`cross_entropy`. ``class_weight`` must be finite and ``>= 0`` (negative class
         weights are refused).
@@ -348,6 +391,8 @@ def linear_cross_entropy(
     TypeError, ValueError
         As :func:`cross_entropy`; also shapes or dtypes of ``weight``/``bias`` that do not
         match ``input``, and a ``chunk_size`` that is not a positive int.
+    NotImplementedError
+        As :func:`cross_entropy` (forward-mode AD, ``torch.func`` transforms).
 
     Examples
     --------
@@ -365,6 +410,7 @@ def linear_cross_entropy(
     >>> w.grad.shape
     torch.Size([50, 4])
     """
+    check_no_func_transform("linear_cross_entropy")
     opts = options_from(locals())
     x, t, cw, chunk, batch = prepare_head(input, weight, target, bias, class_weight, chunk_size)
     _check_target(t, cw, weight.shape[0], opts, (len(batch), batch))

@@ -9,8 +9,14 @@ import torch.distributed as dist
 
 from crossent import _spec
 from crossent.torch import _cpu
-from crossent.torch._autograd import _scale_grad, scale_target_grad
+from crossent.torch._autograd import (
+    FORWARD_AD_ERROR,
+    VOCAB_PARALLEL_ERROR,
+    _scale_grad,
+    check_no_func_transform,
+)
 from crossent.torch._functional import flatten_logits
+from crossent.torch._grad import scale_target_grad
 from crossent.torch._options import (
     LossOptions,
     Scales,
@@ -79,8 +85,11 @@ class VocabParallelFunction(torch.autograd.Function):
         return reduce_rows(losses, lse, target, opts, scales).to(logits.dtype)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:
+        if torch.is_grad_enabled():  # create_graph=True: the gradient would have no graph
+            raise NotImplementedError(VOCAB_PARALLEL_ERROR.format(
+                "vocab_parallel_cross_entropy", "create_graph=True (second derivatives)"
+            ))  # fmt: skip
         opts: LossOptions = ctx.opts
         saved = ctx.saved_tensors
         grad_x = grad_t = None
@@ -95,6 +104,12 @@ class VocabParallelFunction(torch.autograd.Function):
             grad_t = scale_target_grad(logp, weight, grad_loss, opts, ctx.scale)
             grad_t = grad_t.to(logits.dtype)
         return grad_x, grad_t, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, *_tangents: Any) -> Any:
+        raise NotImplementedError(
+            FORWARD_AD_ERROR.format("distributed.vocab_parallel_cross_entropy")
+        )
 
 
 def vocab_parallel_cross_entropy(
@@ -153,6 +168,7 @@ def vocab_parallel_cross_entropy(
         As :func:`crossent.torch.cross_entropy` (raised on every rank, also for problems
         found in one rank's shard); a rank with no columns; ranks with different row counts.
     """
+    check_no_func_transform("distributed.vocab_parallel_cross_entropy")
     opts = options_from(locals())
     check_float_tensor(logits_shard, "logits_shard")
     x = flatten_logits(logits_shard)

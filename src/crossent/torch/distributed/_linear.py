@@ -9,6 +9,7 @@ import torch
 import torch.distributed as dist
 
 from crossent.torch import _linear
+from crossent.torch._autograd import check_no_func_transform
 from crossent.torch._options import LossOptions, Scales, check_class_weight, options_from
 from crossent.torch.distributed._shard import (
     VocabShard,
@@ -97,6 +98,7 @@ def vocab_parallel_linear_cross_entropy(
     Tensor
         A scalar, or the shape ``(...)`` for ``'none'``; the same on every rank.
     """
+    check_no_func_transform("distributed.vocab_parallel_linear_cross_entropy")
     opts = options_from(locals())
     x, t, _, chunk, batch = _linear.prepare_head(
         input, weight_shard, target, bias_shard, None, chunk_size,
