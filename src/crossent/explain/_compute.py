@@ -1,4 +1,4 @@
-r"""Every number of the seed's walk-through, computed by crossent's own functions.
+r"""Every number of the classic example's walk-through, computed by crossent's own functions.
 
 For one example with scores ``s`` (C,) the walk-through is
 
@@ -25,11 +25,12 @@ from numpy.typing import ArrayLike, NDArray
 
 import crossent
 from crossent._penalties import check_penalty
+from crossent._spec import transform
 from crossent.explain._result import Explanation, PenaltyTerm
 
 __all__ = ["SEED_CLASSES", "SEED_SCORES", "explain"]
 
-#: The seed's example: a cat / dog / horse classifier scores a photo of a cat.
+#: The classic example: a cat / dog / horse classifier scores a photo of a cat.
 SEED_SCORES: tuple[float, ...] = (10.0, 9.0, 8.0)
 SEED_CLASSES: tuple[str, ...] = ("cat", "dog", "horse")
 
@@ -118,7 +119,7 @@ def explain(
     Parameters
     ----------
     scores : array_like, shape (C,), default (10, 9, 8)
-        One example's class scores (logits), finite. The default is the seed's example.
+        One example's class scores (logits), finite. The default is the classic example.
     target : int, str or array_like of shape (C,), default 0
         The true class as an index or a class name, or a probability distribution over the
         classes (non-negative, summing to 1): the loss is then ``H(q, p)``.
@@ -155,7 +156,7 @@ def explain(
 
     Examples
     --------
-    The seed's example: a photo of a cat, scored 10 (cat), 9 (dog), 8 (horse).
+    The classic example: a photo of a cat, scored 10 (cat), 9 (dog), 8 (horse).
 
     >>> from crossent.explain import explain
     >>> ex = explain()
@@ -210,9 +211,7 @@ def explain(
     mean_loss = crossent.cross_entropy(s, tgt, reduction="mean", **opts)
 
     # The scores the softmax sees (the library applies the same transform inside the loss).
-    z = s / float(temperature)
-    if softcap is not None:
-        z = float(softcap) * np.tanh(z / float(softcap))
+    z = transform(s, float(temperature), None if softcap is None else float(softcap))
     shift = float(np.max(z))
     shifted = z - shift
     e = np.exp(shifted)
