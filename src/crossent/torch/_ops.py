@@ -60,20 +60,10 @@ def cross_entropy_op(
 
 
 @cross_entropy_op.register_fake
-def _(
-    logits: Tensor,
-    target: Tensor,
-    weight: Tensor | None,
-    ignore_index: int,
-    reduction: str,
-    label_smoothing: float,
-    z_loss: float,
-    softcap: float | None,
-    temperature: float,
-    num_items: float | None,
-    backend: str,
-    want_grad: bool,
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+def _(logits: Tensor, *args: Any) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """The op's outputs' shapes and dtypes; ``args`` as :func:`cross_entropy_op`'s after the
+    logits (``reduction`` the fourth, ``want_grad`` the last)."""
+    reduction, want_grad = args[3], args[-1]
     loss = logits.new_empty((logits.shape[0],) if reduction == "none" else ())
     grad = torch.empty_like(logits) if want_grad else logits.new_empty(0)
     dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32

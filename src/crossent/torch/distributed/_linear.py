@@ -10,6 +10,7 @@ import torch.distributed as dist
 
 from crossent.torch import _linear
 from crossent.torch._autograd import check_no_func_transform
+from crossent.torch._head import default_chunk_size, prepare_head
 from crossent.torch._options import LossOptions, Scales, check_class_weight, options_from
 from crossent.torch.distributed._shard import (
     VocabShard,
@@ -100,7 +101,7 @@ def vocab_parallel_linear_cross_entropy(
     """
     check_no_func_transform("distributed.vocab_parallel_linear_cross_entropy")
     opts = options_from(locals())
-    x, t, _, chunk, batch = _linear.prepare_head(
+    x, t, _, chunk, batch = prepare_head(
         input, weight_shard, target, bias_shard, None, chunk_size,
         names=("weight_shard", "bias_shard"),
     )  # fmt: skip
@@ -112,7 +113,7 @@ def vocab_parallel_linear_cross_entropy(
     else:
         check_class_indices(t, shard.n_classes, opts.ignore_index, batch)
     if chunk_size is None:  # the same chunks on every rank: each chunk has its all-reduces
-        chunk = _linear.default_chunk_size(x.shape[0], shard.max_size, x.device)
+        chunk = default_chunk_size(x.shape[0], shard.max_size, x.device)
     head = _linear.Head(
         chunk_loss=partial(_chunk_loss, shard=shard),
         reduce_input_grad=partial(_sum_over_ranks, group=group),
