@@ -101,32 +101,21 @@ def cross_entropy(
     Forward-mode AD and ``torch.func`` transforms (``vmap``, ``jvp``, ``grad``, ...) are not
     supported and raise ``NotImplementedError``.
 
-    With ``x`` the logits after the transforms (``x/T``, then ``s·tanh(x/s)``),
-    ``p = softmax(x)`` and class-index targets ``y``:
-
-    .. math::
-
-        \ell_n = (1-\varepsilon)\, w_{y_n} (-\log p_{n,y_n})
-               + \frac{\varepsilon}{k} \sum_c w_c (-\log p_{n,c})
-               + \lambda \operatorname{lse}(x_n)^2,
-        \qquad L_{\text{mean}} = \frac{\sum_{n \in V} \ell_n - \lambda\,\mathrm{lse}_n^2}
-                                      {\sum_{n \in V} w_{y_n}}
-                               + \lambda \frac{\sum_{n \in V} \mathrm{lse}_n^2}{|V|}
-
-    and with probability targets ``q``, ``q' = (1-ε) q + ε/k``,
-    ``ℓ_n = -Σ_c w_c q'_{n,c} log p_{n,c} + λ lse(x_n)²`` and ``L_mean = Σ ℓ_n / N``.
-    ``k`` counts the finite (unmasked) logits of the row; ``V`` the positions whose target is
-    not ``ignore_index``. The gradient with respect to the logits is
+    The loss is :func:`crossent.cross_entropy`'s (its formulas, written once, are there and in
+    :mod:`crossent._spec`), with ``x`` the logits after the transforms (``x/T``, then
+    ``s·tanh(x/s)``), ``p = softmax(x)``, ``k`` the number of finite (unmasked) logits of the
+    row and ``V`` the positions whose target is not ``ignore_index``. The gradient with respect
+    to the logits is
 
     .. math::
 
         \frac{\partial L}{\partial x_{n,c}} = \frac{1[n \in V]}{D}
             \Big[\big(a_n + 2\lambda \operatorname{lse}(x_n)\big) p_{n,c} - b_{n,c}\Big]
 
-    with ``a_n = Σ_c b_{n,c}``, ``b_{n,c} = w_c q'_{n,c}`` (``q'`` the smoothed one-hot for
-    index targets) and ``D`` the ``'mean'`` denominator (1 for ``'sum'``/``'none'``), times the
-    chain rule of the transforms; for ``'mean'`` the z-term's share is divided by the number of
-    non-ignored positions ``|V|`` instead of ``D``.
+    with ``a_n = Σ_c b_{n,c}``, ``b_{n,c} = w_c q'_{n,c}`` (``q' = (1-ε) q + ε/k`` the smoothed
+    target, ``q`` one-hot for index targets) and ``D`` the ``'mean'`` denominator (1 for
+    ``'sum'``/``'none'``), times the chain rule of the transforms; for ``'mean'`` the z-term's
+    share is divided by the number of non-ignored positions ``|V|`` instead of ``D``.
 
     Parameters
     ----------

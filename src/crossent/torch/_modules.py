@@ -12,7 +12,31 @@ from crossent.torch._linear import linear_cross_entropy
 from crossent.torch._options import options_from
 
 
-class CrossEntropyLoss(nn.Module):
+class _LossModule(nn.Module):
+    """What the two modules share: their options (PyTorch's, then crossent's), validated at
+    construction and kept as attributes, passed on to the functions as given."""
+
+    ignore_index: int
+    reduction: str
+    label_smoothing: float
+    z_loss: float
+    softcap: float | None
+    temperature: float
+
+    def _keep(self, args: dict[str, Any], extra: str) -> None:
+        """Validate the constructor's ``args`` (fail early) and keep the options and ``extra``."""
+        options_from(args)
+        for name in (*_OPTIONS, extra):
+            setattr(self, name, args[name])
+
+    def _options(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in _OPTIONS}
+
+
+_OPTIONS = tuple(_LossModule.__annotations__)  # the names annotated there, in order
+
+
+class CrossEntropyLoss(_LossModule):
     """Module form of :func:`crossent.torch.cross_entropy` (``nn.CrossEntropyLoss``'s API).
 
     Parameters
@@ -33,6 +57,7 @@ class CrossEntropyLoss(nn.Module):
     """
 
     weight: torch.Tensor | None
+    inplace: bool
 
     def __init__(
         self,
@@ -47,15 +72,8 @@ class CrossEntropyLoss(nn.Module):
         inplace: bool = False,
     ) -> None:
         super().__init__()
-        options_from(locals())  # fail early: validated at construction
+        self._keep(locals(), "inplace")
         self.register_buffer("weight", weight)
-        self.ignore_index = ignore_index
-        self.reduction = reduction
-        self.label_smoothing = label_smoothing
-        self.z_loss = z_loss
-        self.softcap = softcap
-        self.temperature = temperature
-        self.inplace = inplace
 
     def forward(
         self, input: torch.Tensor, target: torch.Tensor, num_items: float | None = None
@@ -63,18 +81,9 @@ class CrossEntropyLoss(nn.Module):
         """The loss; ``num_items``: the global batch's ``'mean'`` denominator (it changes from
         batch to batch, so it is an argument of the call, not of the module)."""
         return cross_entropy(
-            input,
-            target,
-            self.weight,
-            self.ignore_index,
-            self.reduction,
-            self.label_smoothing,
-            z_loss=self.z_loss,
-            softcap=self.softcap,
-            temperature=self.temperature,
-            inplace=self.inplace,
+            input, target, self.weight, **self._options(), inplace=self.inplace,
             num_items=num_items,
-        )
+        )  # fmt: skip
 
     def extra_repr(self) -> str:
         return (
@@ -84,7 +93,7 @@ class CrossEntropyLoss(nn.Module):
         )
 
 
-class LinearCrossEntropyLoss(nn.Module):
+class LinearCrossEntropyLoss(_LossModule):
     """Module form of :func:`crossent.torch.linear_cross_entropy` (the head's weight is passed in).
 
     Examples
@@ -95,6 +104,8 @@ class LinearCrossEntropyLoss(nn.Module):
     >>> LinearCrossEntropyLoss()(hidden, head, torch.tensor([1, 2, 3]))
     tensor(4.6052)
     """
+
+    chunk_size: int | None
 
     def __init__(
         self,
@@ -108,14 +119,7 @@ class LinearCrossEntropyLoss(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        options_from(locals())  # fail early: validated at construction
-        self.ignore_index = ignore_index
-        self.reduction = reduction
-        self.label_smoothing = label_smoothing
-        self.z_loss = z_loss
-        self.softcap = softcap
-        self.temperature = temperature
-        self.chunk_size = chunk_size
+        self._keep(locals(), "chunk_size")
 
     def forward(
         self,
@@ -127,16 +131,6 @@ class LinearCrossEntropyLoss(nn.Module):
     ) -> Any:
         """The loss; ``num_items`` as in :meth:`CrossEntropyLoss.forward`."""
         return linear_cross_entropy(
-            input,
-            weight,
-            target,
-            bias,
-            ignore_index=self.ignore_index,
-            reduction=self.reduction,
-            label_smoothing=self.label_smoothing,
-            z_loss=self.z_loss,
-            softcap=self.softcap,
-            temperature=self.temperature,
-            chunk_size=self.chunk_size,
+            input, weight, target, bias, **self._options(), chunk_size=self.chunk_size,
             num_items=num_items,
-        )
+        )  # fmt: skip
