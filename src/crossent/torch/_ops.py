@@ -21,19 +21,11 @@ from crossent.torch._grad import logits_grad, target_grad
 from crossent.torch._options import LossOptions
 
 
-def _options(
-    ignore_index: int,
-    reduction: str,
-    label_smoothing: float,
-    z_loss: float,
-    softcap: float | None,
-    temperature: float,
-    num_items: float | None,
-    backend: str,
-) -> LossOptions:
-    """The options as the op's arguments carry them (validated by the functional API)."""
-    return LossOptions(ignore_index, reduction, label_smoothing, z_loss, softcap, temperature,
-                       num_items, backend=backend)  # fmt: skip
+def _options(*args: Any) -> LossOptions:
+    """The options as the op's arguments carry them, ``ignore_index`` to ``num_items`` and
+    ``backend`` (validated by the functional API)."""
+    *fields, backend = args
+    return LossOptions(*fields, backend=backend)  # type: ignore[misc]  # seven fields
 
 
 @torch.library.custom_op("crossent::cross_entropy", mutates_args=())
