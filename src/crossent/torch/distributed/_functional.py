@@ -20,7 +20,6 @@ from crossent.torch._grad import scale_target_grad
 from crossent.torch._options import (
     LossOptions,
     Scales,
-    check_class_weight,
     check_float_tensor,
     flatten_target,
     options_from,
@@ -29,9 +28,7 @@ from crossent.torch._options import (
 )
 from crossent.torch.distributed._shard import (
     VocabShard,
-    check_class_indices,
-    check_class_weight_values,
-    check_sharded_probabilities,
+    check_shard_inputs,
     shard_loss_grad,
     vocab_shard,
 )
@@ -177,12 +174,8 @@ def vocab_parallel_cross_entropy(
     batch = (shape[0], *shape[2:]) if logits_shard.ndim > 1 else ()
     t = flatten_target(target, x.device, batch, shape, class_dim)
     shard = vocab_shard(x.shape[1], x.shape[0], group, x.device, "logits_shard")
-    w = check_class_weight(weight, shard.n_classes, x.device)
-    check_class_weight_values(w, shard.n_classes, "weight")
-    if t.is_floating_point():
-        check_sharded_probabilities(t, shard)
-    else:
-        check_class_indices(t, shard.n_classes, opts.ignore_index, batch)
+    w = check_shard_inputs(t, weight, shard, opts, batch, "weight")
+    if not t.is_floating_point():
         t = t.long()
     loss = VocabParallelFunction.apply(x, t, w, opts, shard, scales_for(t, w, opts))
     return loss.reshape(batch) if opts.reduction == "none" else loss

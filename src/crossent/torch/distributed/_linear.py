@@ -11,12 +11,10 @@ import torch.distributed as dist
 from crossent.torch import _linear
 from crossent.torch._autograd import check_no_func_transform
 from crossent.torch._head import default_chunk_size, prepare_head
-from crossent.torch._options import LossOptions, Scales, check_class_weight, options_from
+from crossent.torch._options import LossOptions, Scales, options_from
 from crossent.torch.distributed._shard import (
     VocabShard,
-    check_class_indices,
-    check_class_weight_values,
-    check_sharded_probabilities,
+    check_shard_inputs,
     shard_loss_grad,
     vocab_shard,
 )
@@ -106,12 +104,7 @@ def vocab_parallel_linear_cross_entropy(
         names=("weight_shard", "bias_shard"),
     )  # fmt: skip
     shard = vocab_shard(weight_shard.shape[0], x.shape[0], group, x.device, "weight_shard")
-    cw = check_class_weight(class_weight, shard.n_classes, x.device, "class_weight")
-    check_class_weight_values(cw, shard.n_classes, "class_weight")
-    if t.is_floating_point():
-        check_sharded_probabilities(t, shard)
-    else:
-        check_class_indices(t, shard.n_classes, opts.ignore_index, batch)
+    cw = check_shard_inputs(t, class_weight, shard, opts, batch, "class_weight")
     if chunk_size is None:  # the same chunks on every rank: each chunk has its all-reduces
         chunk = default_chunk_size(x.shape[0], shard.max_size, x.device)
     head = _linear.Head(

@@ -31,7 +31,7 @@ import torch.distributed as dist
 from crossent import _spec
 from crossent._kernel import SAFE_RANGE
 from crossent.torch._cpu import transform
-from crossent.torch._options import LossOptions
+from crossent.torch._options import LossOptions, check_class_weight
 
 _NAN, _POSINF = 2.0, 1.0  # flag values of bad logits (MAX keeps the worse)
 
@@ -135,6 +135,25 @@ def check_sharded_probabilities(q: torch.Tensor, shard: VocabShard) -> None:
             "target: expected probabilities summing to 1 along the class dimension (over all "
             f"ranks; tolerance {tol:.1e}), got a sum of {float(sums[r])!r} at row {r}"
         )
+
+
+def check_shard_inputs(
+    target: torch.Tensor,
+    class_weight: Any,
+    shard: VocabShard,
+    opts: LossOptions,
+    batch: Any,
+    name: str,
+) -> torch.Tensor | None:
+    """The class weights (all ``V`` of them, the argument ``name``) and the target checked
+    against the split vocabulary (the same error on every rank); returns the class weights."""
+    w = check_class_weight(class_weight, shard.n_classes, target.device, name)
+    check_class_weight_values(w, shard.n_classes, name)
+    if target.is_floating_point():
+        check_sharded_probabilities(target, shard)
+    else:
+        check_class_indices(target, shard.n_classes, opts.ignore_index, batch)
+    return w
 
 
 def _exp(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
