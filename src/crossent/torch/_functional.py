@@ -131,28 +131,16 @@ def cross_entropy(
         left without a gradient): finite and ``>= 0``. Negative weights
         are refused with a ``ValueError`` (``F.cross_entropy`` accepts them): they turn a
         class's loss into an unbounded reward.
-    ignore_index : int, default -100
-        Index targets equal to it contribute nothing, to the ``'mean'`` denominator either.
-    reduction : {'mean', 'sum', 'none'}, default 'mean'
-        ``'mean'`` divides by ``Σ_{n∈V} w_{y_n}`` (index targets; 0 when every target is
-        ignored gives a loss of 0, not NaN) or by ``N`` (probabilities).
-    label_smoothing : float in [0, 1], default 0.0
-        ``ε``, spread over the finite classes only.
-    z_loss : float >= 0, default 0.0
-        ``λ``: adds ``λ·lse(x_n)²`` per non-ignored position; ``'mean'`` averages it over
-        the non-ignored positions (not weighted by ``weight``: PaLM's and Liger's z-loss).
-    softcap : float > 0, optional
-        ``s``: logits become ``s·tanh(x/s)`` (after the temperature); ``-inf`` stays ``-inf``.
-    temperature : float > 0, default 1.0
-        ``T``: logits are divided by ``T`` first.
+    ignore_index, reduction, label_smoothing, z_loss, softcap, temperature
+        As :func:`crossent.cross_entropy`: ``'mean'`` over targets that are all ignored gives
+        0, not NaN; smoothing spreads ``ε`` over the finite classes only; the z-loss is not
+        weighted by ``weight`` (PaLM's and Liger's).
     return_lse : bool, default False
         Also return the log-sum-exp of each position's transformed logits (float32, the
         batch shape; not differentiable), e.g. to log the z-loss.
     num_items : float >= 0 or 0-d Tensor, optional
-        Only with ``reduction='mean'``: the denominator of the whole global batch (the
-        non-ignored target weight over every data-parallel rank and accumulation step) instead
-        of this batch's own, so that summed micro-batch losses give the exact global mean (see
-        :mod:`crossent._spec`). Not with class weights and ``z_loss`` together.
+        As :func:`crossent.cross_entropy` (the ``'mean'`` denominator of the whole global
+        batch, see :mod:`crossent._spec`). Not with class weights and ``z_loss`` together.
     inplace : bool, default False
         Write the gradient over the logits' buffer instead of allocating one of their size.
         The logits must then not be needed afterwards: a leaf that requires grad is refused;
