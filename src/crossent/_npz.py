@@ -28,7 +28,9 @@ def _header(fh: Any, where: str) -> tuple[tuple[int, ...], np.dtype[Any], int]:
     read = fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0
     shape, _fortran, dtype = read(fh)
     if dtype.hasobject:
-        raise ValueError(f"{where}: expected an array of numbers or strings, got Python objects")
+        raise ValueError(
+            f"{where}: expected an array of numbers or strings, got Python objects (pickles, never loaded: allow_pickle=False)"
+        )
     return shape, dtype, int(np.prod(shape, dtype=object)) * dtype.itemsize
 
 
@@ -39,6 +41,8 @@ def read_npz(source: str | os.PathLike[str] | bytes) -> dict[str, NDArray[Any]]:
     archive holds, object arrays, and archives that are not zip files.
     """
     where = "the archive" if isinstance(source, bytes) else str(source)
+    if isinstance(source, bytes) and source.startswith(b"\x93NUMPY"):
+        raise ValueError(f"{where}: expected an .npz archive, got a single .npy array, not an .npz")
     try:
         zf = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
     except zipfile.BadZipFile as exc:
