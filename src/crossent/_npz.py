@@ -29,7 +29,8 @@ def _header(fh: Any, where: str) -> tuple[tuple[int, ...], np.dtype[Any], int]:
     shape, _fortran, dtype = read(fh)
     if dtype.hasobject:
         raise ValueError(
-            f"{where}: expected an array of numbers or strings, got Python objects (pickles, never loaded: allow_pickle=False)"
+            f"{where}: expected an array of numbers or strings, got Python objects (pickles "
+            "are never loaded: allow_pickle=False)"
         )
     return shape, dtype, int(np.prod(shape, dtype=object)) * dtype.itemsize
 
