@@ -155,7 +155,7 @@ def _has_header(rows: list[list[str]], lines: list[int], where: str, names: set[
     if any(col and not num for col, num in zip(numeric_col, numeric_first, strict=True)):
         return True  # text above a column of numbers: a header
     n = len(first)
-    count_up = first in ([str(j) for j in range(n)], [str(j) for j in range(1, n + 1)])
+    count_up = n > 1 and first in ([str(j) for j in range(n)], [str(j) for j in range(1, n + 1)])
     # text in a text column: data if the same value appears again below, as a class does
     once = [j for j in range(n) if not numeric_first[j] and all(r[j] != first[j] for r in rest)]
     if count_up or once:
@@ -200,7 +200,7 @@ def check_labels(y: Any, where: str) -> NDArray[Any]:
             bad = y[~finite] if not finite.all() else y[y != np.round(y)]
             raise ValueError(
                 f"{where}: expected class labels (integers or names), got the "
-                f"number {bad[0]!r}; is this the label column?"
+                f"number {bad[0].item()!r}; is this the label column?"
             )
         return y.astype(np.int64)
     if y.dtype.kind == "b":

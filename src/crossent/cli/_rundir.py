@@ -101,7 +101,7 @@ class RunWriter:
         self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         try:
-            if self.work.exists() and not self.keep_partial:
+            if self.work.exists() and not (self.keep_partial and any(self.work.iterdir())):
                 shutil.rmtree(self.work, ignore_errors=True)
         finally:
             if self._lock is not None:

@@ -39,6 +39,7 @@ OPTIONS = {
     "seed": "--seed",
     "header": "--header",
     "source": "--data",
+    "data": "--data",
     "path": "--data",
     "alpha": "--alpha",
     "l1_ratio": "--l1-ratio",

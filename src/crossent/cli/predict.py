@@ -55,7 +55,7 @@ def read_features(path_text: str, info: dict[str, Any], n_features: int, header:
             X = arrays["X"]
         else:
             X = _read_csv(path, info, n_features, {"yes": True, "no": False}.get(header))
-        X = X.reshape(1, -1) if X.ndim == 1 else X.reshape(len(X), -1)
+        X = X.reshape(1, -1) if X.ndim <= 1 else X.reshape(len(X), -1) if X.size else X
         X = check_features(X, str(path))
     except (ValueError, OSError) as exc:
         raise CLIError(f"INPUT: {exc}") from None
