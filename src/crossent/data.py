@@ -84,7 +84,7 @@ class DataSpec:
     header: bool | None = None
 
     def __post_init__(self) -> None:
-        def num(v: Any, kind: type) -> bool:
+        def num(v: Any, kind: type | tuple[type, ...]) -> bool:
             return isinstance(v, kind) and not isinstance(v, bool)
 
         checks = {

@@ -12,7 +12,6 @@ import os
 import shutil
 import tempfile
 from pathlib import Path
-from types import TracebackType
 from typing import IO
 
 from crossent.cli._shared import CLIError
@@ -97,9 +96,7 @@ class RunWriter:
             if backup is not None:
                 shutil.rmtree(backup, ignore_errors=True)
 
-    def __exit__(
-        self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
+    def __exit__(self, *_: object) -> None:
         try:
             if self.work.exists() and not (self.keep_partial and any(self.work.iterdir())):
                 shutil.rmtree(self.work, ignore_errors=True)

@@ -165,6 +165,8 @@ def _check_output(path: Path | None, option: str, suffixes: tuple[str, ...]) -> 
         raise CLIError(f"{option}: expected an existing directory, got {str(path.parent)!r}")
     if path.is_dir():
         raise CLIError(f"{option}: expected a file name, got the directory {str(path)!r}")
+    if not os.access(path.parent, os.W_OK):
+        raise CLIError(f"{option}: cannot write in {str(path.parent)!r} (permission denied)")
 
 
 def _from_model(args: argparse.Namespace) -> dict[str, Any]:
@@ -305,10 +307,14 @@ def run(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    if args.plot is not None:
-        save_plot(ex, args.plot, digits=args.digits)
-        print(f"wrote {args.plot}", file=sys.stderr)
-    if args.html is not None:
-        write_html(ex, args.html, digits=args.digits)
-        print(f"wrote {args.html}", file=sys.stderr)
+    for option, path, write in (
+        ("--plot", args.plot, save_plot),
+        ("--html", args.html, write_html),
+    ):
+        if path is not None:
+            try:
+                write(ex, path, digits=args.digits)
+            except OSError as exc:
+                raise CLIError(f"{option}: cannot write {str(path)!r} ({exc.strerror})") from None
+            print(f"wrote {path}", file=sys.stderr)
     return 0

@@ -67,7 +67,7 @@ def read_features(path_text: str, info: dict[str, Any], n_features: int, header:
 def _read_csv(path: Path, info: dict[str, Any], n_features: int, header: bool | None) -> Any:
     from crossent._tabular import read_csv
 
-    data = info.get("data") if isinstance(info.get("data"), dict) else {}
+    data: dict[str, Any] = info["data"] if isinstance(info.get("data"), dict) else {}
     label = data.get("label_column") if data.get("source") == "csv" else None
     names = info.get("feature_names")
     if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):

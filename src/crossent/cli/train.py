@@ -368,8 +368,10 @@ def _fit(clf: Any, Z: Any, y: Any, on_epoch: Any, cfg: dict[str, Any]) -> None:
             raise _Diverged("the parameters became NaN or inf")
         worst = 10 * math.log(len(clf.classes_))  # 10× the loss of a uniform guess
         if clf.loss_curve_ and clf.loss_curve_[-1] > worst:
-            raise _Diverged(f"the loss ended at {clf.loss_curve_[-1]:.3g}, above 10·log C = "
-                            f"{worst:.3g} (a uniform guess scores log C)")
+            raise _Diverged(
+                f"the loss ended at {clf.loss_curve_[-1]:.3g}, above 10·log C = "
+                f"{worst:.3g} (a uniform guess scores log C)"
+            )
     except _Diverged as exc:
         raise CLIError(f"training diverged: {exc}; lower {lr} (--out is unchanged)") from None
 
