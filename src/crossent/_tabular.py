@@ -92,10 +92,11 @@ class CsvTable:
 def _bad_number(value: float, text: str) -> str:
     if math.isnan(value):
         return f"expected a number, got {text!r} (a missing value)"
-    what = "inf (overflow)" if math.isinf(value) else f"{value:.3g}"
+    if math.isinf(value):
+        return f"expected a finite number, got {text!r}"
     return (
-        f"expected a finite number of magnitude at most {MAX_ABS_FEATURE:.0e} (larger ones "
-        f"overflow when squared to standardize them), got {what}; rescale this column"
+        f"expected a number of magnitude at most {MAX_ABS_FEATURE:.0e}, got {value:.3g}, which "
+        "overflows when squared to standardize the column; rescale this column"
     )
 
 
@@ -150,7 +151,7 @@ def _has_header(rows: list[list[str]], lines: list[int], where: str, names: set[
     if not rest:
         if all(numeric_first):
             return False
-        raise ValueError(f"{where}: expected data rows, got only the line {','.join(first)!r}")
+        raise ValueError(f"{where}: expected data rows, got only the line {','.join(first)[:60]!r}")
     numeric_col = [all(_number(r[j]) is not None for r in rest) for j in range(len(first))]
     if any(col and not num for col, num in zip(numeric_col, numeric_first, strict=True)):
         return True  # text above a column of numbers: a header

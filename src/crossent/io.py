@@ -301,7 +301,7 @@ def load_model(path: str | os.PathLike[str], *, with_extra: bool = False) -> Any
         if not np.all(scaler.scale_ > 0):
             raise ModelFileError(
                 f"{path}: expected positive scaler_scale, got "
-                f"{scaler.scale_.min()!r} (features are divided by it)"
+                f"{float(scaler.scale_.min())} (features are divided by it)"
             )
         scaler.var_ = scaler.scale_**2
         scaler.n_features_in_ = n_features

@@ -41,7 +41,8 @@ def check_out(out: Path) -> None:
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out: expected a run directory, got the file {out}")
     if out.is_dir():
-        foreign = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
+        names = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
+        foreign = sorted(names, key=lambda n: n.startswith("."))  # visible names first
         if foreign:
             raise CLIError(
                 f"--out: {out} holds files that are not a crossent run ({foreign[0]!r}"

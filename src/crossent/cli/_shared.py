@@ -335,3 +335,27 @@ def evaluate_model(model: Any, X: Any, y: Any) -> dict[str, Any]:
         "classes": classes.tolist(),
         "confusion_matrix": confusion_matrix(y, pred, labels=classes).tolist(),
     }
+
+
+def fit_metrics(
+    pipe: Any, clf: Any, ds: Any, parts: tuple[Any, ...], Z_fit: Any, Z_val: Any
+) -> dict[str, Any]:
+    """The metrics of a fitted run: accuracies, test loss and confusion, sizes, data facts."""
+    import numpy as np
+
+    _, y_fit, _, y_val = parts
+    weights = getattr(clf, "coefs_", [clf.coef_])
+    return {
+        "train_accuracy": float(np.mean(clf.predict(Z_fit) == y_fit)),
+        "val_accuracy": float(np.mean(clf.predict(Z_val) == y_val)) if Z_val is not None else None,
+        **evaluate_model(pipe, ds.X_test, ds.y_test),
+        "final_loss": float(clf.loss_curve_[-1]) if clf.loss_curve_ else None,
+        "n_iter": int(clf.n_iter_),
+        "zero_weight_fraction": float(np.mean(np.concatenate([W.ravel() for W in weights]) == 0)),
+        "n_train": len(y_fit),
+        "n_val": 0 if y_val is None else len(y_val),
+        "n_test": len(ds.y_test),
+        "image_shape": list(ds.image_shape) if ds.image_shape else None,
+        "class_names": ds.class_names,
+        "feature_names": ds.feature_names,
+    }

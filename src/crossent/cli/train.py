@@ -265,15 +265,19 @@ def _train(
             model, extra = load_model(source, with_extra=True)
         except ModelFileError as exc:
             raise CLIError(f"--resume: {exc}") from None
-        same = {k: v for k, v in cfg.items() if k != "epochs"}
-        saved = extra.get("config", {})
-        saved = (
-            {k: v for k, v in saved.items() if k != "epochs"} if isinstance(saved, dict) else saved
-        )
-        if saved != same or extra.get("data") != spec.to_dict():
+        saved = extra.get("config") if isinstance(extra.get("config"), dict) else {}
+        data = extra.get("data") if isinstance(extra.get("data"), dict) else {}
+        now = {**cfg, **{f"data.{k}": v for k, v in spec.to_dict().items()}}
+        then = {**saved, **{f"data.{k}": v for k, v in data.items()}}
+        changed = [
+            f"{k} {then.get(k)!r} (now {v!r})"
+            for k, v in now.items()
+            if k != "epochs" and then.get(k) != v
+        ]
+        if changed:
             raise CLIError(
-                f"--resume: {source} was made with other options ({saved}, data "
-                f"{extra.get('data')}); pass the same ones"
+                f"--resume: {source} was made with other options: {', '.join(changed[:4])}; "
+                "pass the same ones"
             )
         history = _history(extra, source)
         clf = _shared.classifier_of(model)
@@ -332,7 +336,7 @@ def _train(
             )
             return 130
     fit_seconds = time.perf_counter() - t0
-    metrics = _metrics(pipe, clf, ds, parts, Z_fit, Z_val)
+    metrics = _shared.fit_metrics(pipe, clf, ds, parts, Z_fit, Z_val)
     metrics.update(
         fit_seconds=fit_seconds, unit=unit, converged=converged, model_file=MODEL, **run_extra()
     )
@@ -374,26 +378,3 @@ def _fit(clf: Any, Z: Any, y: Any, on_epoch: Any, cfg: dict[str, Any]) -> None:
             )
     except _Diverged as exc:
         raise CLIError(f"training diverged: {exc}; lower {lr} (--out is unchanged)") from None
-
-
-def _metrics(
-    pipe: Any, clf: Any, ds: Any, parts: tuple[Any, ...], Z_fit: Any, Z_val: Any
-) -> dict[str, Any]:
-    import numpy as np
-
-    _, y_fit, _, y_val = parts
-    weights = getattr(clf, "coefs_", [clf.coef_])
-    return {
-        "train_accuracy": float(np.mean(clf.predict(Z_fit) == y_fit)),
-        "val_accuracy": float(np.mean(clf.predict(Z_val) == y_val)) if Z_val is not None else None,
-        **_shared.evaluate_model(pipe, ds.X_test, ds.y_test),
-        "final_loss": float(clf.loss_curve_[-1]) if clf.loss_curve_ else None,
-        "n_iter": int(clf.n_iter_),
-        "zero_weight_fraction": float(np.mean(np.concatenate([W.ravel() for W in weights]) == 0)),
-        "n_train": len(y_fit),
-        "n_val": 0 if y_val is None else len(y_val),
-        "n_test": len(ds.y_test),
-        "image_shape": list(ds.image_shape) if ds.image_shape else None,
-        "class_names": ds.class_names,
-        "feature_names": ds.feature_names,
-    }
