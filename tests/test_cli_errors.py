@@ -64,6 +64,11 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
          [r.rsplit(",", 1)[0] + f",k{c}" for r, c in zip(good, y, strict=True)])  # fmt: skip
     _csv(d / "once.csv", None,
          ["1,2,3,4,flower"] + [r.rsplit(",", 1)[0] + f",k{c}" for r, c in zip(good, y, strict=True)])  # fmt: skip
+    _csv(
+        d / "label_first.csv",
+        None,
+        [f"k{c}," + r.rsplit(",", 1)[0] for r, c in zip(good, y, strict=True)],
+    )
     _csv(d / "inf.csv", "a,b,label", ["1,2,0", "3,inf,1", "4,5,0", "6,7,1"])
     _csv(d / "huge.csv", "a,b,label", ["1,2,0", "3,1e308,1", "4,5,0", "6,7,1"])
     _csv(d / "nan.csv", "a,b,label", ["1,2,0", "3,,1", "4,5,0"])
@@ -99,11 +104,12 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
         )
         write_idx(idx / f"{part}-labels-idx1-ubyte.gz", rng.random(n) * 3)  # float labels
     # damaged run directories and model files, each a copy
-    for name in ("badjson", "listjson", "escape", "nohist", "notrun"):
+    for name in ("badjson", "listjson", "escape", "nohist", "notrun", "baddata"):
         shutil.copytree(run, d / name)
     (d / "badjson" / "metrics.json").write_text("{not json")
     (d / "listjson" / "metrics.json").write_text("[1, 2]")
     (d / "escape" / "metrics.json").write_text(json.dumps({"model_file": "../five.csv"}))
+    (d / "baddata" / "metrics.json").write_text(json.dumps({"data": {"source": 5}}))
     shutil.copy(run / "model.npz", d / "nohist" / "checkpoint.npz")  # no training history
     (d / "notrun" / "notes.txt").write_text("mine")
     model = run / "model.npz"
@@ -206,6 +212,7 @@ CASES = [
         "'flower' appears nowhere else in column 5); pass --header yes",
     ),
     ([*T, "--data", "{d}/once.csv", "--header", "maybe"], "--header: invalid choice: 'maybe'"),
+    ([*T, "--data", "{d}/label_first.csv"], "got 'k0'; is this the label column? name it with"),
     ([*T, "--data", "{d}/inf.csv"], "inf.csv, line 3, column 2, 'b': expected a finite number"),
     (
         [*T, "--data", "{d}/huge.csv"],
@@ -237,6 +244,7 @@ CASES = [
     (["evaluate", "{d}/badjson"], "metrics.json: expected the JSON crossent train writes, got a"),
     (["evaluate", "{d}/listjson"], "metrics.json: expected a mapping with a model_file name"),
     (["evaluate", "{d}/escape"], "metrics.json: expected a mapping with a model_file name"),
+    (["evaluate", "{d}/baddata"], "MODEL: its data description is damaged (source: expected"),
     (["evaluate", "{d}/five.csv"], "five.csv: expected a crossent model (.npz of plain arrays)"),
     ([*E, "--data", "{d}/five.csv"], "--data: expected 64 features for this model, got 4"),
     (["evaluate", "{d}/unsorted.npz"], "unsorted.npz: expected classes sorted and unique"),
@@ -268,6 +276,8 @@ CASES = [
     (["bench", "--json", "{d}/missing/b.json"], "--json: expected a file name in a writable"),
     (["bench", "--json", "{d}"], "--json: expected a file name in a writable directory"),
     (["explain", "--plot", "{d}/missing/e.png"], "--plot: expected an existing directory"),
+    (["explain", "--plot", "{d}/idx_float"], "--plot: expected a file name ending in .png"),
+    (["explain", "--plot", "{d}/run.png", "--digits", "20"], "--digits: expected an integer in"),
     (["explain", "--html", "{d}/page.txt"], "--html: expected a file name ending in .html"),
 ]
 
