@@ -338,3 +338,28 @@ def test_an_unwritable_out_is_refused_up_front(tmp_path, capsys):
     locked.mkdir(mode=0o500)
     assert main(["train", "--out", str(locked / "run"), *FAST]) == 2
     assert "--out: cannot write in" in capsys.readouterr().err
+
+
+def test_a_full_disk_while_writing_the_run_keeps_the_old_one(work, capsys, monkeypatch):
+    import crossent.cli._pictures as pictures
+
+    def full(*args, **kwargs):
+        raise OSError(28, "No space left on device", str(work / ".run.partial" / "curves.png"))
+
+    monkeypatch.setattr(pictures, "save_pictures", full)
+    before = _snapshot(work)
+    assert main(["train", "--out", str(work / "run"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "curves.png (No space left on device)" in err and err.count("\n") == 1
+    assert _snapshot(work) == before and not partial_dir(work / "run").exists()
+
+
+def test_explain_names_a_picture_it_cannot_write(work, capsys, monkeypatch):
+    import crossent.explain as explain
+
+    def denied(ex, path, **kwargs):
+        raise PermissionError(13, "Permission denied", str(path))
+
+    monkeypatch.setattr(explain, "save_plot", denied)
+    assert main(["explain", "--plot", str(work / "e.png")]) == 2
+    assert f"cannot use {work / 'e.png'} (Permission denied)" in capsys.readouterr().err

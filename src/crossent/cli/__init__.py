@@ -73,6 +73,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         _quiet_stdout()
         return 0
+    except OSError as exc:  # the system refused a file (disk full, permissions): not a bug
+        if exc.filename is None:
+            raise
+        print(
+            f"crossent {args.command}: error: cannot use {exc.filename} ({exc.strerror})",
+            file=sys.stderr,
+        )
+        return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

@@ -307,14 +307,10 @@ def run(args: argparse.Namespace) -> int:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
-    for option, path, write in (
-        ("--plot", args.plot, save_plot),
-        ("--html", args.html, write_html),
-    ):
-        if path is not None:
-            try:
-                write(ex, path, digits=args.digits)
-            except OSError as exc:
-                raise CLIError(f"{option}: cannot write {str(path)!r} ({exc.strerror})") from None
-            print(f"wrote {path}", file=sys.stderr)
+    if args.plot is not None:
+        save_plot(ex, args.plot, digits=args.digits)
+        print(f"wrote {args.plot}", file=sys.stderr)
+    if args.html is not None:
+        write_html(ex, args.html, digits=args.digits)
+        print(f"wrote {args.html}", file=sys.stderr)
     return 0
