@@ -6,6 +6,7 @@ import json
 import re
 import subprocess
 import sys
+import unicodedata
 from pathlib import Path
 from typing import Any
 
@@ -406,16 +407,16 @@ def test_import_stays_light() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
 
 
-def test_readme_shows_the_real_output(capsys: pytest.CaptureFixture[str]) -> None:
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
-    section = readme.split("## Explain one example", 1)[1].split("\n## ", 1)[0]
-    shown_output = section.split("```console\n$ crossent explain\n", 1)[1].split("```", 1)[0]
-    code, out, _ = run_cli(capsys)
-    assert code == 0
-    assert shown_output == out
-    assert "](docs/explain.png)" in section
+def test_docs_show_the_real_output(capsys: pytest.CaptureFixture[str]) -> None:
+    page = (Path(__file__).resolve().parents[1] / "docs" / "explain.md").read_text(encoding="utf-8")
+    for argv in ((), ("--lang", "zh")):
+        command = " ".join(("$ crossent explain", *argv)) + "\n"
+        shown_output = page.split("```console\n" + command, 1)[1].split("```", 1)[0]
+        code, out, _ = run_cli(capsys, *argv)
+        assert code == 0
+        assert shown_output == out
     for name in ("explain.png", "explain-page.png"):
-        assert f"](docs/{name})" in section
+        assert f"]({name})" in page
         png = Path(__file__).resolve().parents[1] / "docs" / name
         assert _png(png).shape[1] >= 700
         assert png.stat().st_size < 150_000
@@ -524,3 +525,192 @@ def test_model_example_picture_and_errors(
     assert code == 2 and "SCORES: expected no scores with --model" in err
     code, _, err = run_cli(capsys, "--model", str(tmp_path))
     assert code == 2 and "--model: cannot load the run" in err
+
+
+# ---------------------------------------------------------------- languages
+
+NUMBER = re.compile(r"-?\d+(?:\.\d+)?(?:e[-+]\d+)?")
+
+CASES = [
+    [],
+    ["10", "9", "8", "--target", "horse"],
+    ["2", "1", "0.1", "--probs", "0.7", "0.2", "0.1"],
+    ["1000", "0", "9", "--target", "1"],
+    [
+        "1",
+        "3",
+        "-2",
+        "0.5",
+        "--probs",
+        "0.1",
+        "0.6",
+        "0",
+        "0.3",
+        "--weight",
+        "2",
+        "1",
+        "0.5",
+        "1.5",
+        "--softcap",
+        "4",
+        "--z-loss",
+        "0.01",
+        "--temperature",
+        "1.5",
+        "--label-smoothing",
+        "0.1",
+        "--penalty",
+        "elasticnet",
+        "--weights",
+        "1",
+        "-2",
+        "0.5",
+    ],
+    ["10", "9", "8", "--weight", "1", "2", "3", "--target", "2"],
+]
+
+
+@pytest.mark.parametrize("argv", CASES)
+def test_chinese_text_has_the_same_numbers(
+    capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    code, en, _ = run_cli(capsys, *argv)
+    assert code == 0
+    code, zh, _ = run_cli(capsys, *argv, "--lang", "zh")
+    assert code == 0
+    assert zh != en
+    assert "逐步计算一个样本的交叉熵" in zh and "损失" in zh
+    # the same numbers (the reading may put them in another order)
+    assert sorted(NUMBER.findall(zh)) == sorted(NUMBER.findall(en))
+    # the columns line up in a terminal: the header (two columns per CJK character) ends
+    # where the rows end
+    lines = zh.splitlines()
+    head = next(i for i, line in enumerate(lines) if line.startswith("类别"))
+    wide = sum(unicodedata.east_asian_width(ch) in "WF" for ch in lines[head])
+    assert len(lines[head]) + wide == len(lines[head + 1])
+
+
+def test_chinese_json_has_the_same_numbers(capsys: pytest.CaptureFixture[str]) -> None:
+    _, en, _ = run_cli(capsys, "--json", "10", "9", "8", "--label-smoothing", "0.1")
+    _, zh, _ = run_cli(capsys, "--json", "10", "9", "8", "--label-smoothing", "0.1", "--lang", "zh")
+    en_d, zh_d = json.loads(en), json.loads(zh)
+    assert zh_d.pop("reading") == explain(SEED, label_smoothing=0.1).reading_in("zh")
+    en_d.pop("reading")
+    assert zh_d == en_d
+
+
+def test_chinese_plot_labels_and_font(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from crossent.explain._plot import cjk_font
+
+    if cjk_font() is None:
+        pytest.skip("no CJK font installed (bash .ci/run installs fonts-noto-cjk)")
+    fig = crossent.explain.plot(explain(), lang="zh")
+    bars_ax, curve_ax = fig.axes
+    assert bars_ax.get_title() == "softmax：从得分到概率"
+    assert curve_ax.get_xlabel() == "目标类别的 p"
+    assert "损失 = 0.408" in fig.get_suptitle()
+    assert cjk_font() in bars_ax.title.get_fontfamily()
+    out = tmp_path / "zh.png"
+    code, _, err = run_cli(capsys, "--lang", "zh", "--plot", str(out))
+    assert code == 0 and "note:" not in err
+    assert _png(out)[..., :3].std() > 0.05
+
+
+def test_chinese_plot_without_a_cjk_font_falls_back_to_english(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from crossent.explain import _plot
+
+    monkeypatch.setattr(_plot, "cjk_font", lambda: None)
+    with pytest.warns(UserWarning, match="fonts-noto-cjk"):
+        fig = crossent.explain.plot(explain(), lang="zh")
+    assert fig.axes[0].get_title() == "Softmax: scores to probabilities"
+    out = tmp_path / "fallback.png"
+    code, text, err = run_cli(capsys, "--lang", "zh", "--plot", str(out))
+    assert code == 0 and "损失" in text  # the text stays Chinese
+    assert "note: no font with Chinese glyphs found" in err and out.exists()
+
+
+def test_chinese_page(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "zh.html"
+    code, _, _ = run_cli(capsys, "--lang", "zh", "--html", str(out))
+    assert code == 0
+    page = out.read_text(encoding="utf-8")
+    assert '<html lang="zh">' in page and '<output id="loss">0.408</output>' in page
+    assert explain().reading_in("zh") in page
+    assert '<option value="zh" selected>中文</option>' in page
+    # the first column's words stay left-aligned like the class names under them
+    assert '<th class="name" data-msg="h_class">类别</th>' in page
+    assert '<td class="name" data-msg="row_sum">合计</td>' in page
+
+
+def test_unknown_language_names_the_argument() -> None:
+    with pytest.raises(ValueError, match="lang: expected one of 'en', 'zh', got 'fr'"):
+        format_text(explain(), lang="fr")
+    with pytest.raises(ValueError, match="lang: expected"):
+        render_html(explain(), lang="EN")
+
+
+# ---------------------------------------------------------------- the tutorial's figures
+
+
+def test_tutorial_figures_draw_their_numbers() -> None:
+    from matplotlib.collections import PathCollection
+
+    from crossent.explain import (
+        Curves,
+        Sweep,
+        plot_cases,
+        plot_curves,
+        plot_sweep,
+        plot_templates,
+    )
+
+    cases = [explain([10.0, 5.0, 3.0], "cat"), explain(SEED, "cat"), explain(SEED, "horse")]
+    (ax,) = plot_cases(cases).axes
+    points = [c for c in ax.collections if isinstance(c, PathCollection)]
+    got = [tuple(pc.get_offsets()[0]) for pc in points]
+    want = [(c.probs[c.target_index], c.loss) for c in cases]
+    np.testing.assert_allclose(got, want)
+    labels = ax.get_legend_handles_labels()[1]
+    assert [lab.split(":")[0] for lab in labels[1:]] == [
+        "right and confident",
+        "right but unsure",
+        "wrong",
+    ]
+    with pytest.raises(ValueError, match="examples: expected class-index targets"):
+        plot_cases([explain(SEED, [0.2, 0.5, 0.3])])
+
+    sweep = Sweep(
+        [1e-3, 1e-2],
+        {"l1": [0.9, 0.8], "l2": [0.95, 0.9]},
+        {"l1": [0.1, 0.5], "l2": [0.0, 0.0]},
+        {},
+    )
+    acc_ax, zero_ax = plot_sweep(sweep, lang="en").axes
+    assert [list(line.get_ydata()) for line in acc_ax.lines] == [[0.9, 0.8], [0.95, 0.9]]
+    assert [list(line.get_ydata()) for line in zero_ax.lines] == [[0.1, 0.5], [0.0, 0.0]]
+    assert acc_ax.get_xscale() == "log"
+
+    W = np.arange(2 * 4, dtype=float).reshape(2, 4) - 3.0
+    fig = plot_templates({"L1": W, "L2": -W}, (2, 2), class_names=["a", "b"])
+    images = [ax.images[0] for ax in fig.axes if ax.images]
+    assert len(images) == 4
+    np.testing.assert_array_equal(images[1].get_array(), W[1].reshape(2, 2))
+    assert images[0].get_clim() == (-4.0, 4.0)  # one symmetric scale per model
+
+    run = Curves("linear", [1.0, 0.5], [0.8, 0.9], [0.7, 0.85])
+    loss_ax, acc_ax = plot_curves([run]).axes
+    assert list(loss_ax.lines[0].get_ydata()) == [1.0, 0.5]
+    assert [list(line.get_ydata()) for line in acc_ax.lines] == [[0.7, 0.85], [0.8, 0.9]]
+
+
+def test_every_language_has_every_message_with_the_same_fields() -> None:
+    from crossent.explain._messages import MESSAGES
+
+    fields = re.compile(r"\{(\w+)\}")
+    en = MESSAGES["en"]
+    for lang, table in MESSAGES.items():
+        assert table.keys() == en.keys(), lang
+        for key, text in table.items():
+            assert set(fields.findall(text)) == set(fields.findall(en[key])), (lang, key)

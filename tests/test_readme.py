@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import doctest
+import re
 from pathlib import Path
 
 README = Path(__file__).resolve().parents[1] / "README.md"
@@ -22,3 +23,13 @@ def test_readme_gives_the_two_commands_near_the_top():
     head = README.read_text(encoding="utf-8")[:1500]
     assert 'pip install ".[cli]" && crossent train' in head
     assert "bash .ci/run" in head
+
+
+def test_readme_is_the_front_door_to_the_docs():
+    text = README.read_text(encoding="utf-8")
+    links = re.findall(r"\]\(([^)#\s]+)", text)
+    for target in ("docs/index.md", "docs/tutorial.md", "docs/zh/tutorial.md", "docs/api.md"):
+        assert target in links
+    for target in links:
+        assert (README.parent / target).is_file(), target
+    assert len(text.splitlines()) <= 80  # the pitch, two commands, a tour, links

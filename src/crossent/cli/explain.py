@@ -11,10 +11,12 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Any
 
 from crossent.cli import CLIError
+from crossent.explain._messages import LANGS
 
 # the argument names of crossent.explain.explain (and of the penalty functions) -> options
 _OPTION = {
@@ -41,6 +43,7 @@ examples:
   crossent explain --penalty l2 --alpha 0.1 --weights 0.5 -1.2 2
                                                loss term + regularization term
   crossent explain --json | --plot explain.png | --html explain.html
+  crossent explain --lang zh                   the same walk-through in Chinese (中文)
   crossent explain --model runs/digits --index 7
                                                one test image through a trained model
 
@@ -149,6 +152,12 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     out.add_argument("--html", type=Path, metavar="FILE.html", help="write an interactive page")
     out.add_argument(
         "--digits", type=int, default=3, help="decimals shown in text, picture, page (default 3)"
+    )
+    out.add_argument(
+        "--lang",
+        choices=list(LANGS),
+        default="en",
+        help="language of the words: en (English, default) or zh (Chinese); same numbers",
     )
     p.set_defaults(run=run)
     return p
@@ -297,9 +306,10 @@ def run(args: argparse.Namespace) -> int:
     except (ValueError, TypeError) as exc:
         raise _error(exc, args) from None
 
-    report = (
-        json.dumps(ex.to_dict(), indent=2) if args.json else format_text(ex, digits=args.digits)
-    )
+    if args.json:
+        report = json.dumps(ex.to_dict(args.lang), indent=2, ensure_ascii=False)
+    else:
+        report = format_text(ex, digits=args.digits, lang=args.lang)
     try:
         sys.stdout.write(report + "\n")
         sys.stdout.flush()
@@ -308,9 +318,13 @@ def run(args: argparse.Namespace) -> int:
         os.dup2(devnull, sys.stdout.fileno())
         os.close(devnull)
     if args.plot is not None:
-        save_plot(ex, args.plot, digits=args.digits)
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", UserWarning)
+            save_plot(ex, args.plot, digits=args.digits, lang=args.lang)
+        for w in caught:  # no CJK font: the picture's labels fell back to English
+            print(f"note: {w.message}", file=sys.stderr)
         print(f"wrote {args.plot}", file=sys.stderr)
     if args.html is not None:
-        write_html(ex, args.html, digits=args.digits)
+        write_html(ex, args.html, digits=args.digits, lang=args.lang)
         print(f"wrote {args.html}", file=sys.stderr)
     return 0

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 import os
+import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,24 +14,36 @@ import numpy as np
 
 import crossent
 from crossent._files import atomic_write
+from crossent.explain._messages import MESSAGES, check_lang, fill
 from crossent.explain._result import Explanation
 
 if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.axes import Axes
     from matplotlib.figure import Figure
 
-__all__ = ["plot", "save_plot"]
+__all__ = ["cjk_font", "labels_for", "plot", "save_figure", "save_plot", "use_font"]
 
 _TARGET = "#d62728"
 _OTHER = "#1f77b4"
-_PENALTY = {"l1": "L1: alpha·|w|", "l2": "L2: alpha·½w²", "elasticnet": "elastic net"}
+# fonts with CJK glyphs, in order of preference (Debian's fonts-noto-cjk gives the first)
+_CJK_FONTS = (
+    "Noto Sans CJK SC",
+    "Noto Sans CJK JP",
+    "Noto Sans SC",
+    "Source Han Sans SC",
+    "WenQuanYi Zen Hei",
+    "WenQuanYi Micro Hei",
+    "Droid Sans Fallback",
+    "AR PL UMing CN",
+)
+_CJK_FILES = ("NotoSansCJK", "NotoSansSC", "SourceHanSans", "wqy-", "DroidSansFallback")
 
 
 def _fmt(x: float, digits: int) -> str:
     return f"{x:.{digits}f}"
 
 
-def _bars(ax: Axes, ex: Explanation, digits: int) -> None:
+def _bars(ax: Axes, ex: Explanation, digits: int, msg: Mapping[str, str]) -> None:
     c = ex.n_classes
     pos = np.arange(c)
     is_target = np.zeros(c, dtype=bool)
@@ -37,9 +52,9 @@ def _bars(ax: Axes, ex: Explanation, digits: int) -> None:
     colors = [_TARGET if t else _OTHER for t in is_target]
     bars = ax.bar(pos, ex.probs, color=colors, edgecolor="black", linewidth=0.6)
     if ex.target_index is not None:
-        ax.bar([0], [0], color=_TARGET, label=f"target: {ex.target_name}")
+        ax.bar([0], [0], color=_TARGET, label=fill(msg["bars_target"], {"name": ex.target_name}))
         if c > 1:
-            ax.bar([0], [0], color=_OTHER, label="other classes")
+            ax.bar([0], [0], color=_OTHER, label=msg["bars_other"])
     else:
         ax.hlines(
             ex.target_dist,
@@ -47,9 +62,9 @@ def _bars(ax: Axes, ex: Explanation, digits: int) -> None:
             pos + 0.4,
             colors=_TARGET,
             linewidth=2.5,
-            label="target distribution q",
+            label=msg["bars_dist"],
         )
-        ax.bar([0], [0], color=_OTHER, label="predicted p")
+        ax.bar([0], [0], color=_OTHER, label=msg["bars_pred"])
     if c <= 12:
         size = 9 if c <= 6 else 7
         tops = ex.probs if ex.target_index is not None else np.maximum(ex.probs, ex.target_dist)
@@ -64,19 +79,19 @@ def _bars(ax: Axes, ex: Explanation, digits: int) -> None:
             )
     if c <= 6:
         labels = [f"{n}\n({s:.3g})" for n, s in zip(ex.classes, ex.scores, strict=True)]
-        ax.set_xlabel("class (score)")
+        ax.set_xlabel(msg["bars_xlabel_scores"])
     else:
         labels = list(ex.classes)
-        ax.set_xlabel("class")
+        ax.set_xlabel(msg["bars_xlabel"])
     ax.set_xticks(pos, labels, fontsize=9 if c <= 12 else 7)
     ax.set_ylim(0, 1.32)
     ax.set_yticks(np.linspace(0, 1, 6))
-    ax.set_ylabel("probability p = softmax(scores)")
-    ax.set_title("Softmax: scores to probabilities")
+    ax.set_ylabel(msg["bars_ylabel"])
+    ax.set_title(msg["bars_title"])
     ax.legend(loc="upper center", ncols=2, fontsize=8, frameon=False)
 
 
-def _curve(ax: Axes, ex: Explanation, digits: int) -> None:
+def _curve(ax: Axes, ex: Explanation, digits: int, msg: Mapping[str, str]) -> None:
     if ex.target_index is not None:
         idx = [ex.target_index]
     else:
@@ -91,23 +106,24 @@ def _curve(ax: Axes, ex: Explanation, digits: int) -> None:
     ax.set_ylim(0, top)
     ax.set_xlim(0, 1.04)
     for k, i in enumerate(idx):
-        lab = f"{ex.classes[i]}: p = {_fmt(ex.probs[i], digits)}, -log p = {_fmt(nlp[k], digits)}"
+        lab = fill(
+            msg["curve_point"],
+            {"name": ex.classes[i], "p": _fmt(ex.probs[i], digits), "nlp": _fmt(nlp[k], digits)},
+        )
         size = 60 if ex.target_index is not None else 20 + 120 * float(ex.target_dist[i])
         ax.scatter(
             [ex.probs[i]], [nlp[k]], s=size, color=_TARGET, zorder=3, label=lab, clip_on=False
         )
         ax.vlines(ex.probs[i], 0, nlp[k], colors=_TARGET, linestyles=":", linewidth=1)
-    ax.text(
-        0.97, 0.2 * top, "right and confident:\nsmall loss", ha="right", fontsize=8, color="0.3"
-    )
-    ax.text(0.05, top * 0.88, "wrong:\nlarge loss", ha="left", va="top", fontsize=8, color="0.3")
-    ax.set_xlabel("p of the target class" if ex.target_index is not None else "p of a class")
-    ax.set_ylabel("loss -log p")
-    ax.set_title("Cross-entropy: -log p on (0, 1]")
+    ax.text(0.97, 0.2 * top, msg["curve_confident"], ha="right", fontsize=8, color="0.3")
+    ax.text(0.05, top * 0.88, msg["curve_wrong"], ha="left", va="top", fontsize=8, color="0.3")
+    ax.set_xlabel(msg["curve_xlabel" if ex.target_index is not None else "curve_xlabel_dist"])
+    ax.set_ylabel(msg["curve_ylabel"])
+    ax.set_title(msg["curve_title"])
     ax.legend(loc="upper right", fontsize=8, frameon=False)
 
 
-def _penalty(ax: Axes, ex: Explanation, digits: int) -> None:
+def _penalty(ax: Axes, ex: Explanation, digits: int, msg: Mapping[str, str]) -> None:
     pt = ex.penalty
     assert pt is not None and ex.objective is not None
     span = max(2.0, 1.2 * float(np.max(np.abs(pt.weights))))
@@ -118,32 +134,92 @@ def _penalty(ax: Axes, ex: Explanation, digits: int) -> None:
 
     for kind in ("l1", "l2"):
         style = "-" if kind == pt.kind else "--"
-        ax.plot(w, [term(kind, v) for v in w], style, label=_PENALTY[kind], linewidth=1.5)
+        ax.plot(w, [term(kind, v) for v in w], style, label=msg["pen_" + kind], linewidth=1.5)
     if pt.kind == "elasticnet":
-        label = f"elastic net (l1_ratio {pt.l1_ratio:g})"
+        label = fill(msg["pen_elasticnet"], {"r": f"{pt.l1_ratio:g}"})
         ax.plot(w, [term(pt.kind, v) for v in w], "-", label=label, linewidth=1.5)
     each = [term(pt.kind, float(v)) for v in pt.weights]
-    ax.scatter(pt.weights, each, color=_TARGET, zorder=3, label="this model's weights")
-    ax.set_xlabel("weight w")
-    ax.set_ylabel("regularization term")
+    ax.scatter(pt.weights, each, color=_TARGET, zorder=3, label=msg["pen_points"])
+    ax.set_xlabel(msg["pen_xlabel"])
+    ax.set_ylabel(msg["pen_ylabel"])
     ax.set_title(
-        f"Regularization: {_fmt(pt.value, digits)}\nobjective = {_fmt(ex.loss, digits)} + "
-        f"{_fmt(pt.value, digits)} = {_fmt(ex.objective, digits)}",
+        fill(
+            msg["pen_title"],
+            {
+                "value": _fmt(pt.value, digits),
+                "loss": _fmt(ex.loss, digits),
+                "obj": _fmt(ex.objective, digits),
+            },
+        ),
         fontsize=10,
     )
     ax.legend(loc="upper center", fontsize=8, frameon=False)
 
 
-def _image(ax: Axes, ex: Explanation) -> None:
+def _image(ax: Axes, ex: Explanation, msg: Mapping[str, str]) -> None:
     assert ex.image is not None
     ax.imshow(np.asarray(ex.image, dtype=np.float64), cmap="gray_r", interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     who = ex.target_name if ex.target_index is not None else "?"
-    ax.set_title(f"the example (true: {who},\npredicted: {ex.classes[ex.predicted]})")
+    ax.set_title(fill(msg["image_title"], {"true": who, "pred": ex.classes[ex.predicted]}))
 
 
-def plot(ex: Explanation, *, digits: int = 3) -> Figure:
+def cjk_font() -> str | None:
+    """The name of an installed font with Chinese glyphs that matplotlib can use, or None.
+
+    Fonts installed after matplotlib built its font cache are found on disk and added.
+    """
+    from matplotlib import font_manager
+
+    def known() -> str | None:
+        names = {f.name for f in font_manager.fontManager.ttflist}
+        return next((n for n in _CJK_FONTS if n in names), None)
+
+    name = known()
+    if name is None:
+        for path in font_manager.findSystemFonts():
+            if any(part in Path(path).name for part in _CJK_FILES):
+                with contextlib.suppress(Exception):  # an unreadable file is no font
+                    font_manager.fontManager.addfont(path)
+        name = known()
+    return name
+
+
+def labels_for(lang: str) -> tuple[Mapping[str, str], str | None]:
+    """The message table for the picture's labels and the CJK font they need (if any).
+
+    Without a CJK font, Chinese labels would be drawn as empty boxes: the picture falls back
+    to English with a warning saying which package to install.
+    """
+    check_lang(lang)
+    if lang != "zh":
+        return MESSAGES[lang], None
+    font = cjk_font()
+    if font is None:
+        warnings.warn(
+            "no font with Chinese glyphs found (on Debian: apt-get install fonts-noto-cjk); "
+            "the picture's labels are in English",
+            UserWarning,
+            stacklevel=3,
+        )
+        return MESSAGES["en"], None
+    return MESSAGES[lang], font
+
+
+def use_font(fig: Figure, font: str | None) -> None:
+    """Draw every text of ``fig`` with matplotlib's default font, falling back to ``font``."""
+    if font is None:
+        return
+    from matplotlib import rcParams
+    from matplotlib.text import Text
+
+    families = [*rcParams["font.sans-serif"][:1], font]
+    for text in fig.findobj(Text):
+        text.set_fontfamily(families)
+
+
+def plot(ex: Explanation, *, digits: int = 3, lang: str = "en") -> Figure:
     """Draw the walk-through: the example's image (if any), the softmax probabilities per
     class with the target marked, the ``-log(x)`` curve with this example's point on it, and
     the regularization term (with a penalty).
@@ -154,6 +230,9 @@ def plot(ex: Explanation, *, digits: int = 3) -> Figure:
         From :func:`crossent.explain.explain`.
     digits : int, default 3
         Decimals in the labels.
+    lang : {'en', 'zh'}, default 'en'
+        The language of the labels. Chinese needs a font with CJK glyphs (Debian:
+        ``fonts-noto-cjk``); without one the labels stay in English, with a ``UserWarning``.
 
     Returns
     -------
@@ -162,6 +241,7 @@ def plot(ex: Explanation, *, digits: int = 3) -> Figure:
     """
     from matplotlib.figure import Figure
 
+    msg, font = labels_for(lang)
     show_image = ex.image is not None and np.asarray(ex.image).ndim == 2
     n = 2 + int(show_image) + int(ex.penalty is not None)
     ratios = ([0.7] if show_image else []) + [1.0, 1.0] + ([1.0] if ex.penalty else [])
@@ -169,21 +249,29 @@ def plot(ex: Explanation, *, digits: int = 3) -> Figure:
     axes = fig.subplots(1, n, width_ratios=ratios)
     k = 0
     if show_image:
-        _image(axes[k], ex)
+        _image(axes[k], ex, msg)
         k += 1
-    _bars(axes[k], ex, digits)
-    _curve(axes[k + 1], ex, digits)
+    _bars(axes[k], ex, digits, msg)
+    _curve(axes[k + 1], ex, digits, msg)
     if ex.penalty is not None:
-        _penalty(axes[k + 2], ex, digits)
-    title = f"Cross-entropy of one example: loss = {_fmt(ex.loss, digits)}"
+        _penalty(axes[k + 2], ex, digits, msg)
+    args = {"loss": _fmt(ex.loss, digits)}
     if ex.objective is not None:
-        title += f", objective = {_fmt(ex.objective, digits)}"
+        title = fill(msg["fig_title_objective"], {**args, "obj": _fmt(ex.objective, digits)})
+    else:
+        title = fill(msg["fig_title"], args)
     fig.suptitle(title, fontsize=12)
+    use_font(fig, font)
     return fig
 
 
 def save_plot(
-    ex: Explanation, path: str | os.PathLike[str], *, digits: int = 3, dpi: int = 100
+    ex: Explanation,
+    path: str | os.PathLike[str],
+    *,
+    digits: int = 3,
+    dpi: int = 100,
+    lang: str = "en",
 ) -> Path:
     """Save :func:`plot` as a PNG at ``path``, atomically (see :func:`atomic_write`).
 
@@ -194,13 +282,18 @@ def save_plot(
         Where to write; its directory must exist.
     digits : int, default 3
     dpi : int, default 100
+    lang : {'en', 'zh'}, default 'en'
 
     Returns
     -------
     pathlib.Path
     """
-    fig = plot(ex, digits=digits)
+    return save_figure(plot(ex, digits=digits, lang=lang), path, dpi=dpi)
+
+
+def save_figure(fig: Figure, path: str | os.PathLike[str], *, dpi: int = 100) -> Path:
+    """Save ``fig`` as a PNG at ``path``, atomically (its directory must exist)."""
     buf = io.BytesIO()
-    meta: dict[str, Any] = {"Software": "crossent explain"}
+    meta: dict[str, Any] = {"Software": "crossent"}
     fig.savefig(buf, format="png", dpi=dpi, metadata=meta)
     return atomic_write(path, buf.getvalue())

@@ -8,6 +8,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from crossent.explain._messages import MESSAGES, check_lang, fill
+
 __all__ = ["CONFIDENT", "Explanation", "PenaltyTerm"]
 
 #: A right answer with at least this probability counts as confident.
@@ -18,7 +20,7 @@ Array = NDArray[np.float64]
 
 @dataclass(frozen=True)
 class PenaltyTerm:
-    """The regularization term ``alpha · R(w)`` of the seed's "loss + regularization".
+    """The regularization term ``alpha · R(w)`` of the blog post's "loss + regularization".
 
     Attributes
     ----------
@@ -166,7 +168,7 @@ class Explanation:
 
     @property
     def verdict(self) -> str:
-        """``'confident'``, ``'unsure'`` or ``'wrong'`` (the seed's three cases).
+        """``'confident'``, ``'unsure'`` or ``'wrong'`` (the blog post's three cases).
 
         The predicted class is compared with the target class (the target distribution's
         most likely class for a probability target); a right answer is confident when its
@@ -177,13 +179,9 @@ class Explanation:
             return "wrong"
         return "confident" if self.probs[true] >= CONFIDENT else "unsure"
 
-    def verdict_phrase(self) -> str:
-        """:attr:`verdict` in words."""
-        return {
-            "confident": "right and confident",
-            "unsure": "right but unsure",
-            "wrong": "wrong: not the target's most likely class",
-        }[self.verdict]
+    def verdict_phrase(self, lang: str = "en") -> str:
+        """:attr:`verdict` in words, in ``lang`` (``'en'`` or ``'zh'``)."""
+        return MESSAGES[check_lang(lang)]["verdict_" + self.verdict]
 
     def _dist_argmax(self) -> int:
         assert self.target_probs is not None
@@ -191,11 +189,24 @@ class Explanation:
 
     @property
     def reading(self) -> str:
-        """One sentence reading the result the way the seed does."""
-        return _reading(self)
+        """One sentence reading the result the way the blog post does (in English)."""
+        return _reading(self, "en")
 
-    def to_dict(self) -> dict[str, Any]:
+    def reading_in(self, lang: str) -> str:
+        """:attr:`reading` in ``lang`` (``'en'`` or ``'zh'``): the same numbers, other words.
+
+        Examples
+        --------
+        >>> from crossent.explain import explain
+        >>> explain().reading_in("zh")[:35]
+        '预测正确但不够有把握：cat 的概率最大，但也只有 p = 0.665'
+        """
+        return _reading(self, lang)
+
+    def to_dict(self, lang: str = "en") -> dict[str, Any]:
         """Every number as JSON-ready Python types (lists, floats, ints, strings, None).
+
+        ``lang`` picks the language of the ``reading`` sentence; the numbers do not change.
 
         Examples
         --------
@@ -240,7 +251,7 @@ class Explanation:
             "predicted": self.predicted,
             "predicted_name": self.classes[self.predicted],
             "verdict": self.verdict,
-            "reading": self.reading,
+            "reading": self.reading_in(lang),
             "entropy": self.entropy,
             "penalty": None,
             "objective": self.objective,
@@ -267,39 +278,22 @@ def _g(x: float) -> str:
     return f"{x:.3g}" if abs(x) < 1000 else f"{x:.0f}"
 
 
-def _reading(ex: Explanation) -> str:
+def _reading(ex: Explanation, lang: str) -> str:
     p = ex.probs
-    loss = _g(ex.loss)
+    msg = MESSAGES[check_lang(lang)]
     top = ex.classes[ex.predicted]
     if ex.target_index is None:
         assert ex.entropy is not None
+        args = {"loss": _g(ex.loss), "top": top, "phrase": ex.verdict_phrase(lang)}
         if ex.plain:
-            return (
-                f"The target spreads its probability over the classes, so even a perfect "
-                f"prediction would cost its entropy H(q) = {_g(ex.entropy)}; this one costs "
-                f"{loss}, {_g(ex.loss - ex.entropy)} more (the KL divergence from q to p), and "
-                f"its top class is {top} ({ex.verdict_phrase()})."
-            )
-        return (
-            f"The target spreads its probability over the classes; this prediction costs "
-            f"{loss}, and its top class is {top} ({ex.verdict_phrase()})."
-        )
+            kl = _g(ex.loss - ex.entropy)
+            return fill(msg["read_dist_plain"], {**args, "h": _g(ex.entropy), "kl": kl})
+        return fill(msg["read_dist"], args)
     y = ex.target_index
-    name = ex.classes[y]
-    py = _g(p[y])
+    args = {"name": ex.classes[y], "p": _g(p[y]), "loss": _g(ex.loss)}
     if ex.verdict == "confident":
-        end = "; it reaches 0 only at p = 1." if ex.plain else "."
-        return (
-            f"Right and confident: the model gives {name} p = {py}, so the loss is "
-            f"small ({loss}){end}"
-        )
+        end = msg["read_confident_end_plain" if ex.plain else "read_confident_end"]
+        return fill(msg["read_confident"], {**args, "end": end})
     if ex.verdict == "unsure":
-        return (
-            f"Right but unsure: {name} has the largest probability, yet only p = {py}, so the "
-            f"loss ({loss}) is larger than a confident answer's; it falls as p rises toward 1."
-        )
-    return (
-        f"Wrong: the model prefers {top} (p = {_g(p[ex.predicted])}) and gives {name} only "
-        f"p = {py}, so the loss is large ({loss}); -log p grows without bound as p falls "
-        f"toward 0."
-    )
+        return fill(msg["read_unsure"], args)
+    return fill(msg["read_wrong"], {**args, "top": top, "ptop": _g(p[ex.predicted])})

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import re
 import textwrap
+import unicodedata
 from typing import Any
 
 import numpy as np
 
+from crossent.explain._messages import MESSAGES, check_lang, fill
 from crossent.explain._result import Explanation
 
 __all__ = ["format_number", "format_text"]
 
 _SHADES = " .:-=+*#%@"
+_CLOSING = frozenset("，。；：、）」！？")
 
 
 def format_number(x: float, digits: int = 3, *, tiny: bool = False) -> str:
@@ -41,8 +45,28 @@ def _short(x: float, digits: int = 3) -> str:
     return f"{x:.{digits}f}".rstrip("0").rstrip(".") if x != int(x) else str(int(x))
 
 
-def _wrap(text: str, indent: str = "   ") -> list[str]:
-    return textwrap.wrap(text, width=92, subsequent_indent=indent, break_on_hyphens=False)
+def _width(text: str) -> int:
+    """Columns ``text`` takes in a terminal: two for each wide (CJK) character."""
+    return sum(2 if unicodedata.east_asian_width(ch) in "WF" else 1 for ch in text)
+
+
+def _wrap(text: str, indent: str = "   ", width: int = 92) -> list[str]:
+    """Lines of at most ``width`` columns; CJK text may break between any two characters."""
+    if _width(text) == len(text):
+        return textwrap.wrap(text, width=width, subsequent_indent=indent, break_on_hyphens=False)
+    # words of narrow characters stay whole; each wide character is a word of its own
+    tokens = re.findall(r"[^\s\u2e80-\uffef]+|\s+|.", text)
+    lines, line = [], ""
+    for tok in tokens:
+        # a closing mark never starts a line
+        if line.strip() and _width(line + tok.rstrip()) > width and tok not in _CLOSING:
+            lines.append(line.rstrip())
+            line = indent + ("" if tok.isspace() else tok)
+        else:
+            line += tok
+    if line.strip():
+        lines.append(line.rstrip())
+    return lines
 
 
 def _image_lines(image: Any) -> list[str]:
@@ -57,20 +81,20 @@ def _image_lines(image: Any) -> list[str]:
 
 def _table(header: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
     """Right-aligned columns (the first ``left`` ones left-aligned), two spaces apart."""
-    widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+    widths = [max(_width(r[i]) for r in [header, *rows]) for i in range(len(header))]
 
     def line(r: list[str]) -> str:
+        pads = [" " * (w - _width(c)) for c, w in zip(r, widths, strict=True)]
         cells = [
-            c.ljust(w) if i < left else c.rjust(w)
-            for i, (c, w) in enumerate(zip(r, widths, strict=True))
+            c + pad if i < left else pad + c for i, (c, pad) in enumerate(zip(r, pads, strict=True))
         ]
         return "  ".join(cells).rstrip()
 
     return [line(header), *(line(r) for r in rows)]
 
 
-def format_text(ex: Explanation, digits: int = 3) -> str:
-    """The seed's walk-through of one example, as text.
+def format_text(ex: Explanation, digits: int = 3, *, lang: str = "en") -> str:
+    """The blog post's walk-through of one example, as text.
 
     Parameters
     ----------
@@ -78,6 +102,8 @@ def format_text(ex: Explanation, digits: int = 3) -> str:
         From :func:`crossent.explain.explain`.
     digits : int, default 3
         Decimals shown.
+    lang : {'en', 'zh'}, default 'en'
+        The language of the words; the numbers and formulas are the same in every language.
 
     Returns
     -------
@@ -100,37 +126,47 @@ def format_text(ex: Explanation, digits: int = 3) -> str:
     <BLANKLINE>
     loss = -log p(cat) = -log 0.665 = 0.408
     ...
+    >>> print(format_text(explain(), lang="zh").splitlines()[-4])
+    损失 = -log p(cat) = -log 0.665 = 0.408
     """
+    msg = MESSAGES[check_lang(lang)]
+
+    def m(key: str, **args: object) -> str:
+        return fill(msg[key], args)
+
     f = lambda x: format_number(x, digits)  # noqa: E731
     ft = lambda x: format_number(x, digits, tiny=True)  # noqa: E731
     c = ex.n_classes
-    out: list[str] = ["Cross-entropy of one example, step by step"]
+    out: list[str] = [m("title")]
     if ex.source:
         out.append(ex.source)
     if ex.image is not None:
         out.extend(_image_lines(ex.image))
     scores = ", ".join(f"{n} {_short(s)}" for n, s in zip(ex.classes, ex.scores, strict=True))
     if ex.target_index is not None:
-        tgt = f"{ex.target_name} (class {ex.target_index})"
+        tgt = m("target_class", name=ex.target_name, index=ex.target_index)
     else:
         assert ex.target_probs is not None
-        tgt = "the distribution " + ", ".join(
-            f"{n} {_short(q)}" for n, q in zip(ex.classes, ex.target_probs, strict=True)
+        tgt = m(
+            "target_dist",
+            dist=", ".join(
+                f"{n} {_short(q)}" for n, q in zip(ex.classes, ex.target_probs, strict=True)
+            ),
         )
-    out += _wrap(f"scores: {scores}; target: {tgt}", indent="  ")
+    out += _wrap(m("scores_line", scores=scores, target=tgt), indent="  ")
     opts = []
     if ex.weight is not None:
-        opts.append("class weights " + ", ".join(_short(w) for w in ex.weight))
+        opts.append(m("opt_weight", v=", ".join(_short(w) for w in ex.weight)))
     if ex.label_smoothing:
-        opts.append(f"label smoothing {_short(ex.label_smoothing)}")
+        opts.append(m("opt_smoothing", v=_short(ex.label_smoothing)))
     if ex.temperature != 1.0:
-        opts.append(f"temperature {_short(ex.temperature)}")
+        opts.append(m("opt_temperature", v=_short(ex.temperature)))
     if ex.softcap is not None:
-        opts.append(f"soft-cap {_short(ex.softcap)}")
+        opts.append(m("opt_softcap", v=_short(ex.softcap)))
     if ex.z_loss:
-        opts.append(f"z-loss {_short(ex.z_loss)}")
+        opts.append(m("opt_zloss", v=_short(ex.z_loss)))
     if opts:
-        out.append("options: " + "; ".join(opts))
+        out.append(m("options_line", options=msg["list_sep"].join(opts)))
     out.append("")
 
     # the steps
@@ -139,46 +175,36 @@ def format_text(ex: Explanation, digits: int = 3) -> str:
     if transformed:
         how = []
         if ex.temperature != 1.0:
-            how.append(f"divided by the temperature {_short(ex.temperature)}")
+            how.append(m("how_temperature", t=_short(ex.temperature)))
         if ex.softcap is not None:
-            how.append(f"soft-capped to z = {_short(ex.softcap)}·tanh(z/{_short(ex.softcap)})")
-        out += _wrap(f"{step}. Transform: the scores are {' and '.join(how)} (column z).")
+            how.append(m("how_softcap", c=_short(ex.softcap)))
+        out += _wrap(m("step_transform", step=step, how=msg["how_join"].join(how)))
         step += 1
-    src = "z" if transformed else "score"
-    out += _wrap(
-        f"{step}. Shift: subtract the largest {src}, {_short(ex.shift)}, from every {src}."
-        f" Softmax is unchanged, and exp cannot overflow: exp(10000) is inf in float64, but"
-        f" exp(10000 - 10000) = 1."
-    )
+    src = msg["src_z" if transformed else "src_score"]
+    out += _wrap(m("step_shift", step=step, src=src, m=_short(ex.shift)))
     step += 1
-    out += _wrap(
-        f"{step}. Exponentiate and normalize: p = exp(shifted) / sum, with sum = "
-        f"{f(ex.sum_exp)}; every p lies between 0 and 1, and they add up to 1."
-    )
+    out += _wrap(m("step_softmax", step=step, sum=f(ex.sum_exp)))
     step += 1
     plain_target = ex.target_index is not None and ex.label_smoothing == 0.0
     if plain_target and ex.weight is None:
-        out += _wrap(f"{step}. Loss: -log p of the target class; its gradient is p - y.")
+        out += _wrap(m("step_loss_plain", step=step))
     else:
-        out += _wrap(
-            f"{step}. Loss: H(q, p) = -sum of w·q·log p over the classes (column w·q·(-log p))"
-            + (f" plus the z-loss {_short(ex.z_loss)}·lse²" if ex.z_loss else "")
-            + "; dloss/ds is its gradient."
-        )
+        zpart = m("step_loss_z", z=_short(ex.z_loss)) if ex.z_loss else ""
+        out += _wrap(m("step_loss", step=step, zpart=zpart))
     out.append("")
 
     # the table
-    header = ["class", "score"]
+    header = [msg["h_class"], msg["h_score"]]
     if transformed:
         header.append("z")
-    header += ["shifted", "exp", "p", "-log p"]
+    header += [msg["h_shifted"], "exp", "p", "-log p"]
     if ex.weight is not None:
         header.append("w")
-    header.append("target" if ex.label_smoothing == 0.0 else "q (smoothed)")
+    header.append(msg["h_target"] if ex.label_smoothing == 0.0 else msg["h_smoothed"])
     show_terms = not (plain_target and ex.weight is None)
     if show_terms:
         header.append("w·q·(-log p)")
-    header.append("p - y" if ex.plain else "dloss/ds")
+    header.append(msg["h_grad_plain"] if ex.plain else msg["h_grad"])
     rows = []
     for i in range(c):
         q = ex.target_dist[i]
@@ -193,7 +219,7 @@ def format_text(ex: Explanation, digits: int = 3) -> str:
             row.append(f(ex.terms[i]))
         row.append(f(ex.grad[i]))
         rows.append(row)
-    total = ["sum", ""] + ([""] if transformed else [])
+    total = [msg["row_sum"], ""] + ([""] if transformed else [])
     total += ["", f(ex.sum_exp), f(float(np.sum(ex.probs))), ""]
     if ex.weight is not None:
         total.append("")
@@ -210,52 +236,52 @@ def format_text(ex: Explanation, digits: int = 3) -> str:
     if plain_target and ex.weight is None and not ex.z_loss:
         y = ex.target_index
         assert y is not None
-        out.append(f"loss = -log p({ex.classes[y]}) = -log {ft(ex.probs[y])} = {f(ex.loss)}")
+        out.append(m("loss_plain", name=ex.classes[y], p=ft(ex.probs[y]), loss=f(ex.loss)))
         if ex.probs[y] == 0.0:
-            out += _wrap(
-                f"(p({ex.classes[y]}) underflows to 0 in float64, yet the loss is finite: -log p "
-                f"= log(sum) - shifted score = {f(np.log(ex.sum_exp))} + "
-                f"{f(-ex.shifted[y])}, computed by log_softmax without ever taking log(0).)",
-                indent=" ",
+            note = m(
+                "loss_underflow",
+                name=ex.classes[y],
+                log_sum=f(np.log(ex.sum_exp)),
+                minus_shifted=f(-ex.shifted[y]),
             )
+            out += _wrap(note, indent=" ")
     else:
         data = f(float(np.sum(ex.terms)))
         if ex.z_loss:
             out.append(
-                f"loss = sum of w·q·(-log p) + z-loss·lse² = {data} + {_short(ex.z_loss)}"
-                f"·{f(ex.lse)}² = {data} + {f(ex.z_term)} = {f(ex.loss)}"
+                m(
+                    "loss_terms_z",
+                    data=data,
+                    z=_short(ex.z_loss),
+                    lse=f(ex.lse),
+                    zterm=f(ex.z_term),
+                    loss=f(ex.loss),
+                )
             )
         else:
-            out.append(f"loss = sum of w·q·(-log p) = {f(ex.loss)}")
+            out.append(m("loss_terms", loss=f(ex.loss)))
     if ex.target_index is not None and ex.weight is not None and ex.loss != ex.mean_loss:
         wy = ex.weight[ex.target_index]
-        out += _wrap(
-            f"(as a batch of one with reduction='mean', PyTorch's default, the loss is divided "
-            f"by the target's weight {_short(wy)}: {f(ex.mean_loss)})",
-            indent=" ",
-        )
+        out += _wrap(m("mean_note", w=_short(wy), mean=f(ex.mean_loss)), indent=" ")
     if ex.penalty is not None:
         pt = ex.penalty
         if pt.weights.size <= 8:
             ws = ", ".join(_short(w) for w in pt.weights)
         else:
-            ws = f"the model's {pt.weights.size} weights"
+            ws = m("many_weights", n=pt.weights.size)
         what = {
             "l1": "alpha·sum|w|",
             "l2": "alpha·½·sum w²",
             "elasticnet": f"alpha·({_short(pt.l1_ratio)}·sum|w| + ½·{_short(1 - pt.l1_ratio)}"
             "·sum w²)",
         }[pt.kind]
-        out += _wrap(
-            f"regularization ({pt.kind.upper() if pt.kind != 'elasticnet' else 'elastic net'}"
-            f", alpha = {pt.alpha:g}, w = {ws}): {what} = {f(pt.value)}",
-            indent="  ",
+        kind = msg["kind_" + pt.kind]
+        line = m(
+            "regularization", kind=kind, alpha=f"{pt.alpha:g}", ws=ws, what=what, value=f(pt.value)
         )
+        out += _wrap(line, indent="  ")
         assert ex.objective is not None
-        out.append(
-            f"objective = loss term + regularization term = {f(ex.loss)} + {f(pt.value)} = "
-            f"{f(ex.objective)}"
-        )
+        out.append(m("objective", loss=f(ex.loss), pen=f(pt.value), obj=f(ex.objective)))
     out.append("")
-    out += _wrap(ex.reading, indent="")
+    out += _wrap(ex.reading_in(lang), indent="")
     return "\n".join(out)
