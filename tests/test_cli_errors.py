@@ -175,7 +175,7 @@ CASES = [
     ([*T, "--hidden", "64"], "--hidden: applies to --model mlp"),
     ([*T, "--l1-ratio", "0.5"], "--l1-ratio: applies to --penalty elasticnet, got --penalty l2"),
     ([*T, "--penalty", "none", "--alpha", "1"], "--alpha: --penalty none has nothing to scale"),
-    ([*T, "--penalty", "l1", "--solver", "lbfgs"], "--solver: 'lbfgs' needs a smooth penalty"),
+    ([*T, "--solver", "newton"], "--solver: invalid choice: 'newton'"),
     ([*T, "--data-dir", "{d}"], "--data-dir: applies to --data mnist or fashion-mnist"),
     ([*T, "--offline"], "--offline: applies to --data mnist or fashion-mnist"),
     ([*T, "--label-column", "label"], "--label-column: applies to a .csv --data, got digits"),

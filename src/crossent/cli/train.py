@@ -104,10 +104,13 @@ def _hidden(text: str) -> tuple[int, ...]:
 
 def check_options(args: argparse.Namespace) -> str:
     """Refuse options that would be ignored; returns the solver ``auto`` resolves to."""
+    from crossent.models import SoftmaxClassifier
+
     mlp = args.model == "mlp"
     solver = args.solver
-    if solver == "auto":  # as the estimators resolve it
-        solver = "adam" if mlp else "sgd" if args.penalty in ("l1", "elasticnet") else "lbfgs"
+    if solver == "auto":  # as the estimator resolves it (the MLP's default is adam)
+        penalty = None if args.penalty == "none" else args.penalty
+        solver = "adam" if mlp else SoftmaxClassifier(penalty=penalty)._resolve_solver()
     if args.hidden is not None and not mlp:
         raise CLIError("--hidden: applies to --model mlp; the linear model has no hidden layers")
     if mlp:
