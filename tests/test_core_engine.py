@@ -10,7 +10,13 @@ import pytest
 
 import crossent
 from crossent import _engine
-from crossent._cross_entropy import _prepare
+from crossent._core import prepare
+from crossent._spec import make_options
+
+
+def _prepare(x, target, weight=None, **options):
+    return prepare(x, target, make_options(**options), weight=weight)
+
 
 OPTION_SETS = [
     {},
@@ -41,8 +47,7 @@ def test_blocked_threaded_equals_single_block(kind, opts, dtype):
     n, c = 301, 203
     x, target = _problem(kind, n, c, dtype, rng)
     opts = {k: (rng.random(c) + 0.5 if v == "w" else v) for k, v in opts.items()}
-    prep = _prepare(x, target, -1, opts.get("weight"), -100, "mean", opts.get("label_smoothing", 0.0),
-                    opts.get("z_loss", 0.0), opts.get("softcap"), opts.get("temperature", 1.0))  # fmt: skip
+    prep = _prepare(x, target, **opts)
     results = []
     for threads, block in [(1, n), (1, 1), (2, 7), (3, 64)]:
         grad = np.empty_like(x)
@@ -69,10 +74,10 @@ def test_large_input_default_path_equals_float64_reference(kind):
     assert n * c >= _engine.PARALLEL_MIN_ELEMENTS
     loss, grad = crossent.cross_entropy_with_grad(x, target, **opts)
     prep = _prepare(x.astype(np.float64), target.astype(np.float64) if kind == "prob" else target,
-                    -1, w, -100, "mean", 0.1, 1e-4, 20.0, 1.2)  # fmt: skip
+                    **opts)  # fmt: skip
     ref_grad = np.empty((n, c))
-    ref_loss, _ = _engine.run(prep.pb, ref_grad, threads=1, block=n)
-    assert float(loss) == pytest.approx(ref_loss.sum() * prep.pb.scale, rel=1e-5)
+    ref_loss, ref_lse = _engine.run(prep.pb, ref_grad, threads=1, block=n)
+    assert float(loss) == pytest.approx(prep.reduce(ref_loss, ref_lse), rel=1e-5)
     np.testing.assert_allclose(grad, ref_grad, rtol=1e-4, atol=1e-9)
 
 
@@ -142,28 +147,27 @@ def test_import_crossent_stays_light():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 @pytest.mark.parametrize("reduction", ["mean", "sum", "none"])
 def test_small_lean_path_equals_general_path(dtype, reduction):
-    from crossent._cross_entropy import _compute, _small_simple
+    from crossent._core import compute, small_simple
 
     rng = np.random.default_rng(5)
     for n, c in [(64, 10), (1, 1), (7, 300), (100, 2)]:
         x = (rng.normal(size=(n, c)) * 10).astype(dtype)
         y = rng.integers(0, c, size=n)
-        fast = _small_simple(x, y, -1, reduction, True)
+        fast = small_simple(x, y, -1, reduction, True)
         assert fast is not None
-        general = _compute(
-            _prepare(x, y, -1, None, -100, reduction, 0.0, 0.0, None, 1.0), True, None
-        )
+        general = compute(_prepare(x, y, reduction=reduction), True, None)
         tol = 1e-12 if dtype == np.float64 else 1e-5
         np.testing.assert_allclose(fast[0], general[0], rtol=tol, atol=tol)
-        np.testing.assert_allclose(fast[1], general[1], rtol=tol, atol=tol * 0.1)  # p - 1 cancels
-        assert np.asarray(fast[0]).dtype == dtype
-        assert fast[1].dtype == dtype
+        np.testing.assert_allclose(fast[1], general[1], rtol=tol, atol=tol)  # the lse
+        np.testing.assert_allclose(fast[2], general[2], rtol=tol, atol=tol * 0.1)  # p - 1 cancels
+        assert crossent.cross_entropy(x, y, reduction=reduction).dtype == dtype
+        assert fast[2].dtype == dtype
     # what the lean path hands over to the general one
     x = np.zeros((3, 4))
-    assert _small_simple(x, np.array([0, -100, 1]), -1, reduction, True) is None
-    assert _small_simple(x, np.array([0, 4, 1]), -1, reduction, True) is None
-    assert _small_simple(np.array([[np.nan, 0.0]]), np.array([0]), -1, reduction, True) is None
-    assert _small_simple(x, np.array([0, 1, 2]), 0, reduction, True) is None
+    assert small_simple(x, np.array([0, -100, 1]), -1, reduction, True) is None
+    assert small_simple(x, np.array([0, 4, 1]), -1, reduction, True) is None
+    assert small_simple(np.array([[np.nan, 0.0]]), np.array([0]), -1, reduction, True) is None
+    assert small_simple(x, np.array([0, 1, 2]), 0, reduction, True) is None
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
@@ -179,7 +183,7 @@ def test_plain_block_equals_general_block(dtype, temperature):
     y[::5] = -100
     y[3] = 20
     w = rng.random(c) + 0.5
-    prep = _prepare(x, y, -1, w, -100, "mean", 0.0, 0.0, None, temperature)
+    prep = _prepare(x, y, w, temperature=temperature)
     assert prep.pb.plain
     cd = prep.pb.cdtype
     z1, z2 = np.empty((n, c), dtype=cd), np.empty((n, c), dtype=cd)
@@ -191,7 +195,7 @@ def test_plain_block_equals_general_block(dtype, temperature):
     np.testing.assert_allclose(z1, z2, rtol=tol, atol=tol * 1e-3)
     # a block the plain kernel does not cover goes to the general one
     big = x * 1e3
-    prep = _prepare(big, y, -1, w, -100, "mean", 0.0, 0.0, None, temperature)
+    prep = _prepare(big, y, w, temperature=temperature)
     loss3, _ = plain_block(prep.pb, 0, n, z1, None, True)
     loss4, _ = ce_block(prep.pb, 0, n, z2, None, True)
     np.testing.assert_array_equal(loss3, loss4)

@@ -18,7 +18,7 @@ CE_CASES = [
     ("target wrong shape", X, [0, 1, 2], {}, ValueError, r"target: expected .*shape \(2,\).*got .*\(3,\)"),
     ("string target", X, ["a", "b"], {}, TypeError, r"target: expected a numeric array"),
     ("negative probabilities", X, [[2.0, -1.0, 0.0], [0, 0, 1.0]], {}, ValueError, r"target: expected probabilities >= 0"),
-    ("probabilities not summing to 1", X, [[0.5, 0.4, 0.0], [0, 0, 1.0]], {}, ValueError, r"target: expected probabilities summing to 1.*row 0"),
+    ("probabilities not summing to 1", X, [[0.5, 0.4, 0.0], [0, 0, 1.0]], {}, ValueError, r"target: expected probabilities summing to 1.*at position \(0,\)"),
     ("nan probabilities", X, [[np.nan, 1.0, 0.0], [0, 0, 1.0]], {}, ValueError, r"target: expected finite"),
     ("weight wrong shape", X, Y, {"weight": [1.0, 2.0]}, ValueError, r"weight: expected shape \(3,\).*got \(2,\)"),
     ("negative weight", X, Y, {"weight": [1.0, -2.0, 1.0]}, ValueError, r"weight: expected values >= 0"),

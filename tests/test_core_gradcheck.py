@@ -8,22 +8,7 @@ import numpy as np
 import pytest
 
 import crossent
-
-
-def numeric_grad(f, x, h=1e-6):
-    g = np.zeros_like(x)
-    it = np.nditer(x, flags=["multi_index"])
-    for _ in it:
-        i = it.multi_index
-        old = x[i]
-        x[i] = old + h
-        fp = f(x)
-        x[i] = old - h
-        fm = f(x)
-        x[i] = old
-        g[i] = (fp - fm) / (2 * h)
-    return g
-
+from numgrad import numerical_grad
 
 OPTIONS = [
     dict(z_loss=z, softcap=s, temperature=t, label_smoothing=e, weight=w)
@@ -47,7 +32,7 @@ def test_extras_gradient_matches_finite_differences(opts, kind, reduction):
         target = q / q.sum(axis=1, keepdims=True)
     opts = dict(opts, reduction=reduction)
     grad = crossent.cross_entropy_grad(x, target, **opts)
-    num = numeric_grad(lambda v: float(crossent.cross_entropy(v, target, **opts)), x.copy())
+    num = numerical_grad(lambda v: float(crossent.cross_entropy(v, target, **opts)), x.copy())
     np.testing.assert_allclose(grad, num, rtol=1e-6, atol=1e-8)
 
 
@@ -58,7 +43,7 @@ def test_none_gradient_is_per_row_gradient():
     opts = dict(z_loss=0.1, softcap=3.0, temperature=1.3, label_smoothing=0.1)
     g = crossent.cross_entropy_grad(x, y, reduction="none", **opts)
     for n in range(4):
-        num = numeric_grad(
+        num = numerical_grad(
             lambda v, n=n: float(crossent.cross_entropy(v, y, reduction="none", **opts)[n]),
             x.copy(),
         )
@@ -104,7 +89,7 @@ def test_penalty_gradients(fn, grad_fn, args):
     rng = np.random.default_rng(2)
     w = rng.normal(size=(3, 4))
     w[np.abs(w) < 0.05] = 0.5  # L1 is checked away from 0
-    num = numeric_grad(lambda v: fn(v, *args), w.copy())
+    num = numerical_grad(lambda v: fn(v, *args), w.copy())
     np.testing.assert_allclose(grad_fn(w, *args), num, rtol=1e-6, atol=1e-9)
 
 
@@ -140,13 +125,13 @@ def test_regularized_objective_gradient(penalty):
     )
     np.testing.assert_allclose(
         dW,
-        numeric_grad(lambda v: crossent.regularized_objective(v, b, X, y, **opts)[0], W.copy()),
+        numerical_grad(lambda v: crossent.regularized_objective(v, b, X, y, **opts)[0], W.copy()),
         rtol=1e-6,
         atol=1e-9,
     )
     np.testing.assert_allclose(
         db,
-        numeric_grad(lambda v: crossent.regularized_objective(W, v, X, y, **opts)[0], b.copy()),
+        numerical_grad(lambda v: crossent.regularized_objective(W, v, X, y, **opts)[0], b.copy()),
         rtol=1e-6,
         atol=1e-9,
     )

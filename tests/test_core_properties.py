@@ -30,11 +30,28 @@ def test_softmax_rows_are_distributions(xy):
     np.testing.assert_allclose(np.exp(crossent.log_softmax(x)), p, atol=1e-12)
 
 
-@given(logits_and_labels(), st.floats(0, 1), st.sampled_from(["mean", "sum", "none"]))
-def test_loss_is_nonnegative_for_valid_targets(xy, eps, reduction):
+def unclamped_reference(x, y, eps, w):
+    """Each row's loss written out without any clamping: ``(1-ε)·w_y·(lse - x_y) +
+    (ε/C)·Σ_c w_c·(lse - x_c)`` with ``lse`` from a max-shifted sum in float64."""
+    m = x.max(axis=1, keepdims=True)
+    lse = (m + np.log(np.exp(x - m).sum(axis=1, keepdims=True)))[:, 0]
+    nll = lse - x[np.arange(len(y)), y]
+    smooth = ((lse[:, None] - x) * w).sum(axis=1) / x.shape[1]
+    return (1 - eps) * w[y] * nll + eps * smooth
+
+
+@given(logits_and_labels(), st.floats(0, 1), st.booleans())
+def test_loss_equals_an_unclamped_reference_and_is_nonnegative(xy, eps, weighted):
+    """crossent clamps round-off below 0; a wrong formula would still be >= 0 after that, so
+    the loss is compared with a reference that has no clamp, and that one is checked >= 0."""
     x, y = xy
-    loss = crossent.cross_entropy(x, y, label_smoothing=eps, reduction=reduction)
-    assert np.all(np.asarray(loss) >= 0)
+    w = np.linspace(0.5, 2.0, x.shape[1]) if weighted else np.ones(x.shape[1])
+    ref = unclamped_reference(x, y, eps, w)
+    assert (ref >= -1e-9 * (1 + np.abs(x).max())).all()  # the mathematics: >= 0
+    got = crossent.cross_entropy(x, y, label_smoothing=eps, weight=w, reduction="none")
+    np.testing.assert_allclose(got, np.maximum(ref, 0.0), rtol=1e-9, atol=1e-9)
+    total = crossent.cross_entropy(x, y, label_smoothing=eps, weight=w, reduction="sum")
+    np.testing.assert_allclose(total, ref.sum(), rtol=1e-9, atol=1e-8)
 
 
 @given(logits_and_labels(), st.floats(-1e3, 1e3))

@@ -33,16 +33,16 @@ def oracle(x, y, w=None, ii=-100, reduction="mean", eps=0.0, zl=0.0, cap=None, t
     loss = F.cross_entropy(z, y, w, ignore_index=ii, reduction="none", label_smoothing=eps)
     prob = y.is_floating_point()
     valid = torch.ones_like(loss) if prob else (y != ii).to(z.dtype)
-    if zl:
-        loss = loss + zl * torch.logsumexp(z, dim=1 if z.ndim > 1 else 0) ** 2 * valid
+    zterm = zl * torch.logsumexp(z, dim=1 if z.ndim > 1 else 0) ** 2 * valid
     if reduction == "none":
-        return loss
+        return loss + zterm
     if reduction == "sum":
-        return loss.sum()
+        return (loss + zterm).sum()
+    # 'mean': the z-term is a mean over the non-ignored positions, whatever the class weights
     if prob:
-        return loss.sum() / loss.numel()
+        return (loss + zterm).sum() / loss.numel()
     wy = valid if w is None else w[torch.where(y == ii, 0, y)] * valid
-    return loss.sum() / wy.sum()
+    return loss.sum() / wy.sum() + zterm.sum() / valid.sum()
 
 
 def make(shape, dtype, seed, *, prob=False, ignore=True, weight=False):

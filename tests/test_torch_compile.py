@@ -82,6 +82,6 @@ def test_custom_op_passes_opcheck(options):
     reduction, eps, zl, cap, temp = options
     x = torch.randn(5, 7, requires_grad=True)
     y = torch.tensor([1, 2, -100, 0, 6])
-    args = (x, y, torch.rand(7) + 0.5, -100, reduction, eps, zl, cap, temp, "auto", True)
+    args = (x, y, torch.rand(7) + 0.5, -100, reduction, eps, zl, cap, temp, None, "auto", True)
     result = torch.library.opcheck(cross_entropy_op, args)
     assert all(v == "SUCCESS" for v in result.values()), result

@@ -28,10 +28,14 @@ if not CUDA and "crossent.torch._triton_ce" in sys.modules:
 F = torch.nn.functional
 
 import crossent  # noqa: E402
+import crossent.torch._autograd  # noqa: E402
+import crossent.torch._linear  # noqa: E402
 from crossent.torch import _triton_ce  # noqa: E402
 from crossent.torch._autograd import CrossEntropyFunction  # noqa: E402
 from crossent.torch._linear import LinearCrossEntropyFunction  # noqa: E402
 from crossent.torch._options import make_options  # noqa: E402
+from spec_cases import CASES, expect, linear_call, numpy_call, torch_call  # noqa: E402
+from test_spec_errors import linear_message  # noqa: E402
 
 pytestmark = pytest.mark.triton
 DEV = "cuda" if CUDA else "cpu"
@@ -155,3 +159,47 @@ def test_linear_cross_entropy_through_the_kernel(reduction, dtype):
     for a, e in zip(got, want, strict=True):
         assert a.dtype == dtype
         torch.testing.assert_close(a.double().cpu(), e, rtol=rtol, atol=atol)
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c[-1]], ids=[c[0] for c in CASES if c[-1]])
+def test_triton_host_path_gives_the_cpu_messages(case, monkeypatch):
+    """The table of bad inputs (spec_cases.py) through the Triton host code: same messages."""
+    want = expect(case, numpy_call(case))
+    monkeypatch.setattr(crossent.torch._autograd, "use_triton", lambda x, opts: True)
+    monkeypatch.setattr(crossent.torch._linear, "use_triton", lambda x, opts: True)
+    assert expect(case, torch_call(case)) == want
+    assert expect(case, linear_call(case), linear_message) == want
+
+
+def test_z_loss_with_class_weights_and_num_items_through_the_kernel():
+    """The z-term's own denominator (weight-scale invariance) and num_items in the kernel."""
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(5, 20, generator=g, dtype=torch.float64) * 3
+    y = torch.tensor([1, 19, -100, 4, 4])
+    w = torch.rand(20, generator=g, dtype=torch.float64) + 0.5
+    kw = {"z_loss": 0.05, "label_smoothing": 0.1}
+    base, gbase, gout = run(x, y, w, torch.float32, **kw)
+    want_loss, want_grad = reference(x, y, w, gout, **kw)
+    torch.testing.assert_close(base, want_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(gbase, want_grad, rtol=1e-5, atol=1e-7)
+    for c in (0.01, 10.0, 1e3):
+        loss, grad, _ = run(x, y, w * c, torch.float32, **kw)
+        torch.testing.assert_close(loss, base, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(grad, gbase, rtol=1e-5, atol=1e-7)
+    loss, grad, gout = run(x, y, None, torch.float32, z_loss=0.05, num_items=8)
+    want_loss, want_grad = reference(x, y, None, gout, z_loss=0.05, num_items=8)
+    torch.testing.assert_close(loss, want_loss, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-5, atol=1e-7)
+
+
+def test_kernel_applies_the_specs_transform():
+    from crossent import _spec
+
+    g = torch.Generator().manual_seed(4)
+    x = torch.randn(3, 30, generator=g, dtype=torch.float64) * 4
+    x[0, 2] = NINF
+    y = torch.tensor([1, 7, 29])
+    loss, _, _ = run(x, y, None, torch.float32, softcap=3.0, temperature=1.4, reduction="none")
+    z = _spec.transform(x, 1.4, 3.0)
+    plain, _, _ = run(z, y, None, torch.float32, reduction="none")
+    torch.testing.assert_close(loss, plain, rtol=1e-5, atol=1e-6)

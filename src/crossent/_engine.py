@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
@@ -95,14 +96,20 @@ def run(
     if threads is None:
         threads = n_threads() if m * c >= PARALLEL_MIN_ELEMENTS else 1
     threads = max(1, min(threads, (m + block - 1) // block))
-    if threads == 1:
-        _run_range(pb, 0, m, grad_out, loss, lse, block)
-        return loss, lse
-    bounds = np.linspace(0, m, threads + 1).astype(int)
-    futures = [
-        _get_pool(threads).submit(_run_range, pb, int(lo), int(hi), grad_out, loss, lse, block)
-        for lo, hi in itertools.pairwise(bounds)
-    ]
+    parallel(lambda lo, hi: _run_range(pb, lo, hi, grad_out, loss, lse, block), m, threads)
+    return loss, lse
+
+
+def parallel(fn: Callable[[int, int], None], m: int, workers: int) -> None:
+    """``fn(lo, hi)`` over ``workers`` contiguous ranges of ``range(m)``, on the one pool.
+
+    The PyTorch CPU path runs its bfloat16 blocks here too: one pool for the process.
+    """
+    if workers <= 1:
+        fn(0, m)
+        return
+    bounds = np.linspace(0, m, workers + 1).astype(int)
+    pool = _get_pool(workers)
+    futures = [pool.submit(fn, int(lo), int(hi)) for lo, hi in itertools.pairwise(bounds)]
     for f in futures:
         f.result()
-    return loss, lse

@@ -1,6 +1,6 @@
 """The cross-entropy engine: loss and gradient for a block of rows, one ``exp`` per element.
 
-``prepare`` (in :mod:`crossent._cross_entropy`) validates the user's arguments and builds a
+``prepare`` (in :mod:`crossent._core`) validates the user's arguments and builds a
 :class:`Problem`: logits as an ``(M, C)`` matrix, targets as ``(M,)`` indices or ``(M, C)``
 probabilities, every option resolved. :func:`ce_block` computes rows ``r0:r1`` of it while they
 stay in cache:
@@ -44,7 +44,8 @@ class Problem:
     z_loss: float
     softcap: float | None
     temperature: float
-    scale: float  # 1/D for 'mean', 1 for 'sum' and 'none'
+    scale: float  # 1/D for 'mean', 1 for 'sum' and 'none' (crossent._spec.Scales.ce)
+    z_scale: float = 1.0  # 1/|V| for 'mean': the z-term's (crossent._spec.Scales.z)
 
     @property
     def plain(self) -> bool:
@@ -99,6 +100,13 @@ def _row_sums(
     return out
 
 
+def _empty_lse(lse: Array, empty: Array | None) -> Array:
+    """The log-sum-exp of an (ignored) row of all -inf is -inf, once nothing else reads it."""
+    if empty is not None:
+        lse[empty] = -np.inf
+    return lse
+
+
 def ce_block(
     pb: Problem,
     r0: int,
@@ -121,9 +129,11 @@ def ce_block(
 
     # 1. row maxima and the shift; z = factor * xt is the transformed logit
     mx = x.max(axis=1)
+    empty: Array | None = None  # ignored rows of all -inf: their lse is -inf
     if not np.isfinite(mx).all():
         _check_row_max(pb, r0, mx)
-        mx[np.isneginf(mx)] = 0  # an ignored row of all -inf: exp gives 0 everywhere
+        empty = np.isneginf(mx)
+        mx[empty] = 0  # exp gives 0 everywhere
     if cap is None:
         xt, factor = x, 1.0 / temp
         m = mx.astype(np.float64) * factor
@@ -219,7 +229,7 @@ def ce_block(
 
     np.maximum(loss, 0.0, out=loss)  # exp/log round-off can leave -1e-17 where the loss is 0
     if not grad:
-        return loss, lse
+        return loss, _empty_lse(lse, empty)
 
     # 4. gradient: (a / s) * e - b, then the chain rule of the transform
     rowscale = np.full(n, pb.scale)
@@ -231,9 +241,13 @@ def ce_block(
             a = a + (eps / k) * w_f
     else:
         a = a_sum
-    if pb.z_loss:
-        a = a + 2.0 * pb.z_loss * lse
-    z *= (rowscale * a / s).astype(cd)[:, None]
+    coef_p = rowscale * a
+    if pb.z_loss:  # the z-term has its own scale (a mean over positions, not class weights)
+        zscale = np.full(n, pb.z_scale)
+        if pb.valid is not None:
+            zscale[~pb.valid[r0:r1]] = 0.0
+        coef_p = coef_p + zscale * (2.0 * pb.z_loss * lse)
+    z *= (coef_p / s).astype(cd)[:, None]
     if pb.q is None:
         z[rows, y] -= (rowscale * (1.0 - eps) * wy).astype(cd)
         if eps > 0.0:
@@ -250,7 +264,7 @@ def ce_block(
         z *= t
     if temp != 1.0:
         z *= cd(1.0 / temp)
-    return loss, lse
+    return loss, _empty_lse(lse, empty)
 
 
 def plain_block(

@@ -128,7 +128,7 @@ def softmax(x: ArrayLike, *, axis: int = -1, temperature: float = 1.0) -> NDArra
 
     Examples
     --------
-    The seed's cat / dog / horse scores:
+    The classic example's cat / dog / horse scores:
 
     >>> import crossent
     >>> crossent.softmax([10, 9, 8]).round(4)

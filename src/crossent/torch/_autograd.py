@@ -13,7 +13,34 @@ from typing import Any
 import torch
 
 from crossent.torch import _cpu
-from crossent.torch._options import LossOptions, use_triton
+from crossent.torch._options import Layout, LossOptions, Scales, reduce_rows, scales_for, use_triton
+
+
+def rows_forward(x: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """The backend's ``ce_rows(x, target, weight, opts, scales, want_grad[, layout])``: per-row
+    losses, log-sum-exps and the gradient of the rows' losses times ``scales``."""
+    if use_triton(x, args[2]):
+        from crossent.torch import _triton_ce
+
+        return _triton_ce.ce_rows(x, *args)
+    return _cpu.ce_rows(x, *args)
+
+
+def loss_forward(
+    x: torch.Tensor,
+    t: torch.Tensor,
+    w: torch.Tensor | None,
+    opts: LossOptions,
+    want_grad: bool,
+    layout: Layout | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, Scales]:
+    """``(loss in x's dtype, lse (M,), gradient of the loss or None, scales)`` of ``(M, C)``
+    logits: the spec's denominator, the backend, the spec's reduction."""
+    scales = scales_for(t, w, opts)
+    rows, lse, grad = rows_forward(x, t, w, opts, scales, want_grad, layout)
+    loss = rows if opts.reduction == "none" else reduce_rows(rows, lse, t, opts, scales)
+    lse = lse.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
+    return loss.to(x.dtype), lse, grad, scales
 
 
 def _scale_grad(grad: torch.Tensor, grad_out: torch.Tensor, opts: LossOptions) -> torch.Tensor:
@@ -42,7 +69,8 @@ def _bump_version(x: torch.Tensor) -> None:
 
 
 class CrossEntropyFunction(torch.autograd.Function):
-    """Cross-entropy on ``(M, C)`` logits; apply as ``(logits, target, weight, options)``."""
+    """Cross-entropy on ``(M, C)`` logits; apply as ``(logits, target, weight, options,
+    layout)`` (``layout``: where errors report positions, see :mod:`crossent.torch._options`)."""
 
     @staticmethod
     def forward(
@@ -51,20 +79,13 @@ class CrossEntropyFunction(torch.autograd.Function):
         target: torch.Tensor,
         weight: torch.Tensor | None,
         opts: LossOptions,
+        layout: Layout | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         want_grad = bool(ctx.needs_input_grad[0])
-        lse = torch.empty(0, device=logits.device)
-        if opts.return_lse:  # before the logits may be overwritten
-            lse = _lse(logits, opts)
-        if use_triton(logits, opts):
-            from crossent.torch import _triton_ce
-
-            loss, grad = _triton_ce.ce_forward(logits, target, weight, opts, want_grad)
-        else:
-            loss, grad = _cpu.ce_forward(logits, target, weight, opts, want_grad)
+        loss, lse, grad, scales = loss_forward(logits, target, weight, opts, want_grad, layout)
         if grad is not None and grad.data_ptr() == logits.data_ptr():
             _bump_version(logits)
-        ctx.opts = opts
+        ctx.opts, ctx.scale = opts, scales.ce
         # saved (not kept on ctx) so that autograd frees it after a backward without
         # retain_graph, and a leaf's AccumulateGrad can take the buffer without a copy
         saved: list[torch.Tensor | None] = [grad if grad is not None else lse]
@@ -77,20 +98,16 @@ class CrossEntropyFunction(torch.autograd.Function):
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(
-        ctx: Any, grad_loss: torch.Tensor, grad_lse: torch.Tensor | None
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None]:
+        ctx: Any, grad_loss: torch.Tensor, _grad_lse: torch.Tensor | None
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None]:
         opts: LossOptions = ctx.opts
         grad_x = grad_t = None
         saved = ctx.saved_tensors
         if ctx.needs_input_grad[1]:
-            grad_t = target_grad(saved[1], saved[2], grad_loss, opts)
+            grad_t = target_grad(saved[1], saved[2], grad_loss, opts, ctx.scale)
         if ctx.needs_input_grad[0]:
             grad_x = _scale_grad(saved[0], grad_loss, opts)
-        return grad_x, grad_t, None, None
-
-
-def _lse(logits: torch.Tensor, opts: LossOptions) -> torch.Tensor:
-    return _cpu.transformed_lse(logits, opts)
+        return grad_x, grad_t, None, None, None
 
 
 def target_grad(
@@ -98,8 +115,10 @@ def target_grad(
     weight: torch.Tensor | None,
     grad_loss: torch.Tensor,
     opts: LossOptions,
+    scale: float | torch.Tensor,
 ) -> torch.Tensor:
-    """``∂L/∂q_{n,c} = -(1-ε)·w_c·log p_{n,c} / D`` for probability targets (distillation)."""
+    """``∂L/∂q_{n,c} = -(1-ε)·w_c·log p_{n,c} / D`` for probability targets (distillation);
+    ``scale`` is ``1/D`` (:attr:`crossent._spec.Scales.ce`)."""
     dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
     logp = torch.log_softmax(_cpu.transform(logits.detach().to(dtype), opts), dim=-1)
     g = logp.mul_(-(1.0 - opts.label_smoothing))
@@ -108,8 +127,7 @@ def target_grad(
     if opts.reduction == "none":
         g.mul_(grad_loss.reshape(-1, 1).to(dtype))
     else:
-        scale = grad_loss.to(dtype)
-        if opts.reduction == "mean":
-            scale = scale / max(logits.shape[0], 1)
-        g.mul_(scale)
+        if isinstance(scale, torch.Tensor):
+            scale = scale.to(dtype)
+        g.mul_(grad_loss.to(dtype) * scale)
     return g.to(logits.dtype)

@@ -16,45 +16,13 @@ from crossent.torch._autograd import CrossEntropyFunction
 from crossent.torch._compile import eager_under_compile
 from crossent.torch._ops import cross_entropy_compiled
 from crossent.torch._options import (
+    Layout,
     LossOptions,
     check_class_weight,
     check_float_tensor,
-    make_options,
+    flatten_target,
+    options_from,
 )
-
-_INT_DTYPES = (torch.int64, torch.int32, torch.int16, torch.int8, torch.uint8)
-
-
-def _shape(shape: Any) -> str:
-    return str(tuple(shape))
-
-
-def flatten_target(input: torch.Tensor, target: Any) -> tuple[torch.Tensor, tuple[int, ...]]:
-    """``(M,)`` int64 indices or ``(M, C)`` probabilities, and the batch shape of ``'none'``."""
-    if not isinstance(target, torch.Tensor):
-        raise TypeError(f"target: expected a torch.Tensor, got {type(target).__name__}")
-    if target.device != input.device:
-        raise ValueError(f"target: expected a tensor on {input.device}, got one on {target.device}")
-    c = input.shape[1] if input.ndim > 1 else input.shape[0]
-    batch = (input.shape[0], *input.shape[2:]) if input.ndim > 1 else ()
-    if target.is_floating_point() and target.shape == input.shape:
-        if target.dtype not in (torch.float16, torch.bfloat16, torch.float32, torch.float64):
-            raise TypeError(f"target: expected float16/32/64 or bfloat16, got {target.dtype}")
-        q = target.movedim(1, -1) if input.ndim > 2 else target
-        return q.reshape(-1, c), batch
-    if target.dtype in _INT_DTYPES and tuple(target.shape) == batch:
-        return target.reshape(-1).long(), batch
-    if target.is_floating_point() and tuple(target.shape) == batch:
-        raise TypeError(
-            f"target: expected integer class indices of shape {_shape(batch)} or float "
-            f"probabilities of shape {_shape(input.shape)}, got float labels (dtype "
-            f"{target.dtype}) of shape {_shape(target.shape)}; use target.long()"
-        )
-    raise ValueError(
-        f"target: expected integer class indices of shape {_shape(batch)} or float "
-        f"probabilities of shape {_shape(input.shape)}, got dtype {target.dtype} and shape "
-        f"{_shape(target.shape)}"
-    )
 
 
 def flatten_logits(input: Any) -> torch.Tensor:
@@ -90,10 +58,10 @@ def _views_a_leaf(x: torch.Tensor) -> bool:
 
 @eager_under_compile
 def _apply(
-    x: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None, opts: LossOptions
+    x: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None, opts: LossOptions, layout: Layout
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The autograd Function; run eagerly under ``torch.compile`` (a graph break)."""
-    return CrossEntropyFunction.apply(x, t, w, opts)
+    return CrossEntropyFunction.apply(x, t, w, opts, layout)
 
 
 def cross_entropy(
@@ -109,47 +77,9 @@ def cross_entropy(
     temperature: float = 1.0,
     return_lse: bool = False,
     inplace: bool = False,
+    num_items: float | None = None,
 ) -> Any:
-    opts = make_options(
-        ignore_index=ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-        softcap=softcap,
-        temperature=temperature,
-        return_lse=return_lse,
-        inplace=inplace,
-    )
-    x = flatten_logits(input)
-    c = x.shape[1]
-    if c == 0:
-        raise ValueError("input: expected at least one class (dimension 1), got 0")
-    t, batch = flatten_target(input, target)
-    w = check_class_weight(weight, c, input.device)
-    compiling = torch.compiler.is_compiling()
-    if inplace and x.requires_grad and not compiling:  # (ignored under torch.compile)
-        if _views_a_leaf(x):
-            raise ValueError(
-                "inplace: the gradient would overwrite a leaf tensor that requires grad (a "
-                "parameter), or a view of one; pass the logits produced by your model, or "
-                "inplace=False"
-            )
-        if t.requires_grad:
-            raise ValueError("inplace: not supported when target requires grad")
-        if _producer_saved(x):  # the op that made the logits needs them: keep them
-            opts = dataclasses.replace(opts, inplace=False)
-    if compiling:  # one opaque custom op in the graph, no graph break
-        loss, lse = cross_entropy_compiled(x, t, w, opts)
-    else:
-        loss, lse = _apply(x, t, w, opts)
-    if reduction == "none":
-        loss = loss.reshape(batch)
-    if return_lse:
-        return loss, lse.reshape(batch)
-    return loss
-
-
-cross_entropy.__doc__ = r"""Softmax cross-entropy, a drop-in for ``F.cross_entropy``.
+    r"""Softmax cross-entropy, a drop-in for ``F.cross_entropy``.
 
     Same signature and semantics as PyTorch (class dimension 1, K-dimensional inputs, class
     indices or class probabilities as targets, ``weight``, ``ignore_index``, ``reduction``,
@@ -165,7 +95,9 @@ cross_entropy.__doc__ = r"""Softmax cross-entropy, a drop-in for ``F.cross_entro
         \ell_n = (1-\varepsilon)\, w_{y_n} (-\log p_{n,y_n})
                + \frac{\varepsilon}{k} \sum_c w_c (-\log p_{n,c})
                + \lambda \operatorname{lse}(x_n)^2,
-        \qquad L_{\text{mean}} = \frac{\sum_{n \in V} \ell_n}{\sum_{n \in V} w_{y_n}}
+        \qquad L_{\text{mean}} = \frac{\sum_{n \in V} \ell_n - \lambda\,\mathrm{lse}_n^2}
+                                      {\sum_{n \in V} w_{y_n}}
+                               + \lambda \frac{\sum_{n \in V} \mathrm{lse}_n^2}{|V|}
 
     and with probability targets ``q``, ``q' = (1-ε) q + ε/k``,
     ``ℓ_n = -Σ_c w_c q'_{n,c} log p_{n,c} + λ lse(x_n)²`` and ``L_mean = Σ ℓ_n / N``.
@@ -179,7 +111,8 @@ cross_entropy.__doc__ = r"""Softmax cross-entropy, a drop-in for ``F.cross_entro
 
     with ``a_n = Σ_c b_{n,c}``, ``b_{n,c} = w_c q'_{n,c}`` (``q'`` the smoothed one-hot for
     index targets) and ``D`` the ``'mean'`` denominator (1 for ``'sum'``/``'none'``), times the
-    chain rule of the transforms.
+    chain rule of the transforms; for ``'mean'`` the z-term's share is divided by the number of
+    non-ignored positions ``|V|`` instead of ``D``.
 
     Parameters
     ----------
@@ -191,7 +124,9 @@ cross_entropy.__doc__ = r"""Softmax cross-entropy, a drop-in for ``F.cross_entro
         Class indices (integer dtype, shape ``()``, ``(N,)`` or ``(N, d1, ..., dK)``) or class
         probabilities (floating, ``input``'s shape). Probability targets may require grad.
     weight : Tensor, shape (C,), optional
-        Class weights ``w`` (treated as constants).
+        Class weights ``w`` (treated as constants): finite and ``>= 0``. Negative weights
+        are refused with a ``ValueError`` (``F.cross_entropy`` accepts them): they turn a
+        class's loss into an unbounded reward.
     ignore_index : int, default -100
         Index targets equal to it contribute nothing, to the ``'mean'`` denominator either.
     reduction : {'mean', 'sum', 'none'}, default 'mean'
@@ -200,7 +135,8 @@ cross_entropy.__doc__ = r"""Softmax cross-entropy, a drop-in for ``F.cross_entro
     label_smoothing : float in [0, 1], default 0.0
         ``ε``, spread over the finite classes only.
     z_loss : float >= 0, default 0.0
-        ``λ``: adds ``λ·lse(x_n)²`` per non-ignored position.
+        ``λ``: adds ``λ·lse(x_n)²`` per non-ignored position; ``'mean'`` averages it over
+        the non-ignored positions (not weighted by ``weight``: PaLM's and Liger's z-loss).
     softcap : float > 0, optional
         ``s``: logits become ``s·tanh(x/s)`` (after the temperature); ``-inf`` stays ``-inf``.
     temperature : float > 0, default 1.0
@@ -208,6 +144,11 @@ cross_entropy.__doc__ = r"""Softmax cross-entropy, a drop-in for ``F.cross_entro
     return_lse : bool, default False
         Also return the log-sum-exp of each position's transformed logits (float32, the
         batch shape; not differentiable), e.g. to log the z-loss.
+    num_items : float >= 0 or 0-d Tensor, optional
+        Only with ``reduction='mean'``: the denominator of the whole global batch (the
+        non-ignored target weight over every data-parallel rank and accumulation step) instead
+        of this batch's own, so that summed micro-batch losses give the exact global mean (see
+        :mod:`crossent._spec`). Not with class weights and ``z_loss`` together.
     inplace : bool, default False
         Write the gradient over the logits' buffer instead of allocating one of their size.
         The logits must then not be needed afterwards: a leaf that requires grad is refused;
@@ -252,3 +193,33 @@ cross_entropy.__doc__ = r"""Softmax cross-entropy, a drop-in for ``F.cross_entro
     >>> cross_entropy(masked, torch.tensor([[0.5, 0.5, 0.0]]), label_smoothing=0.1)
     tensor(0.6931)
     """
+    opts = options_from(locals())
+    x = flatten_logits(input)
+    c = x.shape[1]
+    if c == 0:
+        raise ValueError("input: expected at least one class (dimension 1), got 0")
+    class_dim = 1 if input.ndim > 1 else 0
+    batch = (input.shape[0], *input.shape[2:]) if input.ndim > 1 else ()
+    t = flatten_target(target, input.device, batch, tuple(input.shape), class_dim)
+    w = check_class_weight(weight, c, input.device)
+    compiling = torch.compiler.is_compiling()
+    if inplace and x.requires_grad and not compiling:  # (ignored under torch.compile)
+        if _views_a_leaf(x):
+            raise ValueError(
+                "inplace: the gradient would overwrite a leaf tensor that requires grad (a "
+                "parameter), or a view of one; pass the logits produced by your model, or "
+                "inplace=False"
+            )
+        if t.requires_grad:
+            raise ValueError("inplace: not supported when target requires grad")
+        if _producer_saved(x):  # the op that made the logits needs them: keep them
+            opts = dataclasses.replace(opts, inplace=False)
+    if compiling:  # one opaque custom op in the graph, no graph break
+        loss, lse = cross_entropy_compiled(x, t, w, opts)
+    else:
+        loss, lse = _apply(x, t, w, opts, (class_dim, batch))
+    if reduction == "none":
+        loss = loss.reshape(batch)
+    if return_lse:
+        return loss, lse.reshape(batch)
+    return loss

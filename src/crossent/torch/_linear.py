@@ -23,13 +23,20 @@ from typing import Any
 
 import torch
 
+from crossent import _core
 from crossent.torch import _cpu
+from crossent.torch._autograd import rows_forward
 from crossent.torch._compile import eager_under_compile
 from crossent.torch._options import (
+    Layout,
     LossOptions,
+    Scales,
     check_class_weight,
     check_float_tensor,
-    make_options,
+    flatten_target,
+    options_from,
+    reduce_rows,
+    scales_for,
     use_triton,
 )
 
@@ -47,24 +54,6 @@ def default_chunk_size(n_rows: int, n_classes: int, device: torch.device) -> int
     return max(1, min(n_rows, elements // max(n_classes, 1)))
 
 
-def _chunk_loss_grad(
-    logits: torch.Tensor,
-    target: torch.Tensor,
-    class_weight: torch.Tensor | None,
-    opts: LossOptions,
-    want_grad: bool,
-) -> torch.Tensor:
-    """Per-row losses (float64, (rows,)); the per-row gradient overwrites ``logits``."""
-    row_opts = dataclasses.replace(opts, reduction="none", inplace=True, return_lse=False)
-    if use_triton(logits, opts):
-        from crossent.torch import _triton_ce
-
-        loss, _ = _triton_ce.ce_forward(logits, target, class_weight, row_opts, want_grad)
-    else:
-        loss, _ = _cpu.ce_forward(logits, target, class_weight, row_opts, want_grad)
-    return loss.double()
-
-
 def _run(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -73,10 +62,12 @@ def _run(
     class_weight: torch.Tensor | None,
     opts: LossOptions,
     chunk: int,
-    row_scale: torch.Tensor | float,
+    scales: Scales,
+    row_scale: torch.Tensor | None,
     grads: tuple[bool, bool, bool],
-) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
-    """Losses (float64, (N,)) and the gradients scaled by ``row_scale`` (scalar or (N,))."""
+) -> tuple[torch.Tensor, torch.Tensor, Any, Any, Any]:
+    """Per-row losses and log-sum-exps (float64, (N,)) and the gradients of the rows' losses
+    times ``scales`` (and times ``row_scale``, (N,), when given)."""
     n, d = x.shape
     v = w.shape[0]
     cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
@@ -84,6 +75,8 @@ def _run(
     bdt = x.dtype if use_triton(x, opts) else cdt
     want_grad = any(grads)
     gx = torch.empty_like(x) if grads[0] else None
+    # the chunk's gradient overwrites its logits
+    chunk_opts = dataclasses.replace(opts, inplace=True, return_lse=False)
 
     def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         if x.device.type == "cpu":  # recycled memory: no page faults
@@ -93,6 +86,7 @@ def _run(
     gw = empty((v, d), cdt) if grads[1] else None  # written by the first chunk's GEMM (beta=0)
     gb = torch.zeros(v, dtype=cdt, device=x.device) if grads[2] else None
     losses = torch.empty(n, dtype=torch.float64, device=x.device)
+    lses = torch.empty(n, dtype=torch.float64, device=x.device)
     buf = empty((min(chunk, n), v), bdt)
     wt = w.t()
     for r0 in range(0, n, chunk):
@@ -105,22 +99,20 @@ def _run(
             torch.addmm(b, xc, wt, out=lg)
         else:
             torch.mm(xc, wt, out=lg)
-        losses[r0:r1] = _chunk_loss_grad(lg, target[r0:r1], class_weight, opts, want_grad)
+        rows, lse, _ = rows_forward(lg, target[r0:r1], class_weight, chunk_opts, scales, want_grad)
+        losses[r0:r1], lses[r0:r1] = rows, lse
         if not want_grad:
             continue
-        if isinstance(row_scale, torch.Tensor):
+        if row_scale is not None:
             lg.mul_(row_scale[r0:r1].to(lg.dtype).unsqueeze(1))
-            alpha = 1.0
-        else:
-            alpha = row_scale
         g = lg.to(x.dtype)  # (rows, V): the gradient of the logits
         if gx is not None:
-            torch.addmm(gx[r0:r1], g, w, beta=0.0, alpha=alpha, out=gx[r0:r1])
+            torch.mm(g, w, out=gx[r0:r1])
         if gw is not None:
-            _accumulate(gw, g.t(), xc, 0.0 if r0 == 0 else 1.0, alpha)
+            _accumulate(gw, g.t(), xc, 0.0 if r0 == 0 else 1.0, 1.0)
         if gb is not None:
-            gb.add_(lg.sum(0, dtype=cdt), alpha=alpha)
-    return losses, gx, gw, gb
+            gb.add_(lg.sum(0, dtype=cdt))
+    return losses, lses, gx, gw, gb
 
 
 def _accumulate(
@@ -148,29 +140,6 @@ def _accumulate(
         acc.add_(part, alpha=alpha)
 
 
-def _flatten_lce_target(
-    target: Any, batch: tuple[int, ...], v: int, device: torch.device
-) -> torch.Tensor:
-    """``(N,)`` int64 indices or ``(N, V)`` probabilities for logits of shape ``(*batch, V)``."""
-    if not isinstance(target, torch.Tensor):
-        raise TypeError(f"target: expected a torch.Tensor, got {type(target).__name__}")
-    if target.device != device:
-        raise ValueError(f"target: expected a tensor on {device}, got one on {target.device}")
-    if target.is_floating_point() and tuple(target.shape) == (*batch, v):
-        return target.reshape(-1, v)
-    integer = not (target.is_floating_point() or target.is_complex()) and target.dtype != torch.bool
-    if integer and tuple(target.shape) == batch:
-        return target.reshape(-1).long()
-    expected = (
-        f"integer class indices of shape {batch} or float probabilities of shape {(*batch, v)}"
-    )
-    if target.is_floating_point() and tuple(target.shape) == batch:
-        raise TypeError(f"target: expected {expected}, got float labels; use target.long()")
-    raise ValueError(
-        f"target: expected {expected}, got dtype {target.dtype} and shape {tuple(target.shape)}"
-    )
-
-
 class LinearCrossEntropyFunction(torch.autograd.Function):
     """Apply as ``(input (N, D), weight (V, D), target, bias, class_weight, options, chunk)``."""
 
@@ -186,24 +155,23 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         chunk: int,
     ) -> torch.Tensor:
         grads = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[3])
-        ctx.opts, ctx.chunk, ctx.grads, ctx.param_dtype = opts, chunk, grads, w.dtype
-        v = w.shape[0]
+        ctx.opts, ctx.chunk, ctx.grads = opts, chunk, grads
         if opts.reduction == "none":
-            losses, *_ = _run(x, w, b, target, class_weight, opts, chunk, 1.0, (False,) * 3)
+            losses, *_ = _run(x, w, b, target, class_weight, opts, chunk, Scales(), None,
+                              (False,) * 3)  # fmt: skip
             ctx.save_for_backward(x, w, b, target, class_weight)
             return losses.to(x.dtype)
-        scale = 1.0
-        if opts.reduction == "mean":
-            denom = _cpu.mean_denominator(target, class_weight, v, opts.ignore_index)
-            scale = 1.0 / denom if denom > 0 else 0.0
-        losses, gx, gw, gb = _run(x, w, b, target, class_weight, opts, chunk, scale, grads)
+        scales = scales_for(target, class_weight, opts)
+        losses, lses, gx, gw, gb = _run(
+            x, w, b, target, class_weight, opts, chunk, scales, None, grads
+        )
         # saved, not kept on ctx: autograd frees them after a backward without retain_graph
         ctx.save_for_backward(
             gx,
             gw.to(w.dtype) if gw is not None else None,
             gb.to(w.dtype) if gb is not None else None,
         )
-        return (losses.sum() * scale).to(x.dtype)
+        return reduce_rows(losses, lses, target, opts, scales).to(x.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
@@ -211,8 +179,8 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         opts: LossOptions = ctx.opts
         if opts.reduction == "none":
             x, w, b, target, class_weight = ctx.saved_tensors
-            _, gx, gw, gb = _run(
-                x, w, b, target, class_weight, opts, ctx.chunk, grad_loss, ctx.grads
+            *_, gx, gw, gb = _run(
+                x, w, b, target, class_weight, opts, ctx.chunk, Scales(), grad_loss, ctx.grads
             )
             gw = gw.to(w.dtype) if gw is not None else None
             gb = gb.to(w.dtype) if gb is not None else None
@@ -222,6 +190,18 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
                 gx, gw, gb = (g * grad_loss.to(g.dtype) if g is not None else None
                               for g in (gx, gw, gb))  # fmt: skip
         return gx, gw, None, gb, None, None, None
+
+
+def _check_target(
+    t: torch.Tensor, cw: torch.Tensor | None, v: int, opts: LossOptions, layout: Layout
+) -> None:
+    """The whole target, before it is cut into chunks: errors report positions in it."""
+    if use_triton(t, opts):
+        from crossent.torch import _triton_ce
+
+        _triton_ce.check_inputs(t, cw, v, opts, layout)
+    else:
+        _core.check_target(_cpu.np_target(t), v, opts, layout)
 
 
 @eager_under_compile
@@ -244,6 +224,7 @@ def linear_cross_entropy(
     softcap: float | None = None,
     temperature: float = 1.0,
     chunk_size: int | None = None,
+    num_items: float | None = None,
 ) -> torch.Tensor:
     r"""Cross-entropy of ``input @ weight.T + bias`` without ever holding the ``(N, V)`` logits.
 
@@ -279,8 +260,9 @@ def linear_cross_entropy(
         The head's bias, ``input``'s dtype.
     class_weight : Tensor, shape (V,), optional
         Class weights (``F.cross_entropy``'s ``weight``; treated as constants).
-    ignore_index, reduction, label_smoothing, z_loss, softcap, temperature
-        As :func:`cross_entropy`.
+    ignore_index, reduction, label_smoothing, z_loss, softcap, temperature, num_items
+        As :func:`cross_entropy`. ``class_weight`` must be finite and ``>= 0`` (negative class
+        weights are refused).
     chunk_size : int, optional
         Rows per chunk. Default: as many as fit a 64 MiB float32 logits buffer
         (524 rows at ``V = 32000``); the extra memory is that buffer plus float32 gradient
@@ -313,14 +295,7 @@ def linear_cross_entropy(
     >>> w.grad.shape
     torch.Size([50, 4])
     """
-    opts = make_options(
-        ignore_index=ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-        softcap=softcap,
-        temperature=temperature,
-    )
+    opts = options_from(locals())
     check_float_tensor(input, "input")
     check_float_tensor(weight, "weight")
     if input.ndim < 1:
@@ -344,12 +319,11 @@ def linear_cross_entropy(
             raise ValueError(f"bias: expected shape ({v},), got {tuple(bias.shape)}")
         if bias.dtype != input.dtype:
             raise TypeError(f"bias: expected dtype {input.dtype} (input's), got {bias.dtype}")
-    cw = check_class_weight(class_weight, v, input.device) if class_weight is not None else None
-    if cw is not None and cw.requires_grad:
-        cw = cw.detach()
+    cw = check_class_weight(class_weight, v, input.device, "class_weight")
     batch = tuple(input.shape[:-1])
     x = input.reshape(-1, d)
-    t = _flatten_lce_target(target, batch, v, input.device)
+    t = flatten_target(target, input.device, batch, (*batch, v), -1)
+    _check_target(t, cw, v, opts, (len(batch), batch))
     if chunk_size is None:
         chunk = default_chunk_size(x.shape[0], v, x.device)
     else:

@@ -9,7 +9,7 @@ from torch import nn
 
 from crossent.torch._functional import cross_entropy
 from crossent.torch._linear import linear_cross_entropy
-from crossent.torch._options import make_options
+from crossent.torch._options import options_from
 
 
 class CrossEntropyLoss(nn.Module):
@@ -20,7 +20,8 @@ class CrossEntropyLoss(nn.Module):
     weight : Tensor, shape (C,), optional
         Class weights, registered as a buffer (moves with ``.to(device)``).
     ignore_index, reduction, label_smoothing, z_loss, softcap, temperature, inplace
-        As :func:`crossent.torch.cross_entropy`; validated here.
+        As :func:`crossent.torch.cross_entropy`; validated here. The class weights must be
+        finite and ``>= 0`` (negative weights are refused, unlike ``nn.CrossEntropyLoss``).
 
     Examples
     --------
@@ -46,15 +47,7 @@ class CrossEntropyLoss(nn.Module):
         inplace: bool = False,
     ) -> None:
         super().__init__()
-        make_options(
-            ignore_index=ignore_index,
-            reduction=reduction,
-            label_smoothing=label_smoothing,
-            z_loss=z_loss,
-            softcap=softcap,
-            temperature=temperature,
-            inplace=inplace,
-        )
+        options_from(locals())  # fail early: validated at construction
         self.register_buffer("weight", weight)
         self.ignore_index = ignore_index
         self.reduction = reduction
@@ -64,7 +57,11 @@ class CrossEntropyLoss(nn.Module):
         self.temperature = temperature
         self.inplace = inplace
 
-    def forward(self, input: torch.Tensor, target: torch.Tensor) -> Any:
+    def forward(
+        self, input: torch.Tensor, target: torch.Tensor, num_items: float | None = None
+    ) -> Any:
+        """The loss; ``num_items``: the global batch's ``'mean'`` denominator (it changes from
+        batch to batch, so it is an argument of the call, not of the module)."""
         return cross_entropy(
             input,
             target,
@@ -76,6 +73,7 @@ class CrossEntropyLoss(nn.Module):
             softcap=self.softcap,
             temperature=self.temperature,
             inplace=self.inplace,
+            num_items=num_items,
         )
 
     def extra_repr(self) -> str:
@@ -110,14 +108,7 @@ class LinearCrossEntropyLoss(nn.Module):
         chunk_size: int | None = None,
     ) -> None:
         super().__init__()
-        make_options(
-            ignore_index=ignore_index,
-            reduction=reduction,
-            label_smoothing=label_smoothing,
-            z_loss=z_loss,
-            softcap=softcap,
-            temperature=temperature,
-        )
+        options_from(locals())  # fail early: validated at construction
         self.ignore_index = ignore_index
         self.reduction = reduction
         self.label_smoothing = label_smoothing
@@ -132,7 +123,9 @@ class LinearCrossEntropyLoss(nn.Module):
         weight: torch.Tensor,
         target: torch.Tensor,
         bias: torch.Tensor | None = None,
+        num_items: float | None = None,
     ) -> Any:
+        """The loss; ``num_items`` as in :meth:`CrossEntropyLoss.forward`."""
         return linear_cross_entropy(
             input,
             weight,
@@ -145,4 +138,5 @@ class LinearCrossEntropyLoss(nn.Module):
             softcap=self.softcap,
             temperature=self.temperature,
             chunk_size=self.chunk_size,
+            num_items=num_items,
         )

@@ -16,9 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from crossent.torch import _cpu
-from crossent.torch._autograd import target_grad
-from crossent.torch._options import LossOptions, make_options, use_triton
+from crossent.torch._autograd import loss_forward, target_grad
+from crossent.torch._options import LossOptions
 
 
 def _options(
@@ -28,17 +27,12 @@ def _options(
     z_loss: float,
     softcap: float | None,
     temperature: float,
+    num_items: float | None,
     backend: str,
 ) -> LossOptions:
-    return make_options(
-        ignore_index=ignore_index,
-        reduction=reduction,
-        label_smoothing=label_smoothing,
-        z_loss=z_loss,
-        softcap=softcap,
-        temperature=temperature,
-        backend=backend,
-    )
+    """The options as the op's arguments carry them (validated by the functional API)."""
+    return LossOptions(ignore_index, reduction, label_smoothing, z_loss, softcap, temperature,
+                       num_items, backend=backend)  # fmt: skip
 
 
 @torch.library.custom_op("crossent::cross_entropy", mutates_args=())
@@ -52,18 +46,16 @@ def cross_entropy_op(
     z_loss: float,
     softcap: float | None,
     temperature: float,
+    num_items: float | None,
     backend: str,
     want_grad: bool,
-) -> tuple[Tensor, Tensor]:
-    """``(loss, grad)`` of ``(M, C)`` logits; ``grad`` is empty unless ``want_grad``."""
-    opts = _options(ignore_index, reduction, label_smoothing, z_loss, softcap, temperature, backend)
-    if use_triton(logits, opts):
-        from crossent.torch import _triton_ce
-
-        loss, grad = _triton_ce.ce_forward(logits, target, weight, opts, want_grad)
-    else:
-        loss, grad = _cpu.ce_forward(logits, target, weight, opts, want_grad)
-    return loss, grad if grad is not None else logits.new_empty(0)
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+    """``(loss, grad, lse, 1/D)`` of ``(M, C)`` logits; ``grad`` is empty unless ``want_grad``."""
+    opts = _options(ignore_index, reduction, label_smoothing, z_loss, softcap, temperature,
+                    num_items, backend)  # fmt: skip
+    loss, lse, grad, scales = loss_forward(logits, target, weight, opts, want_grad)
+    grad = grad if grad is not None else logits.new_empty(0)
+    return loss, grad, lse, torch.tensor(scales.ce, dtype=torch.float64, device=logits.device)
 
 
 @cross_entropy_op.register_fake
@@ -77,32 +69,37 @@ def _(
     z_loss: float,
     softcap: float | None,
     temperature: float,
+    num_items: float | None,
     backend: str,
     want_grad: bool,
-) -> tuple[Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     loss = logits.new_empty((logits.shape[0],) if reduction == "none" else ())
     grad = torch.empty_like(logits) if want_grad else logits.new_empty(0)
-    return loss, grad
+    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
+    lse = logits.new_empty((logits.shape[0],), dtype=dtype)
+    return loss, grad, lse, logits.new_empty((), dtype=torch.float64)
 
 
-def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, Tensor]) -> None:
+def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]) -> None:
     logits, target, weight = inputs[:3]
-    ctx.opts = _options(*inputs[3:10])
+    ctx.opts = _options(*inputs[3:11])
     ctx.target_grad = isinstance(target, Tensor) and target.requires_grad
     saved = [output[1]]
     if ctx.target_grad:
-        saved += [logits, weight]
+        saved += [logits, weight, output[3]]
     ctx.save_for_backward(*saved)
 
 
-def _backward(ctx: Any, grad_loss: Tensor, grad_grad: Tensor) -> tuple[Any, ...]:
+def _backward(ctx: Any, grad_loss: Tensor, *_: Tensor) -> tuple[Any, ...]:
     saved = ctx.saved_tensors
     opts: LossOptions = ctx.opts
     grad = saved[0]
     factor = grad_loss.reshape(-1, 1) if opts.reduction == "none" else grad_loss
     grad_x = grad * factor.to(grad.dtype) if grad.numel() else None
-    grad_t = target_grad(saved[1], saved[2], grad_loss, opts) if ctx.target_grad else None
-    return (grad_x, grad_t) + (None,) * 9
+    grad_t = None
+    if ctx.target_grad:
+        grad_t = target_grad(saved[1], saved[2], grad_loss, opts, saved[3])
+    return (grad_x, grad_t) + (None,) * 10
 
 
 cross_entropy_op.register_autograd(_backward, setup_context=_setup_context)
@@ -113,7 +110,7 @@ def cross_entropy_compiled(
 ) -> tuple[Tensor, Tensor]:
     """What :func:`crossent.torch.cross_entropy` runs under ``torch.compile``."""
     want_grad = torch.is_grad_enabled() and x.requires_grad
-    loss, _ = cross_entropy_op(
+    loss, _, lse, _ = cross_entropy_op(
         x,
         t,
         w,
@@ -123,11 +120,8 @@ def cross_entropy_compiled(
         opts.z_loss,
         opts.softcap,
         opts.temperature,
+        opts.num_items,
         opts.backend,
         want_grad,
     )
-    lse = x.new_empty(0)
-    if opts.return_lse:
-        dtype = torch.float64 if x.dtype == torch.float64 else torch.float32
-        lse = torch.logsumexp(_cpu.transform(x.detach().to(dtype), opts), dim=-1)
     return loss, lse

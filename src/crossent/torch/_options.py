@@ -1,92 +1,39 @@
-"""The loss options, validated once at the public boundary and packed for ``Function.apply``."""
+"""The PyTorch boundary: tensors checked, targets flattened, the loss spec applied to tensors.
+
+The options, the target classification, the ``'mean'`` denominator and every message about
+them come from :mod:`crossent._spec`; this module only adapts tensors to them (dtype kinds,
+devices, layouts).
+"""
 
 from __future__ import annotations
 
 import importlib.util
-import math
-import numbers
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
-REDUCTIONS = ("mean", "sum", "none")
+from crossent import _spec
+from crossent._spec import LossOptions, Scales, make_options, options_from
+
+__all__ = [
+    "FLOAT_DTYPES",
+    "Layout",
+    "LossOptions",
+    "Scales",
+    "check_class_weight",
+    "check_float_tensor",
+    "flatten_target",
+    "make_options",
+    "options_from",
+    "reduce_rows",
+    "scales_for",
+    "use_triton",
+]
+
 FLOAT_DTYPES = (torch.float16, torch.bfloat16, torch.float32, torch.float64)
 
-
-@dataclass(frozen=True)
-class LossOptions:
-    """Every option of the loss, resolved (``softcap=None`` means no capping)."""
-
-    ignore_index: int = -100
-    reduction: str = "mean"
-    label_smoothing: float = 0.0
-    z_loss: float = 0.0
-    softcap: float | None = None
-    temperature: float = 1.0
-    return_lse: bool = False
-    inplace: bool = False
-    backend: str = "auto"  # "auto", "cpu" or "triton" (tests force "triton" on CPU tensors)
-
-
-def _real(value: Any, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected a real number, got {value!r}")
-    val = float(value)
-    if math.isnan(val) or math.isinf(val):
-        raise ValueError(f"{name}: expected a finite number, got {value!r}")
-    return val
-
-
-def make_options(
-    *,
-    ignore_index: Any = -100,
-    reduction: Any = "mean",
-    label_smoothing: Any = 0.0,
-    z_loss: Any = 0.0,
-    softcap: Any = None,
-    temperature: Any = 1.0,
-    return_lse: Any = False,
-    inplace: Any = False,
-    backend: str = "auto",
-) -> LossOptions:
-    """Validate the options: ``TypeError``/``ValueError`` naming the argument."""
-    if isinstance(ignore_index, bool) or not isinstance(ignore_index, numbers.Integral):
-        raise TypeError(f"ignore_index: expected an int, got {ignore_index!r}")
-    if reduction not in REDUCTIONS:
-        raise ValueError(
-            f"reduction: expected one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r}"
-        )
-    eps = _real(label_smoothing, "label_smoothing")
-    if not 0.0 <= eps <= 1.0:
-        raise ValueError(f"label_smoothing: expected a number in [0, 1], got {label_smoothing!r}")
-    zl = _real(z_loss, "z_loss")
-    if zl < 0.0:
-        raise ValueError(f"z_loss: expected a number >= 0, got {z_loss!r}")
-    cap = None
-    if softcap is not None:
-        cap = _real(softcap, "softcap")
-        if cap <= 0.0:
-            raise ValueError(f"softcap: expected a number > 0 or None, got {softcap!r}")
-    temp = _real(temperature, "temperature")
-    if temp <= 0.0:
-        raise ValueError(f"temperature: expected a number > 0, got {temperature!r}")
-    for name, flag in (("return_lse", return_lse), ("inplace", inplace)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name}: expected a bool, got {flag!r}")
-    if backend not in ("auto", "cpu", "triton"):
-        raise ValueError(f"backend: expected 'auto', 'cpu' or 'triton', got {backend!r}")
-    return LossOptions(
-        ignore_index=int(ignore_index),
-        reduction=str(reduction),
-        label_smoothing=eps,
-        z_loss=zl,
-        softcap=cap,
-        temperature=temp,
-        return_lse=return_lse,
-        inplace=inplace,
-        backend=backend,
-    )
+# (class axis, target shape) in the user's layout: where errors report positions
+Layout = tuple[int, tuple[int, ...]]
 
 
 def check_float_tensor(t: Any, name: str) -> torch.Tensor:
@@ -101,17 +48,75 @@ def check_float_tensor(t: Any, name: str) -> torch.Tensor:
     return t
 
 
-def check_class_weight(weight: Any, n_classes: int, device: torch.device) -> torch.Tensor | None:
+def check_class_weight(
+    weight: Any, n_classes: int, device: torch.device, name: str = "weight"
+) -> torch.Tensor | None:
+    """A float tensor of shape ``(C,)`` on ``device`` (its values are checked by the backend,
+    through :func:`crossent._spec.check_class_weight`); detached: weights are constants."""
     if weight is None:
         return None
-    check_float_tensor(weight, "weight")
-    if weight.shape != (n_classes,):
-        raise ValueError(
-            f"weight: expected shape ({n_classes},) (one per class), got {tuple(weight.shape)}"
-        )
+    check_float_tensor(weight, name)
+    if tuple(weight.shape) != (n_classes,):
+        _spec.check_class_weight(weight, n_classes, name)  # raises the shape message
     if weight.device != device:
-        raise ValueError(f"weight: expected a tensor on {device}, got one on {weight.device}")
-    return weight
+        raise ValueError(f"{name}: expected a tensor on {device}, got one on {weight.device}")
+    return weight.detach()
+
+
+def kind(t: torch.Tensor) -> str:
+    """NumPy's dtype kind letter for a torch dtype (``'f'``, ``'i'``, ``'u'``, ``'b'``, ``'c'``)."""
+    if t.is_floating_point():
+        return "f"
+    if t.is_complex():
+        return "c"
+    if t.dtype == torch.bool:
+        return "b"
+    return "u" if t.dtype in (torch.uint8, torch.uint16, torch.uint32, torch.uint64) else "i"
+
+
+def flatten_target(
+    target: Any,
+    device: torch.device,
+    index_shape: tuple[int, ...],
+    prob_shape: tuple[int, ...],
+    class_dim: int,
+) -> torch.Tensor:
+    """``(M,)`` class indices (their own integer dtype) or ``(M, C)`` probabilities.
+
+    ``index_shape``/``prob_shape`` are the shapes the target may have in the user's layout,
+    ``class_dim`` the class dimension of the probabilities there.
+    """
+    if not isinstance(target, torch.Tensor):
+        raise TypeError(f"target: expected a torch.Tensor, got {type(target).__name__}")
+    if target.device != device:
+        raise ValueError(f"target: expected a tensor on {device}, got one on {target.device}")
+    k = _spec.classify_target(kind(target), target.dtype, tuple(target.shape), index_shape,
+                              prob_shape)  # fmt: skip
+    if k == "index":
+        return target.reshape(-1)
+    c = prob_shape[class_dim]
+    q = target.movedim(class_dim, -1) if class_dim not in (-1, target.ndim - 1) else target
+    return q.reshape(-1, c)
+
+
+def scales_for(target: torch.Tensor, weight: torch.Tensor | None, opts: LossOptions) -> Scales:
+    """The :class:`~crossent._spec.Scales` of a flattened target (one host sync on CUDA)."""
+    if opts.reduction != "mean":
+        return Scales()
+    index = not target.is_floating_point()
+    d, n = _spec.count_items(target, weight if index else None, opts.ignore_index)
+    return _spec.mean_scales(opts, d, n, weighted=index and weight is not None)
+
+
+def reduce_rows(
+    rows: torch.Tensor, lse: torch.Tensor, target: torch.Tensor, opts: LossOptions, scales: Scales
+) -> torch.Tensor:
+    """The reduced loss (float64) from per-row losses, as :func:`crossent._spec.reduced_loss`."""
+    zsq: Any = 0.0
+    if opts.z_loss and scales.z != scales.ce:
+        sq = lse.double() ** 2
+        zsq = sq[target != opts.ignore_index].sum() if not target.is_floating_point() else sq.sum()
+    return _spec.reduced_loss(rows.double().sum(), zsq, scales, opts.z_loss)
 
 
 def use_triton(x: torch.Tensor, opts: LossOptions) -> bool:

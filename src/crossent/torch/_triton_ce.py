@@ -10,7 +10,8 @@ One program per row of the ``(M, C)`` logits, two sweeps over the row in blocks 
    the same block (the second read of a row hits L2: one HBM read, one HBM write).
 
 Everything is computed in float32, the true-class term ``a·p_y - b_y`` included, and rounded to
-the logits' dtype once. Host code: :func:`ce_forward`.
+the logits' dtype once. Host code: :func:`ce_rows`, with the checks, the denominator and the
+reduction of the loss spec (:mod:`crossent._spec`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import torch
 import triton
 import triton.language as tl
 
-from crossent.torch._options import LossOptions
+from crossent import _core, _spec
+from crossent.torch._options import Layout, LossOptions, Scales
 
 
 @triton.jit
@@ -39,7 +41,9 @@ def _ce_kernel(
     y_ptr,  # (M,) int64 targets, or (M, C) probabilities
     w_ptr,  # (C,) class weights (when HAS_WEIGHT)
     loss_ptr,  # (M,) float32 per-row losses
-    scale_ptr,  # (1,) float32: 1/D for 'mean', 1 otherwise
+    lse_ptr,  # (M,) float32 per-row log-sum-exps
+    scale,  # Scales.ce: 1/D for 'mean', 1 otherwise
+    z_scale,  # Scales.z: 1/|V| for 'mean', 1 otherwise
     C,
     stride_x,
     stride_g,
@@ -130,11 +134,11 @@ def _ce_kernel(
     loss += z_loss * lse * lse
     loss = tl.where(valid, loss, 0.0)
     tl.store(loss_ptr + row, loss)
+    tl.store(lse_ptr + row, lse)
 
     if WANT_GRAD:
-        scale = tl.load(scale_ptr)
         rs = tl.where(valid, scale, 0.0)
-        coef_p = rs * (a + 2.0 * z_loss * lse)
+        coef_p = rs * a + tl.where(valid, z_scale, 0.0) * (2.0 * z_loss * lse)
         # sweep 2: the gradient, written over the block just read
         for c0 in range(0, C, BLOCK_C):
             cols = c0 + cols0
@@ -161,41 +165,39 @@ def _ce_kernel(
             tl.store(g_row + cols, g.to(g_ptr.dtype.element_ty), mask=inb)
 
 
-def _scale(
-    target: torch.Tensor, weight: torch.Tensor | None, c: int, opts: LossOptions
-) -> torch.Tensor:
-    """``1/D`` for ``'mean'`` (0 when ``D = 0``), else 1: a device scalar, no host sync."""
-    dev = target.device
-    if opts.reduction != "mean":
-        return torch.ones(1, dtype=torch.float32, device=dev)
+def check_inputs(
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    c: int,
+    opts: LossOptions,
+    layout: Layout | None,
+) -> None:
+    """The target and the class weights, checked on the device with one host sync; what is
+    wrong is then reported by the spec's own checks on host copies (the CPU's messages)."""
+    flags = []
     if target.is_floating_point():
-        return torch.full((1,), 1.0 / max(target.shape[0], 1), dtype=torch.float32, device=dev)
-    valid = target != opts.ignore_index
-    if weight is None:
-        denom = valid.sum().to(torch.float32)
+        sums = target.sum(dim=-1, dtype=torch.float64)
+        tol = _spec.prob_sum_tolerance(target.dtype)
+        bad_q = ~torch.isfinite(target).all() | (target < 0).any()
+        flags.append(bad_q | ((sums - 1.0).abs() > tol).any())
     else:
-        safe = torch.where(valid, target, 0).clamp(0, c - 1)
-        denom = (weight.to(torch.float32)[safe] * valid).sum()
-    inv = torch.where(denom > 0, 1.0 / torch.clamp(denom, min=1e-30), torch.zeros_like(denom))
-    return inv.reshape(1).to(torch.float32)
-
-
-def _check_target(target: torch.Tensor, c: int, opts: LossOptions) -> None:
-    """Index range and probability sums (one host sync): a clear error instead of a fault."""
-    if target.is_floating_point():
-        if target.numel() and bool((target < 0).any()):
-            raise ValueError("target: expected probabilities >= 0, got a negative one")
-        sums = target.sum(dim=-1, dtype=torch.float32)
-        if sums.numel() and bool(((sums - 1.0).abs() > 1e-3).any()):
-            raise ValueError("target: expected probabilities summing to 1 along the class dim")
+        t = target if target.dtype in _SIGNED else target.long()
+        flags.append(((t != opts.ignore_index) & ((t < 0) | (t >= c))).any())
+    if weight is not None:
+        flags.append(~torch.isfinite(weight).all() | (weight < 0).any())
+    if not bool(torch.stack(flags).any()):
         return
-    bad = (target != opts.ignore_index) & ((target < 0) | (target >= c))
-    if bool(bad.any()):
-        pos = int(bad.nonzero()[0, 0])
-        raise ValueError(
-            f"target: expected class indices in [0, {c - 1}] or ignore_index="
-            f"{opts.ignore_index}, got {int(target[pos])} at position {pos}"
-        )
+    host = target.detach().cpu()
+    if host.is_floating_point():
+        q = host.to(torch.float64).numpy()
+        _core.check_target(q, c, opts, layout, dtype=target.dtype)
+    else:
+        _core.check_target(host.numpy(), c, opts, layout)
+    if weight is not None:
+        _spec.check_class_weight(weight.detach().cpu().double().numpy(), c)
+
+
+_SIGNED = (torch.int64, torch.int32, torch.int16, torch.int8)
 
 
 # classes per block: 32 KiB of logits per sweep step (8192 bfloat16, 8192 float32 at most)
@@ -206,16 +208,18 @@ def block_size(c: int, itemsize: int) -> int:
     return int(min(triton.next_power_of_2(c), max(16, MAX_BLOCK_BYTES // itemsize), 8192))
 
 
-def ce_forward(
+def ce_rows(
     x: torch.Tensor,
     target: torch.Tensor,
     weight: torch.Tensor | None,
     opts: LossOptions,
+    scales: Scales,
     want_grad: bool,
-) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Loss (reduced as asked, ``x``'s dtype) and the gradient, like :func:`_cpu.ce_forward`."""
+    layout: Layout | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+    """Per-row losses, log-sum-exps and the gradient, like :func:`_cpu.ce_rows`."""
     m, c = x.shape
-    _check_target(target, c, opts)
+    check_inputs(target, weight, c, opts, layout)
     xd = x.detach()
     if xd.stride(-1) != 1:
         xd = xd.contiguous()
@@ -223,9 +227,9 @@ def ce_forward(
     if want_grad:
         grad = xd if opts.inplace and xd.data_ptr() == x.data_ptr() else torch.empty_like(xd)
     losses = torch.empty(m, dtype=torch.float32, device=x.device)
-    scale = _scale(target, weight, c, opts)
+    lse = torch.empty(m, dtype=torch.float32, device=x.device)
     is_prob = target.is_floating_point()
-    q = target.contiguous() if is_prob else target
+    q = target.contiguous() if is_prob else target.long()
     if m:
         _ce_kernel[(m,)](
             xd,
@@ -233,7 +237,9 @@ def ce_forward(
             q,
             weight if weight is not None else xd,
             losses,
-            scale,
+            lse,
+            scales.ce,
+            scales.z,
             c,
             xd.stride(0),
             grad.stride(0) if grad is not None else 0,
@@ -251,9 +257,4 @@ def ce_forward(
             BLOCK_C=block_size(c, xd.element_size()),
             num_warps=8 if c >= 4096 else 4,
         )
-    if opts.reduction == "none":
-        return losses.to(x.dtype), grad
-    total = losses.sum(dtype=torch.float32)
-    if opts.reduction == "mean":
-        total = total * scale[0]
-    return total.to(x.dtype), grad
+    return losses.double(), lse, grad
