@@ -174,7 +174,7 @@ def test_csv_data_with_string_labels(tmp_path, capsys):
     [
         (["--data", "nowhere.csv"], "No such file"),
         (["--data", "cifar10"], "data: expected 'digits'"),
-        (["--penalty", "l1", "--solver", "lbfgs"], "'lbfgs' needs a smooth"),
+        (["--l1-ratio", "2"], "--l1-ratio: expected a number in [0, 1]"),
         (["--alpha", "-1"], "--alpha: expected a finite number >= 0, got -1"),
         (["--resume"], "--resume:"),
         (["--model", "mlp", "--hidden", "a,b"], "--hidden: expected sizes"),
@@ -235,11 +235,11 @@ def test_importing_the_data_and_io_modules_stays_light():
     assert out.strip() == "False"
 
 
-def test_l1_picks_sgd_with_its_learning_rate_and_gives_exact_zeros(tmp_path, capsys):
+def test_l1_picks_lbfgs_and_gives_exact_zeros(tmp_path, capsys):
     code, cap, _ = train(tmp_path, capsys, "--penalty", "l1", "--json", *FAST)
     assert code == 0
     m = json.loads(cap.out)
-    assert m["config"]["solver"] == "sgd" and m["config"]["learning_rate"] == 0.05
+    assert m["config"]["solver"] == "lbfgs" and m["converged"]
     assert m["test_accuracy"] > 0.95
     assert m["zero_weight_fraction"] > 0.07  # more than the 3 always-blank pixels (0.047)
 

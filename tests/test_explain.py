@@ -290,7 +290,7 @@ def test_library_errors_name_the_argument() -> None:
         explain(SEED, 5)
     with pytest.raises(TypeError, match=r"^target: expected a class index or probabilities"):
         explain(SEED, True)
-    with pytest.raises(ValueError, match=r"^penalty: expected 'l1', 'l2' or 'elasticnet'"):
+    with pytest.raises(ValueError, match=r"^penalty: expected one of 'l2', 'l1' or 'elasticnet'"):
         explain(penalty="l3", params=[1.0])
     with pytest.raises(ValueError, match=r"^scores: expected a 1-d sequence"):
         explain([[1.0, 2.0]])
@@ -513,8 +513,8 @@ def test_model_example_picture_and_errors(
     assert code == 0
     d = json.loads(out)
     clf = run.classifier
-    assert d["penalty"]["alpha"] == clf.alpha
-    assert d["penalty"]["value"] == crossent.penalty(clf.coef_.ravel(), "l2", alpha=clf.alpha)
+    assert d["penalty"]["alpha"] == clf.alpha_  # 'auto' resolved
+    assert d["penalty"]["value"] == crossent.penalty(clf.coef_.ravel(), "l2", alpha=clf.alpha_)
     assert d["objective"] == d["loss"] + d["penalty"]["value"]
 
     n = len(run.X_test)

@@ -14,7 +14,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
 from crossent.io import ModelFileError, load_model, save_model
-from crossent.models import MLPClassifier, SoftmaxClassifier
+from crossent.models import MLPClassifier, SoftmaxClassifier, TrainingState
+
+DATA = pathlib.Path(__file__).parent / "data"
 
 
 @pytest.fixture(scope="module")
@@ -77,7 +79,7 @@ def test_loaded_model_resumes_training_exactly(tmp_path, digits):
 def test_save_refuses_other_estimators_and_unfitted_models(tmp_path, digits):
     X, y = digits
     with pytest.raises(TypeError, match="model: expected SoftmaxClassifier or MLPClassifier"):
-        save_model(LogisticRegression(max_iter=5000).fit(X, y), tmp_path / "m.npz")
+        save_model(LogisticRegression().fit(X[:, :2], y < 5), tmp_path / "m.npz")
     with pytest.raises(NotFittedError):
         save_model(SoftmaxClassifier(), tmp_path / "m.npz")
 
@@ -145,6 +147,10 @@ def test_a_pickle_inside_is_never_executed(tmp_path):
         (lambda a, m: a.update(param_1=np.full(10, np.nan)), "expected finite values in param_1"),
         (lambda a, m: a.update(scaler_scale=np.ones(5)), "scaler_scale of shape \\(64,\\)"),
         (lambda a, m: m.pop("n_features_in"), "expected metadata .n_features_in. to be an integer"),
+        (lambda a, m: a.update(classes=a["classes"][::-1]), "expected classes sorted and unique"),
+        (lambda a, m: m["state"].update(optimizer="rmsprop"), "expected state optimizer one of"),
+        (lambda a, m: a.update(opt_m=np.ones(3)), r"optimizer state m of shape \(650,\), got"),
+        (lambda a, m: m.update(alpha="strong"), "expected metadata 'alpha' to be a number"),
     ],
 )
 def test_tampered_files_are_rejected(tmp_path, saved, change, match):
@@ -163,3 +169,53 @@ def test_damaged_metadata_bytes(tmp_path, saved):
     np.savez(tmp_path / "bad.npz", **arrays)
     with pytest.raises(ModelFileError, match="damaged metadata"):
         load_model(tmp_path / "bad.npz")
+
+
+def test_model_files_saved_by_version_0_1_0_still_load(tmp_path):
+    """Files written before the training state was typed (main at d08dabf) load unchanged."""
+    expected = np.load(DATA / "main-v1-expected.npz")
+    linear, extra = load_model(DATA / "main-v1-linear-sgd.npz", with_extra=True)
+    np.testing.assert_array_equal(linear.predict_proba(expected["X"]), expected["linear"])
+    assert extra == {"note": "saved by crossent 0.1.0 (main d08dabf)"}
+    clf = linear[-1]
+    assert clf.classes_.tolist() == ["setosa", "versicolor", "virginica"]
+    assert clf.alpha_ == 0.01 and clf.n_iter_ == 5 and len(clf.validation_scores_) == 5
+    meta, arrays = clf.to_arrays()
+    assert meta["state"]["t"] == 5 and meta["state"]["optimizer"] == "sgd"
+    assert arrays["val_idx"].size == 15 and arrays["best_theta"].shape == (15,)
+    mlp = load_model(DATA / "main-v1-mlp-adam.npz")
+    np.testing.assert_array_equal(mlp.predict_proba(expected["X"]), expected["mlp"])
+    # written again, the file holds the same arrays; the metadata gains only "alpha"
+    save_model(linear, tmp_path / "again.npz", extra=extra)
+    with np.load(DATA / "main-v1-linear-sgd.npz") as old, np.load(tmp_path / "again.npz") as new:
+        assert sorted(old.files) == sorted(new.files)
+        for key in old.files:
+            if key != "__metadata__":
+                np.testing.assert_array_equal(old[key], new[key])
+        old_meta, new_meta = (json.loads(f["__metadata__"].tobytes()) for f in (old, new))
+    assert new_meta.pop("alpha") == 0.01 and new_meta == old_meta
+    # and training continues from the saved state
+    Z = linear[0].transform(expected["X"])
+    clf.set_params(warm_start=True, max_iter=2, early_stopping=False)
+    _fit(clf, Z, clf.classes_[np.arange(150) // 50])
+    assert clf.n_iter_ == 7
+
+
+def test_training_state_round_trips_through_arrays():
+    state = TrainingState.start(np.random.default_rng(3), "adam", 5, momentum=0.9)
+    state.optimizer.step(np.zeros(5), np.arange(5.0), 0.1)
+    state.t, state.best_loss, state.no_improve = 4, 0.25, 2
+    state.best_theta, state.val_idx = np.arange(5.0), np.array([1, 3])
+    scalars, arrays = state.to_arrays()
+    back = TrainingState.from_arrays(json.loads(json.dumps(scalars)), arrays, size=5, momentum=0.9)
+    assert (back.t, back.best_loss, back.best_score, back.no_improve) == (4, 0.25, -np.inf, 2)
+    np.testing.assert_array_equal(back.best_theta, state.best_theta)
+    np.testing.assert_array_equal(back.val_idx, state.val_idx)
+    np.testing.assert_array_equal(back.optimizer.m, state.optimizer.m)
+    assert back.optimizer.t == 1
+    np.testing.assert_array_equal(back.rng.random(4), state.rng.random(4))  # the same stream
+    with pytest.raises(ValueError, match=r"expected optimizer state m of shape \(6,\)"):
+        TrainingState.from_arrays(scalars, arrays, size=6, momentum=0.9)
+    arrays["best_theta"] = np.full(5, np.nan)
+    with pytest.raises(ValueError, match="expected finite values in best_theta"):
+        TrainingState.from_arrays(scalars, arrays, size=5, momentum=0.9)

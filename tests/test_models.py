@@ -12,8 +12,11 @@ from sklearn.model_selection import GridSearchCV, train_test_split
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.estimator_checks import parametrize_with_checks
+from threadpoolctl import threadpool_limits
 
-from crossent.models import MLPClassifier, SoftmaxClassifier
+import crossent
+from crossent.explain import explain
+from crossent.models import MLPClassifier, SoftmaxClassifier, split_pipeline
 from numgrad import numerical_grad
 
 
@@ -44,7 +47,8 @@ def test_same_probabilities_as_logistic_regression(digits, C):
     ours = SoftmaxClassifier(
         solver="lbfgs", penalty="l2", alpha=1 / (C * n), tol=1e-8, max_iter=2000
     ).fit(X_tr, y_tr)
-    ref = LogisticRegression(C=C, tol=1e-10, max_iter=5000).fit(X_tr, y_tr)
+    with threadpool_limits(1):
+        ref = LogisticRegression(C=C, tol=1e-10, max_iter=5000).fit(X_tr, y_tr)
     np.testing.assert_allclose(ours.predict_proba(X_te), ref.predict_proba(X_te), atol=1e-3)
     np.testing.assert_array_equal(ours.classes_, ref.classes_)
 
@@ -93,7 +97,7 @@ def test_objective_gradient_matches_finite_differences(model, penalty):
 
 def test_digits_accuracy_targets(digits):
     X_tr, X_te, y_tr, y_te = digits
-    linear = SoftmaxClassifier(alpha=1 / len(X_tr)).fit(X_tr, y_tr)
+    linear = SoftmaxClassifier().fit(X_tr, y_tr)  # alpha="auto": 1/N, as LogisticRegression()
     assert linear.score(X_te, y_te) >= 0.965
     mlp = MLPClassifier(random_state=0).fit(X_tr, y_tr)
     assert mlp.score(X_te, y_te) >= 0.975
@@ -210,10 +214,14 @@ def test_pipeline_and_grid_search():
 @pytest.mark.parametrize(
     ("kwargs", "error", "match"),
     [
-        ({"alpha": -1.0}, ValueError, "alpha: expected a number >= 0, got -1.0"),
-        ({"penalty": "l3"}, ValueError, "penalty: expected 'l2', 'l1', 'elasticnet' or None"),
+        ({"alpha": -1.0}, ValueError, "alpha: expected 'auto' or a number >= 0, got -1.0"),
+        ({"alpha": "strong"}, ValueError, "alpha: expected 'auto' or a number >= 0, got 'strong'"),
+        (
+            {"penalty": "l3"},
+            ValueError,
+            "penalty: expected one of 'l2', 'l1', 'elasticnet' or None",
+        ),
         ({"solver": "newton"}, ValueError, "solver: expected one of"),
-        ({"penalty": "l1", "solver": "lbfgs"}, ValueError, "solver: 'lbfgs' needs a smooth"),
         ({"max_iter": 0}, ValueError, "max_iter: expected an int >= 1, got 0"),
         ({"l1_ratio": 2.0}, ValueError, r"l1_ratio: expected a number in \[0, 1\], got 2.0"),
         ({"lr_schedule": "cosine"}, ValueError, "lr_schedule: expected one of"),
@@ -254,6 +262,18 @@ def test_optimizers_follow_their_formulas():
         ref_sgd += v
     np.testing.assert_allclose(theta, ref, rtol=1e-12)
     np.testing.assert_allclose(theta_sgd, ref_sgd, rtol=1e-12)
+    # proximal heavy ball (iPiano): θₖ₊₁ = prox(θₖ + μ(θₖ − θₖ₋₁) − ηg), prox on entries 0..2
+    prox_sgd, theta = SGD(4, momentum=0.9), rng.normal(size=4)
+    ref, ref_prev = theta.copy(), theta.copy()
+    for _ in range(6):
+        g = rng.normal(size=4)
+        prox_sgd.step(theta, g, 0.1)
+        prox_sgd.shrink(theta, [slice(0, 3)], 0.05)
+        z = ref + 0.9 * (ref - ref_prev) - 0.1 * g
+        z[:3] = np.sign(z[:3]) * np.maximum(np.abs(z[:3]) - 0.05, 0.0)
+        ref_prev, ref = ref, z
+    np.testing.assert_allclose(theta, ref, rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(prox_sgd.velocity, ref - ref_prev, rtol=1e-12, atol=1e-15)
     w = np.array([0.3, -0.05, 0.0, -1.0])
     soft_threshold(w, 0.1)
     np.testing.assert_allclose(w, [0.2, 0.0, 0.0, -0.9])
@@ -282,3 +302,44 @@ def test_class_weights_follow_the_documented_weighted_mean(digits):
     assert clf.loss_curve_[-1] == pytest.approx(J, rel=1e-10)
     recall_3 = np.mean(clf.predict(X[y == 3]) == 3)
     assert recall_3 == 1.0
+
+
+def test_one_penalty_definition_and_one_message():
+    from crossent._penalties import PENALTIES, PENALTY_KINDS
+    from crossent.cli import build_parser
+
+    assert PENALTIES == (*PENALTY_KINDS, None) == ("l2", "l1", "elasticnet", None)
+    messages = []
+    for call in (
+        lambda: crossent.penalty([1.0], "l3"),
+        lambda: crossent.regularized_objective(
+            np.zeros((2, 1)), np.zeros(2), [[1.0]], [0], penalty="l3"
+        ),
+        lambda: SoftmaxClassifier(penalty="l3").fit([[0.0], [1.0]], [0, 1]),
+        lambda: MLPClassifier(penalty="l3").fit([[0.0], [1.0]], [0, 1]),
+    ):
+        with pytest.raises(ValueError, match=r"^penalty: ") as info:
+            call()
+        messages.append(str(info.value))
+    assert set(messages) == {"penalty: expected one of 'l2', 'l1', 'elasticnet' or None, got 'l3'"}
+    with pytest.raises(
+        ValueError, match=r"^penalty: expected one of 'l2', 'l1' or 'elasticnet', got 'l3'$"
+    ):
+        explain([1.0, 2.0], 0, penalty="l3", params=[1.0])
+    train_penalty = next(
+        a
+        for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+        if a.dest == "penalty"
+    )
+    assert train_penalty.choices == (*PENALTY_KINDS, "none")
+
+
+def test_split_pipeline_finds_the_classifier():
+    X, y = make_blobs(n_samples=30, centers=3, random_state=0)
+    clf = SoftmaxClassifier().fit(X, y)
+    assert split_pipeline(clf) == (None, clf)
+    pipe = make_pipeline(StandardScaler(), SoftmaxClassifier()).fit(X, y)
+    assert split_pipeline(pipe) == (pipe[0], pipe[1])
+    assert split_pipeline(make_pipeline("passthrough", clf)) == (None, clf)
+    with pytest.raises(TypeError, match=r"model: expected a crossent classifier or Pipeline\(Sta"):
+        split_pipeline(make_pipeline(StandardScaler(), StandardScaler(), clf))

@@ -1,4 +1,4 @@
-r"""L1, L2 and elastic-net penalties, and the regularized objective the seed describes.
+r"""L1, L2 and elastic-net penalties, and the regularized objective of a linear classifier.
 
 The objective of a linear softmax classifier with scores ``X @ W.T + b``:
 
@@ -12,8 +12,11 @@ The objective of a linear softmax classifier with scores ``X @ W.T + b``:
         \rho \lVert W \rVert_1 + \tfrac{1-\rho}{2} \lVert W \rVert_2^2 & \text{"elasticnet"}
     \end{cases}
 
-The bias ``b`` is not penalized. scikit-learn's ``LogisticRegression(C)`` minimizes the same
-objective (L2) when ``alpha = 1 / (C · n_samples)``.
+The bias ``b`` is not penalized. With three or more classes, scikit-learn's
+``LogisticRegression(C)`` minimizes the same objective (L2 or L1) when
+``alpha = 1 / (C · n_samples)``; with two classes it fits one weight vector ``w = W₁ − W₀``, and
+the two-row model is ``LogisticRegression(C′)`` with ``C′ = 2 / (alpha · n_samples)`` for L2 and
+``C′ = 1 / (alpha · n_samples)`` for L1 (see :class:`crossent.models.SoftmaxClassifier`).
 """
 
 from __future__ import annotations
@@ -39,7 +42,26 @@ __all__ = [
     "regularized_objective",
 ]
 
-PENALTIES = ("l2", "l1", "elasticnet", None)
+PENALTY_KINDS = ("l2", "l1", "elasticnet")
+"""The penalty kinds ``R(W)`` (models, explain and the CLI take these names)."""
+PENALTIES = (*PENALTY_KINDS, None)
+"""Every accepted ``penalty`` value: a kind or ``None`` (no penalty)."""
+
+
+def check_penalty(kind: Any, name: str = "penalty", *, allow_none: bool = True) -> str | None:
+    """``kind`` if it is a penalty kind (or ``None`` when allowed); else the one error message.
+
+    Examples
+    --------
+    >>> check_penalty("l3")
+    Traceback (most recent call last):
+    ...
+    ValueError: penalty: expected one of 'l2', 'l1', 'elasticnet' or None, got 'l3'
+    """
+    if kind in PENALTY_KINDS or (kind is None and allow_none):
+        return kind
+    kinds = "'l2', 'l1', 'elasticnet' or None" if allow_none else "'l2', 'l1' or 'elasticnet'"
+    raise ValueError(f"{name}: expected one of {kinds}, got {kind!r}")
 
 
 def _w(w: ArrayLike) -> NDArray[Any]:
@@ -126,12 +148,6 @@ def elastic_net_penalty_grad(w: ArrayLike, strength: float, l1_ratio: float) -> 
     return l1_penalty_grad(w, strength * rho) + l2_penalty_grad(w, strength * (1.0 - rho))
 
 
-def _check_kind(kind: Any) -> str | None:
-    if kind not in PENALTIES:
-        raise ValueError(f"penalty: expected one of 'l2', 'l1', 'elasticnet' or None, got {kind!r}")
-    return kind
-
-
 def _as_list(params: ArrayLike | Sequence[ArrayLike]) -> list[ArrayLike]:
     if isinstance(params, (list, tuple)) and params and not np.isscalar(params[0]):
         return list(params)
@@ -152,7 +168,7 @@ def penalty(
     >>> crossent.penalty([np.ones((2, 2)), np.ones(3)], "l2", alpha=0.1)  # ½·0.1·7
     0.35
     """
-    kind = _check_kind(kind)
+    kind = check_penalty(kind)
     if kind is None:
         return 0.0
     fn = {"l2": l2_penalty, "l1": l1_penalty}.get(kind)
@@ -171,7 +187,7 @@ def penalty_grad(
     l1_ratio: float = 0.5,
 ) -> list[NDArray[Any]]:
     """Gradients of :func:`penalty`, one array per parameter array (always a list)."""
-    kind = _check_kind(kind)
+    kind = check_penalty(kind)
     arrays = [_w(p) for p in _as_list(params)]
     if kind is None:
         return [np.zeros_like(a) for a in arrays]
@@ -194,7 +210,7 @@ def regularized_objective(
     weight: ArrayLike | None = None,
     label_smoothing: float = 0.0,
 ) -> tuple[float, NDArray[Any], NDArray[Any]]:
-    r"""The seed's objective for scores ``X @ W.T + b``: mean cross-entropy + ``alpha·R(W)``.
+    r"""The objective for scores ``X @ W.T + b``: mean cross-entropy + ``alpha·R(W)``.
 
     .. math::
 

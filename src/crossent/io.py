@@ -55,21 +55,10 @@ def _estimators() -> dict[str, Any]:
 
 
 def _split_pipeline(model: Any) -> tuple[Any, Any]:
-    """(scaler or None, crossent classifier) from a classifier or a Pipeline."""
-    steps = getattr(model, "steps", None)
-    if steps is None:
-        return None, model
-    from sklearn.preprocessing import StandardScaler
+    """(scaler or None, crossent classifier): :func:`crossent.models.split_pipeline`."""
+    from crossent.models import split_pipeline
 
-    estimators = [step for _, step in steps if step not in (None, "passthrough")]
-    if len(estimators) == 1:
-        return None, estimators[0]
-    if len(estimators) == 2 and isinstance(estimators[0], StandardScaler):
-        return estimators[0], estimators[1]
-    raise TypeError(
-        "model: expected a crossent classifier or Pipeline(StandardScaler, classifier), got a "
-        f"Pipeline of {[type(s).__name__ for s in estimators]}"
-    )
+    return split_pipeline(model)
 
 
 def _jsonable_params(params: dict[str, Any]) -> dict[str, Any]:
@@ -89,10 +78,6 @@ def _py(x: Any) -> Any:
     return x.item() if isinstance(x, np.generic) else x
 
 
-def _finite(x: float) -> float | None:
-    return float(x) if np.isfinite(x) else None
-
-
 def save_model(
     model: Any, path: str | os.PathLike[str], *, extra: dict[str, Any] | None = None
 ) -> None:
@@ -109,31 +94,7 @@ def save_model(
     if name not in _estimators() or not isinstance(clf, _estimators()[name]):
         raise TypeError(f"model: expected SoftmaxClassifier or MLPClassifier, got {name}")
     check_is_fitted(clf)
-    classes = np.asarray(clf.classes_.tolist())
-    if classes.dtype.kind not in "biufU":
-        raise TypeError(f"model.classes_: expected numbers or strings, got dtype {classes.dtype}")
-    arrays: dict[str, NDArray[Any]] = {"classes": classes}
-    for i, p in enumerate(clf._params()):
-        arrays[f"param_{i}"] = np.asarray(p, dtype=np.float64)
-    arrays["loss_curve"] = np.asarray(clf.loss_curve_, dtype=np.float64)
-    if hasattr(clf, "validation_scores_"):
-        arrays["validation_scores"] = np.asarray(clf.validation_scores_, dtype=np.float64)
-    state = getattr(clf, "_state", {})
-    opt_meta: dict[str, Any] = {}
-    if state:
-        for key, value in state["optimizer"].state_dict().items():
-            arrays[f"opt_{key}"] = np.asarray(value)
-        opt_meta = {
-            "t": int(state["t"]),
-            "optimizer": state["optimizer"].name,
-            "rng": state["rng"].bit_generator.state,
-            "best_loss": _finite(state["best_loss"]),
-            "best_score": _finite(state["best_score"]),
-            "no_improve": int(state["no_improve"]),
-        }
-        for key in ("best_theta", "val_idx"):
-            if state.get(key) is not None:
-                arrays[key] = np.asarray(state[key])
+    fitted, arrays = clf.to_arrays()  # the estimator owns its array form (and the state's)
     if scaler is not None:
         arrays["scaler_mean"] = np.asarray(scaler.mean_, dtype=np.float64)
         arrays["scaler_scale"] = np.asarray(scaler.scale_, dtype=np.float64)
@@ -142,10 +103,7 @@ def save_model(
         "version": VERSION,
         "estimator": name,
         "params": _jsonable_params(clf.get_params()),
-        "n_features_in": int(clf.n_features_in_),
-        "n_iter": int(clf.n_iter_),
-        "best_validation_score": _finite(getattr(clf, "best_validation_score_", np.nan)),
-        "state": opt_meta,
+        **fitted,
         "scaler": scaler is not None,
         "extra": extra or {},
     }
@@ -227,18 +185,12 @@ def _restore_params(cls: Any, params: Any, path: Path) -> dict[str, Any]:
 def _array(
     arrays: dict[str, NDArray[Any]], key: str, path: Path, shape: Any = None
 ) -> NDArray[Any]:
-    if key not in arrays:
-        raise ModelFileError(f"{path}: expected an array {key!r}, got none")
-    arr = arrays[key]
-    if shape is not None:
-        if arr.shape != tuple(shape) or arr.dtype.kind != "f":
-            raise ModelFileError(
-                f"{path}: expected {key} of shape {tuple(shape)} (float), got "
-                f"{arr.shape} ({arr.dtype})"
-            )
-        if not np.isfinite(arr).all():
-            raise ModelFileError(f"{path}: expected finite values in {key}, got NaN or inf")
-    return arr
+    from crossent.models._state import checked_array
+
+    try:
+        return checked_array(arrays, key, shape)
+    except ValueError as exc:
+        raise ModelFileError(f"{path}: {exc}") from None
 
 
 def load_model(path: str | os.PathLike[str], *, with_extra: bool = False) -> Any:
@@ -257,39 +209,16 @@ def load_model(path: str | os.PathLike[str], *, with_extra: bool = False) -> Any
             f"got {meta.get('estimator')!r}"
         )
     try:
-        clf = cls(**_restore_params(cls, meta.get("params"), path))
-        classes = _array(arrays, "classes", path)
-        n_features = int(meta["n_features_in"])
-        if classes.ndim != 1 or classes.size < 2 or classes.dtype.kind not in "biufU":
-            raise ModelFileError(
-                f"{path}: expected 1-d classes, got {classes.shape} {classes.dtype}"
-            )
-        if not np.all(classes[1:] > classes[:-1]):  # predictions index into this array
-            raise ModelFileError(
-                f"{path}: expected classes sorted and unique, got {classes.tolist()[:10]}"
-            )
-        clf.classes_ = classes
-        clf.n_features_in_ = n_features
-        shapes = clf._shapes(n_features, classes.size)
-        params = [
-            _array(arrays, f"param_{i}", path, s).astype(np.float64) for i, s in enumerate(shapes)
-        ]
-        clf._shapes_ = shapes
-        clf._publish(params)
-        clf._rebuild_theta()
-        clf.n_iter_ = int(meta["n_iter"])
-        clf.loss_curve_ = _array(arrays, "loss_curve", path).astype(float).tolist()
-        if "validation_scores" in arrays:
-            clf.validation_scores_ = arrays["validation_scores"].astype(float).tolist()
-        if meta.get("best_validation_score") is not None:
-            clf.best_validation_score_ = float(meta["best_validation_score"])
-        _restore_state(clf, meta.get("state") or {}, arrays, path)
+        clf = cls.from_arrays(_restore_params(cls, meta.get("params"), path), meta, arrays)
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
+    except ValueError as exc:  # the estimator names the entry that does not fit
+        raise ModelFileError(f"{path}: {exc}") from None
+    except (KeyError, TypeError) as exc:
         raise ModelFileError(
             f"{path}: inconsistent model file ({type(exc).__name__}: {exc})"
         ) from None
+    n_features = clf.n_features_in_
     model: Any = clf
     if meta.get("scaler"):
         from sklearn.pipeline import Pipeline
@@ -308,34 +237,6 @@ def load_model(path: str | os.PathLike[str], *, with_extra: bool = False) -> Any
         scaler.n_samples_seen_ = 0
         model = Pipeline([("scaler", scaler), ("clf", clf)])
     return (model, meta.get("extra", {})) if with_extra else model
-
-
-def _restore_state(
-    clf: Any, st: dict[str, Any], arrays: dict[str, NDArray[Any]], path: Path
-) -> None:
-    from crossent.models._optim import make_optimizer
-
-    if not st:
-        return
-    opt = make_optimizer(st["optimizer"], clf._theta.size, momentum=clf.momentum)
-    opt_state = {k[4:]: v for k, v in arrays.items() if k.startswith("opt_")}
-    for key, value in opt_state.items():
-        if value.ndim == 1 and value.shape != clf._theta.shape:
-            raise ModelFileError(f"{path}: optimizer state {key} has shape {value.shape}")
-    opt.load_state_dict(opt_state)
-    rng = np.random.default_rng()
-    rng.bit_generator.state = st["rng"]
-    clf._state = {
-        "t": int(st["t"]),
-        "rng": rng,
-        "optimizer": opt,
-        "best_loss": np.inf if st["best_loss"] is None else float(st["best_loss"]),
-        "best_score": -np.inf if st["best_score"] is None else float(st["best_score"]),
-        "no_improve": int(st["no_improve"]),
-        "best_theta": arrays.get("best_theta"),
-    }
-    if "val_idx" in arrays:
-        clf._state["val_idx"] = arrays["val_idx"].astype(np.intp)
 
 
 from crossent._runs import Run, load_run, read_run_metrics  # noqa: E402  (they use load_model)

@@ -17,6 +17,8 @@ def save_pictures(out: Path, pipe: Any, metrics: dict[str, Any]) -> list[str]:
     import matplotlib.pyplot as plt
     import numpy as np
 
+    from crossent.models import split_pipeline
+
     saved: list[str] = []
     hist = metrics["history"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
@@ -59,7 +61,7 @@ def save_pictures(out: Path, pipe: Any, metrics: dict[str, Any]) -> list[str]:
     saved.append(_save(fig, out / "confusion_matrix.png"))
 
     shape = metrics.get("image_shape")
-    clf = pipe.steps[-1][1]
+    clf = split_pipeline(pipe)[1]
     if shape and metrics["config"]["model"] == "linear":
         W = clf.coef_  # (C, D): one template per class, acting on standardized pixels
         n = W.shape[0]

@@ -213,7 +213,9 @@ def load_data(spec: Any) -> Any:
 # ---- models ----------------------------------------------------------------------------------
 def classifier_of(model: Any) -> Any:
     """The crossent estimator inside a Pipeline (or the model itself)."""
-    return model.steps[-1][1] if hasattr(model, "steps") else model
+    from crossent.models import split_pipeline
+
+    return split_pipeline(model)[1]
 
 
 def resolve_model(path_text: str, option: str = "MODEL") -> tuple[Any, dict[str, Any]]:

@@ -15,6 +15,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from crossent._penalties import PENALTY_KINDS
 from crossent.cli import CLIError
 from crossent.explain._messages import LANGS
 
@@ -124,7 +125,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="soft-cap the scores to CAP·tanh(score/CAP) first (Gemma 2; CAP > 0)",
     )
     reg = p.add_argument_group("regularization: objective = loss term + alpha·R(weights)")
-    reg.add_argument("--penalty", choices=["l1", "l2", "elasticnet"], help="R: L1, L2 or both")
+    reg.add_argument("--penalty", choices=PENALTY_KINDS, help="R: L1, L2 or both")
     reg.add_argument(
         "--alpha",
         type=float,
@@ -223,7 +224,7 @@ def _from_model(args: argparse.Namespace) -> dict[str, Any]:
         [clf.coef_] if getattr(clf, "coef_", None) is not None else []
     )
     params = np.concatenate([np.ravel(m) for m in mats]).astype(np.float64) if mats else None
-    alpha = getattr(clf, "alpha", None)
+    alpha = getattr(clf, "alpha_", getattr(clf, "alpha", None))  # alpha_: "auto" resolved
     pred = classes[int(np.argmax(scores))]
     source = (
         f"test example {i} of {n} from the model in {args.model}: true class {classes[matches[0]]}"

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+from crossent._penalties import PENALTY_KINDS
 from crossent.cli import _shared
 from crossent.cli._rundir import RunWriter, check_out
 from crossent.cli._shared import CLIError, as_option_error, integer, number
@@ -44,22 +45,23 @@ def add_parser(subparsers: Any) -> None:
     )
     g.add_argument(
         "--penalty",
-        choices=("l2", "l1", "elasticnet", "none"),
+        choices=(*PENALTY_KINDS, "none"),
         default="l2",
         help="R(W) in mean CE + alpha·R(W) (default: l2 = ½‖W‖²; the bias is not penalized)",
     )
     g.add_argument(
         "--alpha",
         type=number(0),
-        help="penalty strength (default: 1/N for the linear model, as scikit-learn's "
-        "LogisticRegression(C=1); 1e-4 for the mlp)",
+        help="penalty strength (default for the linear model: the estimator's 'auto', "
+        "scikit-learn LogisticRegression()'s strength, 1/N for more than two classes; "
+        "1e-4 for the mlp)",
     )
     g.add_argument("--l1-ratio", type=number(0, 1), help="elastic-net share of L1 (default: 0.15)")
     g.add_argument(
         "--solver",
         choices=("auto", "lbfgs", "sgd", "adam"),
         default="auto",
-        help="auto: lbfgs for a linear model with L2, sgd for L1, adam for the mlp",
+        help="auto: as the estimator chooses (lbfgs for the linear model, adam for the mlp)",
     )
     g = p.add_argument_group("training")
     g.add_argument(
@@ -129,16 +131,14 @@ def check_options(args: argparse.Namespace) -> str:
     return solver
 
 
-def _config(
-    args: argparse.Namespace, solver: str, val_fraction: float, n_fit: int
-) -> dict[str, Any]:
+def _config(args: argparse.Namespace, solver: str, val_fraction: float) -> dict[str, Any]:
     linear = args.model == "linear"
     default_lr = {"sgd": 0.05 if linear else 0.01, "adam": 0.01 if linear else 1e-3}
     return {
         "model": args.model,
         "hidden_layer_sizes": [] if linear else list(_hidden(args.hidden or "100")),
         "penalty": None if args.penalty == "none" else args.penalty,
-        "alpha": args.alpha if args.alpha is not None else (1 / n_fit if linear else 1e-4),
+        "alpha": args.alpha if args.alpha is not None else ("auto" if linear else 1e-4),
         "l1_ratio": 0.15 if args.l1_ratio is None else args.l1_ratio,
         "solver": solver,
         "epochs": args.epochs,
@@ -230,7 +230,7 @@ def run(args: argparse.Namespace) -> int:
     if val_fraction is None:
         val_fraction = 0.0 if solver == "lbfgs" else 0.1
     X_fit, y_fit, X_val, y_val = _split(ds, spec, val_fraction, args.seed)
-    cfg = _config(args, solver, val_fraction, len(y_fit))
+    cfg = _config(args, solver, val_fraction)
     clf = make_estimator(cfg)
     try:
         clf._check_hyperparameters()

@@ -24,6 +24,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 import crossent
+from crossent._penalties import check_penalty
 from crossent.explain._result import Explanation, PenaltyTerm
 
 __all__ = ["SEED_CLASSES", "SEED_SCORES", "explain"]
@@ -189,12 +190,12 @@ def explain(
         w = _vector(weight, "weight", c)
         if w.min() < 0:
             raise ValueError(f"weight: expected non-negative class weights, got {w.min():g}")
-    if penalty is not None and penalty not in ("l1", "l2", "elasticnet"):
-        raise ValueError(f"penalty: expected 'l1', 'l2' or 'elasticnet', got {penalty!r}")
+    if penalty is not None:
+        check_penalty(penalty, allow_none=False)
     if penalty is not None and params is None:
         raise ValueError("params: expected the model weights the penalty is computed on, got None")
     if penalty is None and params is not None:
-        raise ValueError("penalty: expected 'l1', 'l2' or 'elasticnet' with params, got None")
+        check_penalty(penalty, allow_none=False)  # None: a penalty is needed with params
 
     opts: dict[str, Any] = {
         "weight": w,

@@ -18,5 +18,7 @@ except ImportError as exc:  # pragma: no cover - depends on the installation
 
 from crossent.models._linear import SoftmaxClassifier
 from crossent.models._mlp import MLPClassifier
+from crossent.models._pipeline import split_pipeline
+from crossent.models._state import TrainingState
 
-__all__ = ["MLPClassifier", "SoftmaxClassifier"]
+__all__ = ["MLPClassifier", "SoftmaxClassifier", "TrainingState", "split_pipeline"]

@@ -20,13 +20,13 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 import crossent
+from crossent._penalties import check_penalty
 from crossent.models._optim import SCHEDULES, make_optimizer
 from crossent.models._solvers import blas_threads, fit_lbfgs, fit_stochastic, unpack
+from crossent.models._state import TrainingState, fitted_from_arrays, fitted_to_arrays
 
 Params = list[NDArray[np.float64]]
 Callback = Callable[[dict[str, Any]], Any]
-
-_PENALTIES = ("l2", "l1", "elasticnet", None)
 
 
 def make_rng(random_state: Any) -> np.random.Generator:
@@ -45,10 +45,12 @@ def make_rng(random_state: Any) -> np.random.Generator:
     )
 
 
-def _check_number(value: Any, name: str, low: float, high: float = np.inf, *, integer=False):
+def _check_number(
+    value: Any, name: str, low: float, high: float = np.inf, *, integer=False, what: str = ""
+):
     kinds = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kinds) or not low <= float(value) <= high:
-        what = "an int" if integer else "a number"
+        what = what or ("an int" if integer else "a number")
         bounds = f">= {low:g}" if high == np.inf else f"in [{low:g}, {high:g}]"
         raise ValueError(f"{name}: expected {what} {bounds}, got {value!r}")
 
@@ -58,6 +60,11 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
 
     _solvers: tuple[str, ...] = ("lbfgs", "sgd", "adam")
     classes_: NDArray[Any]
+
+    def _store_params(self, values: dict[str, Any]) -> None:
+        """``__init__``'s body: each parameter stored unchanged under its own name."""
+        for name in self._get_param_names():
+            setattr(self, name, values[name])
 
     # ---- hooks for subclasses ------------------------------------------------------------
     def _shapes(self, n_features: int, n_classes: int) -> list[tuple[int, ...]]:
@@ -85,11 +92,9 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
 
     # ---- validation ----------------------------------------------------------------------
     def _check_hyperparameters(self) -> str:
-        if self.penalty not in _PENALTIES:
-            raise ValueError(
-                f"penalty: expected 'l2', 'l1', 'elasticnet' or None, got {self.penalty!r}"
-            )
-        _check_number(self.alpha, "alpha", 0.0)
+        check_penalty(self.penalty)
+        if not (isinstance(self.alpha, str) and self.alpha == "auto"):
+            _check_number(self.alpha, "alpha", 0.0, what="'auto' or a number")
         _check_number(self.l1_ratio, "l1_ratio", 0.0, 1.0)
         _check_number(self.max_iter, "max_iter", 1, integer=True)
         _check_number(self.tol, "tol", 0.0)
@@ -110,18 +115,12 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         _check_number(self.label_smoothing, "label_smoothing", 0.0, 1.0)
         if self.lr_schedule not in SCHEDULES:
             raise ValueError(f"lr_schedule: expected one of {SCHEDULES}, got {self.lr_schedule!r}")
-        solver = self._resolve_solver()
-        if solver == "lbfgs" and self.penalty in ("l1", "elasticnet") and self.alpha > 0:
-            raise ValueError(
-                f"solver: 'lbfgs' needs a smooth penalty ('l2' or None), got penalty="
-                f"{self.penalty!r}; use solver='sgd' (proximal L1 step)"
-            )
-        return solver
+        return self._resolve_solver()
 
     def _resolve_solver(self) -> str:
         solver = self.solver
         if solver == "auto" and "auto" in self._solvers:
-            return "sgd" if self.penalty in ("l1", "elasticnet") else "lbfgs"
+            return "lbfgs"
         if solver not in self._solvers:
             raise ValueError(f"solver: expected one of {self._solvers}, got {solver!r}")
         return str(solver)
@@ -150,20 +149,36 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         return vec
 
     # ---- objective -----------------------------------------------------------------------
-    def _prox_strength(self, solver: str) -> float:
-        """Strength of the L1 term handled by the proximal step (0 when it is in the gradient)."""
-        if solver != "sgd" or self.penalty not in ("l1", "elasticnet"):
+    def _resolve_alpha(self, n_rows: int) -> float:
+        """``alpha``, or for ``"auto"`` the strength of ``LogisticRegression(C=1)`` on ``n_rows``.
+
+        Three or more classes: ``1/N``. Two classes (one weight vector ``w = W₁ − W₀`` in
+        scikit-learn): ``2/((1 + ρ)·N)`` with ``ρ`` = 0 (L2), 1 (L1) or ``l1_ratio``.
+        """
+        if not isinstance(self.alpha, str):
+            return float(self.alpha)
+        if len(self.classes_) > 2:
+            return 1.0 / n_rows
+        rho = {"l1": 1.0, "elasticnet": float(self.l1_ratio)}.get(str(self.penalty), 0.0)
+        return 2.0 / ((1.0 + rho) * n_rows)
+
+    def _l1_strength(self, solver: str) -> float:
+        """Strength of the L1 term the solver handles itself (L-BFGS: split; SGD: prox).
+
+        0 when the L1 part is in the (sub)gradient instead (Adam) or there is none.
+        """
+        if solver not in ("sgd", "lbfgs") or self.penalty not in ("l1", "elasticnet"):
             return 0.0
-        return float(self.alpha) * (1.0 if self.penalty == "l1" else float(self.l1_ratio))
+        return self.alpha_ * (1.0 if self.penalty == "l1" else float(self.l1_ratio))
 
     def _smooth_penalty(self, solver: str) -> tuple[str | None, float]:
         """(kind, strength) of the penalty term that goes into the gradient."""
-        if self.penalty is None or self.alpha == 0:
+        if self.penalty is None or self.alpha_ == 0:
             return None, 0.0
-        if self._prox_strength(solver) == 0.0:
-            return self.penalty, float(self.alpha)
+        if self._l1_strength(solver) == 0.0:
+            return self.penalty, self.alpha_
         if self.penalty == "elasticnet":
-            return "l2", float(self.alpha) * (1.0 - float(self.l1_ratio))
+            return "l2", self.alpha_ * (1.0 - float(self.l1_ratio))
         return None, 0.0
 
     def _objective(
@@ -219,15 +234,7 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         self.loss_curve_: list[float] = []
         for stale in ("validation_scores_", "best_validation_score_"):  # from an earlier fit
             self.__dict__.pop(stale, None)
-        self._state: dict[str, Any] = {
-            "t": 0,
-            "rng": rng,
-            "optimizer": make_optimizer(optimizer, theta.size, momentum=self.momentum),
-            "best_loss": np.inf,
-            "best_score": -np.inf,
-            "no_improve": 0,
-            "best_theta": None,
-        }
+        self._state = TrainingState.start(rng, optimizer, theta.size, self.momentum)
 
     def _rebuild_theta(self) -> None:
         """Copy the public attributes into a fresh ``theta`` and re-publish them as its views."""
@@ -267,13 +274,14 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         self.classes_ = classes
         if warm:
             self._rebuild_theta()
-            if self._state["optimizer"].name != solver and solver != "lbfgs":
-                self._state["optimizer"] = make_optimizer(
+            if self._state.optimizer.name != solver and solver != "lbfgs":
+                self._state.optimizer = make_optimizer(
                     solver, self._theta.size, momentum=self.momentum
                 )
         else:
             self._initialize(X.shape[1], make_rng(self.random_state), solver)
         self._weight = self._class_weight_vector(y_idx)
+        self.alpha_ = self._resolve_alpha(len(y_idx))
         with blas_threads(solver, X):
             if solver == "lbfgs":
                 fit_lbfgs(self, X, y_idx, callback)
@@ -330,14 +338,37 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             )
         y_idx = np.searchsorted(self.classes_, y)
         self._rebuild_theta()
-        if self._state["optimizer"].name != solver:
-            self._state["optimizer"] = make_optimizer(
-                solver, self._theta.size, momentum=self.momentum
-            )
+        if self._state.optimizer.name != solver:
+            self._state.optimizer = make_optimizer(solver, self._theta.size, momentum=self.momentum)
         self._weight = self._class_weight_vector(y_idx)
+        self.alpha_ = self._resolve_alpha(len(y_idx))
         with blas_threads(solver, X):
-            fit_stochastic(self, X, y_idx, solver, 1, None, False, warn=False)
+            fit_stochastic(self, X, y_idx, solver, 1, None, False, stop=False)
         return self
+
+    # ---- the fitted state as arrays (what crossent.io saves and loads) -------------------------
+    def to_arrays(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+        """The fitted model as ``(metadata, arrays)``: JSON-able values and plain arrays.
+
+        Parameters, classes, the loss curve and the :class:`TrainingState`; with
+        :meth:`from_arrays` a round trip that continues training exactly
+        (:func:`crossent.io.save_model` writes these into one ``.npz``).
+        """
+        check_is_fitted(self)
+        return fitted_to_arrays(self)
+
+    @classmethod
+    def from_arrays(
+        cls, params: dict[str, Any], meta: dict[str, Any], arrays: dict[str, NDArray[Any]]
+    ) -> SoftmaxModelBase:
+        """A fitted estimator ``cls(**params)`` from what :meth:`to_arrays` returned.
+
+        Every array is checked (shape, finite values; classes sorted and unique); a
+        ``ValueError`` names the entry that does not fit.
+        """
+        est = cls(**params)
+        est._check_hyperparameters()
+        return fitted_from_arrays(est, meta, arrays)
 
     # ---- prediction ----------------------------------------------------------------------
     def _raw_scores(self, X: Any) -> NDArray[np.float64]:

@@ -34,28 +34,46 @@ class SoftmaxClassifier(SoftmaxModelBase):
                \rho \lVert W \rVert_1 + \tfrac{1-\rho}{2} \lVert W \rVert_2^2
                \ (\text{"elasticnet"}), \quad 0 \ (\text{None}).
 
-    The bias ``b`` is not penalized. scikit-learn's ``LogisticRegression(C=C)`` minimizes the same
-    objective (L2, no class weights) when ``alpha = 1 / (C · N)``.
+    The bias ``b`` is not penalized.
+
+    **scikit-learn's C.** Without class weights, with ``N`` training rows:
+
+    - three or more classes: ``LogisticRegression(C=C)`` minimizes this same ``J`` (L2, L1 or
+      elastic net with the same ``l1_ratio``) when ``alpha = 1 / (C · N)``;
+    - two classes: scikit-learn fits one weight vector ``w = W₁ − W₀``. The two-row model with
+      ``alpha`` is ``LogisticRegression(C′)`` with ``C′ = 2 / (alpha · N)`` for L2 (at the
+      minimum ``W₀ = −W₁ = −w/2``, so ``½‖W‖² = ¼‖w‖²``: ``alpha = 1/(C·N)`` would be
+      ``C′ = 2C``), ``C′ = 1 / (alpha · N)`` for L1 (``‖W‖₁ = ‖w‖₁``) and, for the elastic
+      net, ``C′ = 2 / ((1 + ρ) · alpha · N)`` with ``l1_ratio′ = 2ρ / (1 + ρ)``.
+
+    ``alpha="auto"`` (the default) picks the ``alpha`` of ``LogisticRegression()`` (``C = 1``)
+    by these rules, so both fit the same model.
 
     Parameters
     ----------
     penalty : {"l2", "l1", "elasticnet", None}, default="l2"
-    alpha : float, default=1e-3
-        Strength of the penalty (``α`` above).
+    alpha : float or "auto", default="auto"
+        Strength of the penalty (``α`` above); ``"auto"``: ``1/N`` with three or more classes,
+        ``2/((1 + ρ)·N)`` with two (``ρ`` = 0 for L2, 1 for L1, ``l1_ratio`` for the elastic
+        net), ``N`` the rows passed to ``fit`` (to each ``partial_fit`` call). The value used
+        is ``alpha_``.
     l1_ratio : float, default=0.15
         ``ρ`` of the elastic net.
     solver : {"auto", "lbfgs", "sgd", "adam"}, default="auto"
-        ``"lbfgs"``: full-batch L-BFGS (``scipy.optimize``), for ``"l2"``/``None``.
-        ``"sgd"``: mini-batch SGD with momentum; the L1 part is applied by a proximal
-        (soft-thresholding) step after each update, which gives exact zeros.
-        ``"adam"``: Adam, the L1 part by its subgradient. ``"auto"``: ``"lbfgs"`` for smooth
-        penalties, ``"sgd"`` otherwise.
+        ``"lbfgs"`` (and ``"auto"``): full-batch L-BFGS-B (``scipy.optimize``) on the exact
+        objective for every penalty; the L1 part by splitting ``W = W⁺ − W⁻`` with
+        ``W⁺, W⁻ ≥ 0`` (a smooth problem with bounds), which ends at exact zeros.
+        ``"sgd"``: mini-batch SGD with momentum; the L1 part by a proximal (soft-thresholding)
+        step after each update, which gives exact zeros, with the velocity set to the step
+        actually taken. ``"adam"``: Adam, the L1 part by its subgradient (small weights
+        oscillate around zero instead of reaching it). The stochastic solvers end near the
+        minimum, not at it: see the classifier-solvers page of the docs for measured gaps.
     max_iter : int, default=200
         L-BFGS iterations, or epochs (passes over the data) for SGD/Adam.
     tol : float, default=1e-4
         L-BFGS: gradient tolerance. SGD/Adam: stop when the epoch loss (or, with early
         stopping, the validation accuracy) has not improved by ``tol`` for ``n_iter_no_change``
-        epochs.
+        epochs, and keep the parameters of the best epoch.
     batch_size : int, default=64
     learning_rate_init : float, default=0.05
     lr_schedule : {"constant", "invscaling"}, default="invscaling"
@@ -81,6 +99,8 @@ class SoftmaxClassifier(SoftmaxModelBase):
     intercept_ : ndarray, shape (C,)
     classes_ : ndarray, shape (C,)
     n_features_in_ : int
+    alpha_ : float
+        The penalty strength of the last fit (``alpha``, or its ``"auto"`` value).
     n_iter_ : int
         Iterations (L-BFGS) or epochs run, summed over warm starts.
     loss_curve_ : list of float
@@ -91,7 +111,7 @@ class SoftmaxClassifier(SoftmaxModelBase):
     >>> import numpy as np
     >>> from crossent.models import SoftmaxClassifier
     >>> X = np.array([[0.0, 0.0], [0.0, 1.0], [3.0, 3.0], [3.0, 4.0]])
-    >>> clf = SoftmaxClassifier(alpha=0.01).fit(X, ["cat", "cat", "dog", "dog"])
+    >>> clf = SoftmaxClassifier().fit(X, ["cat", "cat", "dog", "dog"])
     >>> clf.predict([[0.5, 0.5], [3.5, 3.5]]).tolist()
     ['cat', 'dog']
     >>> clf.coef_.shape
@@ -103,7 +123,7 @@ class SoftmaxClassifier(SoftmaxModelBase):
     def __init__(
         self,
         penalty: str | None = "l2",
-        alpha: float = 1e-3,
+        alpha: float | str = "auto",
         l1_ratio: float = 0.15,
         *,
         solver: str = "auto",
@@ -121,23 +141,7 @@ class SoftmaxClassifier(SoftmaxModelBase):
         warm_start: bool = False,
         random_state: Any = None,
     ) -> None:
-        self.penalty = penalty
-        self.alpha = alpha
-        self.l1_ratio = l1_ratio
-        self.solver = solver
-        self.max_iter = max_iter
-        self.tol = tol
-        self.batch_size = batch_size
-        self.learning_rate_init = learning_rate_init
-        self.lr_schedule = lr_schedule
-        self.momentum = momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.class_weight = class_weight
-        self.label_smoothing = label_smoothing
-        self.warm_start = warm_start
-        self.random_state = random_state
+        self._store_params(locals())  # every argument, as given (scikit-learn's contract)
 
     def _shapes(self, n_features: int, n_classes: int) -> list[tuple[int, ...]]:
         return [(n_classes, n_features), (n_classes,)]

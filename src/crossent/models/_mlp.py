@@ -106,11 +106,13 @@ class MLPClassifier(SoftmaxModelBase):
     ----------
     hidden_layer_sizes : tuple of int, default=(100,)
     penalty : {"l2", "l1", "elasticnet", None}, default="l2"
-    alpha : float, default=1e-4
+    alpha : float or "auto", default=1e-4
+        As in :class:`SoftmaxClassifier`.
     l1_ratio : float, default=0.15
     solver : {"adam", "sgd", "lbfgs"}, default="adam"
         ``"sgd"`` uses momentum and a proximal L1 step; ``"adam"`` the L1 subgradient;
-        ``"lbfgs"`` full batch, smooth penalties only.
+        ``"lbfgs"`` full batch, the L1 part by the split ``W = W⁺ − W⁻`` (as in
+        :class:`SoftmaxClassifier`).
     max_iter : int, default=200
         Epochs (L-BFGS: iterations).
     tol, n_iter_no_change, early_stopping, validation_fraction
@@ -130,7 +132,7 @@ class MLPClassifier(SoftmaxModelBase):
     intercepts_ : list of ndarray
     coef_, intercept_ : ndarray
         The last layer's ``W`` (C, H) and ``b`` (C,): the class-score layer.
-    classes_, n_features_in_, n_iter_, loss_curve_
+    classes_, n_features_in_, alpha_, n_iter_, loss_curve_
         As in :class:`SoftmaxClassifier`.
 
     Examples
@@ -150,7 +152,7 @@ class MLPClassifier(SoftmaxModelBase):
         self,
         hidden_layer_sizes: tuple[int, ...] = (100,),
         penalty: str | None = "l2",
-        alpha: float = 1e-4,
+        alpha: float | str = 1e-4,
         l1_ratio: float = 0.15,
         *,
         solver: str = "adam",
@@ -168,24 +170,7 @@ class MLPClassifier(SoftmaxModelBase):
         warm_start: bool = False,
         random_state: Any = None,
     ) -> None:
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.penalty = penalty
-        self.alpha = alpha
-        self.l1_ratio = l1_ratio
-        self.solver = solver
-        self.max_iter = max_iter
-        self.tol = tol
-        self.batch_size = batch_size
-        self.learning_rate_init = learning_rate_init
-        self.lr_schedule = lr_schedule
-        self.momentum = momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.n_iter_no_change = n_iter_no_change
-        self.class_weight = class_weight
-        self.label_smoothing = label_smoothing
-        self.warm_start = warm_start
-        self.random_state = random_state
+        self._store_params(locals())  # every argument, as given (scikit-learn's contract)
 
     def _hidden(self) -> tuple[int, ...]:
         sizes = self.hidden_layer_sizes

@@ -19,6 +19,17 @@ Adam (Kingma & Ba, 2015), with bias-corrected moments:
 The proximal step of ``λ‖w‖₁`` (soft-thresholding) sets small weights exactly to zero:
 
 .. math:: \operatorname{prox}_{\eta\lambda}(w) = \operatorname{sign}(w)\,\max(|w| - \eta\lambda, 0)
+
+With momentum it is applied to the heavy-ball step, and the velocity becomes the step actually
+taken (iPiano, Ochs et al. 2014), so that the next steps do not carry the shrinkage away:
+
+.. math::
+
+    \theta_{k+1} = \operatorname{prox}_{\eta\lambda}\big(\theta_k + \mu v_k - \eta g_k\big),
+    \qquad v_{k+1} = \theta_{k+1} - \theta_k
+
+(with ``v`` the velocity before the prox, the momentum would keep pushing weights out against a
+threshold ``ηλ`` that is ``1/(1-μ)`` times too small, and the objective can rise every epoch).
 """
 
 from __future__ import annotations
@@ -28,9 +39,18 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["SCHEDULES", "SGD", "Adam", "learning_rate_at", "make_optimizer", "soft_threshold"]
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "SGD",
+    "Adam",
+    "learning_rate_at",
+    "make_optimizer",
+    "soft_threshold",
+]
 
 SCHEDULES = ("constant", "invscaling")
+OPTIMIZERS = ("sgd", "adam")
 
 
 def learning_rate_at(schedule: str, eta0: float, epoch: int) -> float:
@@ -78,6 +98,18 @@ class SGD:
             theta += self.momentum * v - lr * grad
         else:
             theta += v
+
+    def shrink(self, theta: NDArray[np.float64], spans: list[slice], threshold: float) -> None:
+        """The proximal L1 step on ``theta[span]`` for each span, after :meth:`step`.
+
+        The velocity becomes the step actually taken (see the module docstring).
+        """
+        for span in spans:
+            w = theta[span]
+            before = w.copy()
+            soft_threshold(w, threshold)
+            before -= w
+            self.velocity[span] -= before
 
     def state_dict(self) -> dict[str, Any]:
         return {"velocity": self.velocity.copy()}
