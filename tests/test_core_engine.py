@@ -150,8 +150,14 @@ def test_small_lean_path_equals_general_path(dtype, reduction):
     from crossent._core import compute, small_simple
 
     rng = np.random.default_rng(5)
-    for n, c in [(64, 10), (1, 1), (7, 300), (100, 2)]:
-        x = (rng.normal(size=(n, c)) * 10).astype(dtype)
+    # scale 10: no shift needed; 1000, a masked class, Fortran order: the row-max shift
+    cases = [(64, 10, 10), (1, 1, 10), (7, 300, 10), (100, 2, 10), (64, 10, 1000), (64, 10, 1)]
+    for n, c, scale in cases:
+        x = (rng.normal(size=(n, c)) * scale).astype(dtype)
+        if n == 7:
+            x[2, 5] = -np.inf
+        if scale == 1:  # logits in Fortran order (a transposed view): z.ravel() is no view
+            x = np.asfortranarray(x)
         y = rng.integers(0, c, size=n)
         fast = small_simple(x, y, -1, reduction, True)
         assert fast is not None

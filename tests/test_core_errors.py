@@ -14,6 +14,8 @@ CE_CASES = [
     # (description, logits, target, kwargs, error type, message regex)
     ("label out of range", X, [0, 3], {}, ValueError, r"target: .*\[0, 2\].* got 3 at position \(1,\)"),
     ("negative label", X, [-1, 0], {}, ValueError, r"target: .*got -1 at position \(0,\)"),
+    ("uint64 label 2**63", X, np.array([0, 2**63], np.uint64), {}, ValueError, r"target: .*got 9223372036854775808 at position \(1,\)"),
+    ("uint64 label wrapping to ignore_index", X, np.array([2**64 - 100, 0], np.uint64), {}, ValueError, r"target: .*got 18446744073709551516 at position \(0,\)"),
     ("float labels", X, [0.0, 2.0], {}, TypeError, r"target: .*float labels"),
     ("target wrong shape", X, [0, 1, 2], {}, ValueError, r"target: expected .*shape \(2,\).*got .*\(3,\)"),
     ("string target", X, ["a", "b"], {}, TypeError, r"target: expected a numeric array"),
@@ -86,6 +88,10 @@ def test_softmax_family_bad_input(fn):
         fn(["x"])
     with pytest.raises(ValueError, match="axis: expected an int in"):
         fn([1.0, 2.0], axis=1)
+    with pytest.raises(ValueError, match=r"x: expected at least one value along axis -1, got 0"):
+        fn(np.zeros((3, 0)))
+    with pytest.raises(ValueError, match=r"x: expected at least one value along axis 0, got 0"):
+        fn([], axis=0)
     if fn is not crossent.logsumexp:
         with pytest.raises(ValueError, match="temperature"):
             fn([1.0, 2.0], temperature=-1.0)

@@ -85,3 +85,18 @@ def test_custom_op_passes_opcheck(options):
     args = (x, y, torch.rand(7) + 0.5, -100, reduction, eps, zl, cap, temp, None, "auto", True)
     result = torch.library.opcheck(cross_entropy_op, args)
     assert all(v == "SUCCESS" for v in result.values()), result
+
+
+def test_double_backward_under_compile_is_an_error_not_a_silent_gradient():
+    """torch.compile has no double backward: crossent's op raises PyTorch's error there, as
+    F.cross_entropy does (eager crossent has exact second derivatives: test_torch_higher_order)."""
+    x = torch.randn(4, 3, dtype=torch.float64, requires_grad=True)
+    y = torch.tensor([1, 2, 3, -100])
+    lin = torch.nn.Linear(3, 10).double()
+    for fn in (cross_entropy, torch.nn.functional.cross_entropy):
+        torch._dynamo.reset()
+        compiled = torch.compile(lambda a, fn=fn: fn(lin(a), y), backend="aot_eager",
+                                 fullgraph=True)  # fmt: skip
+        (g,) = torch.autograd.grad(compiled(x), x, create_graph=True)
+        with pytest.raises(RuntimeError, match="does not currently support double backward"):
+            torch.autograd.grad(g.pow(2).sum(), lin.weight)

@@ -26,6 +26,10 @@ def _shifted(
     """Return ``(z - max, max, axis, dtype)`` with ``z = x / temperature``."""
     arr = as_float_array(x, name)
     ax = normalize_axis(axis, arr.ndim)
+    if arr.shape[ax] == 0:
+        raise ValueError(
+            f"{name}: expected at least one value along axis {axis}, got 0 (shape {arr.shape})"
+        )
     t = check_positive(temperature, "temperature")
     z = arr.astype(_compute_dtype(arr.dtype), copy=True)
     if t != 1.0:
@@ -66,7 +70,8 @@ def logsumexp(x: ArrayLike, *, axis: int = -1) -> NDArray[np.floating]:
     TypeError
         ``x`` is not a real numeric array.
     ValueError
-        ``x`` is 0-d, contains NaN or ``+inf``, or ``axis`` is out of range.
+        ``x`` is 0-d or empty along ``axis``, contains NaN or ``+inf``, or ``axis`` is out of
+        range.
 
     Examples
     --------
@@ -123,8 +128,8 @@ def softmax(x: ArrayLike, *, axis: int = -1, temperature: float = 1.0) -> NDArra
     TypeError
         ``x`` is not a real numeric array.
     ValueError
-        ``x`` is 0-d, contains NaN or ``+inf``, a slice is entirely ``-inf``, ``axis`` is out of
-        range, or ``temperature`` is not positive.
+        ``x`` is 0-d or empty along ``axis``, contains NaN or ``+inf``, a slice is entirely
+        ``-inf``, ``axis`` is out of range, or ``temperature`` is not positive.
 
     Examples
     --------

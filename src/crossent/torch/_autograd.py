@@ -2,18 +2,74 @@
 
 Forward runs the loss and its gradient together (one pass over the logits, one ``exp`` per
 element) and keeps the gradient; backward only scales it by the incoming gradient (a scalar for
-``'mean'``/``'sum'``, one factor per row for ``'none'``). Options travel packed in one
+``'mean'``/``'sum'``, one factor per row for ``'none'``). With ``create_graph=True`` backward
+recomputes the gradient in differentiable torch ops instead (:mod:`crossent.torch._grad`), so
+second derivatives are exact. Options travel packed in one
 :class:`~crossent.torch._options.LossOptions`.
 """
 
 from __future__ import annotations
 
+import weakref
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from crossent.torch import _cpu
+from crossent.torch._grad import logits_grad, target_grad
 from crossent.torch._options import Layout, LossOptions, Scales, reduce_rows, scales_for, use_triton
+
+FORWARD_AD_ERROR = (
+    "crossent.torch.{}: forward-mode AD (torch.autograd.forward_ad, jvp) is not supported; "
+    "use reverse mode (loss.backward(), torch.autograd.grad, create_graph=True for second "
+    "derivatives) or torch.nn.functional.cross_entropy"
+)
+FUNC_TRANSFORM_ERROR = (
+    "crossent.torch.{}: torch.func transforms (vmap, grad, jvp, jacrev, jacfwd, hessian) are "
+    "not supported; use torch.autograd (loss.backward(), torch.autograd.grad, create_graph=True "
+    "for second derivatives) over a batch, or torch.nn.functional.cross_entropy"
+)
+DOUBLE_BACKWARD_ERROR = (
+    "crossent.torch.cross_entropy: second derivatives (create_graph=True) need the logits, "
+    "which are gone: overwritten by inplace=True or modified in place, or no longer referred "
+    "to by anything (crossent does not keep them, to save their memory); keep a reference "
+    "(logits = model(x); loss = cross_entropy(logits, y)) and use inplace=False"
+)
+
+VOCAB_PARALLEL_ERROR = (
+    "crossent.torch.distributed.{}: {} is not supported with the vocabulary split over "
+    "ranks; gather the logits and use crossent.torch.cross_entropy for it"
+)
+
+
+def check_no_func_transform(fn_name: str) -> None:
+    """Under ``torch.func`` the Functions would fail deep inside autograd: say what is missing."""
+    if not torch.compiler.is_compiling() and torch._C._are_functorch_transforms_active():
+        raise NotImplementedError(FUNC_TRANSFORM_ERROR.format(fn_name))
+
+
+class LogitsSource:
+    """The caller's logits, held weakly, for a backward with ``create_graph=True``.
+
+    Keeping the logits for every backward would hold ``N×V`` memory until then for every
+    caller; a weak reference costs nothing and serves whoever still holds them. ``to_matrix``
+    makes the ``(M, C)`` matrix the Function saw, in differentiable ops; a changed version
+    counter (in-place mode, or an in-place edit) means they are not the logits of the loss.
+    """
+
+    def __init__(
+        self, tensor: torch.Tensor, to_matrix: Callable[[torch.Tensor], torch.Tensor]
+    ) -> None:
+        self._ref = weakref.ref(tensor)
+        self._version = tensor._version
+        self._to_matrix = to_matrix
+
+    def matrix(self) -> torch.Tensor | None:
+        t = self._ref()
+        if t is None or t._version != self._version:
+            return None
+        return self._to_matrix(t)
 
 
 def rows_forward(x: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
@@ -80,54 +136,41 @@ class CrossEntropyFunction(torch.autograd.Function):
         weight: torch.Tensor | None,
         opts: LossOptions,
         layout: Layout | None = None,
+        source: LogitsSource | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        ctx.source = source if source is not None else LogitsSource(logits, lambda t: t)
         want_grad = bool(ctx.needs_input_grad[0])
         loss, lse, grad, scales = loss_forward(logits, target, weight, opts, want_grad, layout)
         if grad is not None and grad.data_ptr() == logits.data_ptr():
             _bump_version(logits)
-        ctx.opts, ctx.scale = opts, scales.ce
+        ctx.opts, ctx.scales = opts, scales
         # saved (not kept on ctx) so that autograd frees it after a backward without
-        # retain_graph, and a leaf's AccumulateGrad can take the buffer without a copy
-        saved: list[torch.Tensor | None] = [grad if grad is not None else lse]
-        if ctx.needs_input_grad[1]:
-            saved += [logits, weight]
-        ctx.save_for_backward(*saved)
+        # retain_graph, and a leaf's AccumulateGrad can take the buffer without a copy; the
+        # logits only for a probability target's gradient (see LogitsSource otherwise)
+        saved = [grad if grad is not None else lse, target, weight]
+        ctx.save_for_backward(*saved, logits if ctx.needs_input_grad[1] else None)
         ctx.mark_non_differentiable(lse)
         return loss, lse
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(
         ctx: Any, grad_loss: torch.Tensor, _grad_lse: torch.Tensor | None
-    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None]:
+    ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None, None]:
         opts: LossOptions = ctx.opts
         grad_x = grad_t = None
-        saved = ctx.saved_tensors
+        grad, target, weight, logits = ctx.saved_tensors
+        if torch.is_grad_enabled() and ctx.needs_input_grad[0]:
+            # create_graph=True: a gradient autograd can differentiate, from the logits
+            x = ctx.source.matrix()
+            if x is None:
+                raise RuntimeError(DOUBLE_BACKWARD_ERROR)
+            grad_x = logits_grad(x, target, weight, grad_loss, opts, ctx.scales)
+        elif ctx.needs_input_grad[0]:
+            grad_x = _scale_grad(grad, grad_loss, opts)
         if ctx.needs_input_grad[1]:
-            grad_t = target_grad(saved[1], saved[2], grad_loss, opts, ctx.scale)
-        if ctx.needs_input_grad[0]:
-            grad_x = _scale_grad(saved[0], grad_loss, opts)
-        return grad_x, grad_t, None, None, None
+            grad_t = target_grad(logits, weight, grad_loss, opts, ctx.scales.ce)
+        return grad_x, grad_t, None, None, None, None
 
-
-def target_grad(
-    logits: torch.Tensor,
-    weight: torch.Tensor | None,
-    grad_loss: torch.Tensor,
-    opts: LossOptions,
-    scale: float | torch.Tensor,
-) -> torch.Tensor:
-    """``∂L/∂q_{n,c} = -(1-ε)·w_c·log p_{n,c} / D`` for probability targets (distillation);
-    ``scale`` is ``1/D`` (:attr:`crossent._spec.Scales.ce`)."""
-    dtype = torch.float64 if logits.dtype == torch.float64 else torch.float32
-    logp = torch.log_softmax(_cpu.transform(logits.detach().to(dtype), opts), dim=-1)
-    g = logp.mul_(-(1.0 - opts.label_smoothing))
-    if weight is not None:
-        g.mul_(weight.to(dtype))
-    if opts.reduction == "none":
-        g.mul_(grad_loss.reshape(-1, 1).to(dtype))
-    else:
-        if isinstance(scale, torch.Tensor):
-            scale = scale.to(dtype)
-        g.mul_(grad_loss.to(dtype) * scale)
-    return g.to(logits.dtype)
+    @staticmethod
+    def jvp(ctx: Any, *_tangents: Any) -> Any:
+        raise NotImplementedError(FORWARD_AD_ERROR.format("cross_entropy"))

@@ -12,7 +12,11 @@ from typing import Any
 
 import torch
 
-from crossent.torch._autograd import CrossEntropyFunction
+from crossent.torch._autograd import (
+    CrossEntropyFunction,
+    LogitsSource,
+    check_no_func_transform,
+)
 from crossent.torch._compile import eager_under_compile
 from crossent.torch._ops import cross_entropy_compiled
 from crossent.torch._options import (
@@ -58,10 +62,15 @@ def _views_a_leaf(x: torch.Tensor) -> bool:
 
 @eager_under_compile
 def _apply(
-    x: torch.Tensor, t: torch.Tensor, w: torch.Tensor | None, opts: LossOptions, layout: Layout
+    x: torch.Tensor,
+    t: torch.Tensor,
+    w: torch.Tensor | None,
+    opts: LossOptions,
+    layout: Layout,
+    source: LogitsSource | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """The autograd Function; run eagerly under ``torch.compile`` (a graph break)."""
-    return CrossEntropyFunction.apply(x, t, w, opts, layout)
+    return CrossEntropyFunction.apply(x, t, w, opts, layout, source)
 
 
 def cross_entropy(
@@ -85,7 +94,12 @@ def cross_entropy(
     indices or class probabilities as targets, ``weight``, ``ignore_index``, ``reduction``,
     ``label_smoothing``), plus z-loss, soft-capping and temperature, and finite results
     wherever the mathematics is finite. The gradient is computed in the forward pass, in one
-    pass over the logits with one ``exp`` per element; backward only scales it.
+    pass over the logits with one ``exp`` per element; backward only scales it. Second
+    derivatives (``create_graph=True``) are exact: backward then recomputes the gradient in
+    differentiable torch ops from the logits, which the caller must still hold (crossent keeps
+    only a weak reference, so that they are freed as soon as nothing needs them).
+    Forward-mode AD and ``torch.func`` transforms (``vmap``, ``jvp``, ``grad``, ...) are not
+    supported and raise ``NotImplementedError``.
 
     With ``x`` the logits after the transforms (``x/T``, then ``s·tanh(x/s)``),
     ``p = softmax(x)`` and class-index targets ``y``:
@@ -124,7 +138,8 @@ def cross_entropy(
         Class indices (integer dtype, shape ``()``, ``(N,)`` or ``(N, d1, ..., dK)``) or class
         probabilities (floating, ``input``'s shape). Probability targets may require grad.
     weight : Tensor, shape (C,), optional
-        Class weights ``w`` (treated as constants): finite and ``>= 0``. Negative weights
+        Class weights ``w`` (constants: one that requires grad is refused, never silently
+        left without a gradient): finite and ``>= 0``. Negative weights
         are refused with a ``ValueError`` (``F.cross_entropy`` accepts them): they turn a
         class's loss into an unbounded reward.
     ignore_index : int, default -100
@@ -170,7 +185,13 @@ def cross_entropy(
         non-numeric options.
     ValueError
         Shapes that do not match, a class index out of range, probabilities that are negative
-        or do not sum to 1, NaN or ``+inf`` logits (CPU), a bad option value.
+        or do not sum to 1, NaN or ``+inf`` logits (CPU), a bad option value, a ``weight``
+        that requires grad.
+    NotImplementedError
+        Forward-mode AD, ``torch.func`` transforms.
+    RuntimeError
+        A backward with ``create_graph=True`` when the logits are gone: overwritten
+        (``inplace=True``), edited in place, or no longer referred to by anything.
 
     Examples
     --------
@@ -193,6 +214,15 @@ def cross_entropy(
     >>> cross_entropy(masked, torch.tensor([[0.5, 0.5, 0.0]]), label_smoothing=0.1)
     tensor(0.6931)
     """
+    if type(input).__name__ == "DTensor":  # sharded on the class dimension: vocab-parallel
+        from crossent.torch.distributed._dtensor import dtensor_cross_entropy
+
+        return dtensor_cross_entropy(
+            input, target, weight, return_lse, inplace, ignore_index=ignore_index,
+            reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
+            softcap=softcap, temperature=temperature, num_items=num_items,
+        )  # fmt: skip
+    check_no_func_transform("cross_entropy")
     opts = options_from(locals())
     x = flatten_logits(input)
     c = x.shape[1]
@@ -217,7 +247,8 @@ def cross_entropy(
     if compiling:  # one opaque custom op in the graph, no graph break
         loss, lse = cross_entropy_compiled(x, t, w, opts)
     else:
-        loss, lse = _apply(x, t, w, opts, (class_dim, batch))
+        source = LogitsSource(input, flatten_logits)  # for create_graph=True
+        loss, lse = _apply(x, t, w, opts, (class_dim, batch), source)
     if reduction == "none":
         loss = loss.reshape(batch)
     if return_lse:

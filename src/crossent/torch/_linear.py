@@ -19,14 +19,21 @@ few passes over the accumulator that large chunks (4 at ``N=2048, V=32000``) tak
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import torch
 
 from crossent import _core
 from crossent.torch import _cpu
-from crossent.torch._autograd import rows_forward
+from crossent.torch._autograd import (
+    FORWARD_AD_ERROR,
+    VOCAB_PARALLEL_ERROR,
+    check_no_func_transform,
+    rows_forward,
+)
 from crossent.torch._compile import eager_under_compile
+from crossent.torch._grad import linear_target_grad, logits_grad, target_grad
 from crossent.torch._options import (
     Layout,
     LossOptions,
@@ -54,6 +61,20 @@ def default_chunk_size(n_rows: int, n_classes: int, device: torch.device) -> int
     return max(1, min(n_rows, elements // max(n_classes, 1)))
 
 
+def _chunk_rows(*args: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
+    """A chunk's per-row losses and lses; its gradient (times the scales) overwrites it."""
+    return rows_forward(*args)
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """What changes when the head's rows (the vocabulary) are split over ranks (default: none):
+    the chunk loss, and a reduction of the input gradient (in place)."""
+
+    chunk_loss: Callable[..., tuple[torch.Tensor, torch.Tensor, Any]] = _chunk_rows
+    reduce_input_grad: Callable[[torch.Tensor], None] | None = None
+
+
 def _run(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -65,6 +86,7 @@ def _run(
     scales: Scales,
     row_scale: torch.Tensor | None,
     grads: tuple[bool, bool, bool],
+    head: Head,
 ) -> tuple[torch.Tensor, torch.Tensor, Any, Any, Any]:
     """Per-row losses and log-sum-exps (float64, (N,)) and the gradients of the rows' losses
     times ``scales`` (and times ``row_scale``, (N,), when given)."""
@@ -99,7 +121,8 @@ def _run(
             torch.addmm(b, xc, wt, out=lg)
         else:
             torch.mm(xc, wt, out=lg)
-        rows, lse, _ = rows_forward(lg, target[r0:r1], class_weight, chunk_opts, scales, want_grad)
+        rows, lse, _ = head.chunk_loss(lg, target[r0:r1], class_weight, chunk_opts, scales,
+                                       want_grad)  # fmt: skip
         losses[r0:r1], lses[r0:r1] = rows, lse
         if not want_grad:
             continue
@@ -112,6 +135,8 @@ def _run(
             _accumulate(gw, g.t(), xc, 0.0 if r0 == 0 else 1.0, 1.0)
         if gb is not None:
             gb.add_(lg.sum(0, dtype=cdt))
+    if gx is not None and head.reduce_input_grad is not None:
+        head.reduce_input_grad(gx)
     return losses, lses, gx, gw, gb
 
 
@@ -141,7 +166,8 @@ def _accumulate(
 
 
 class LinearCrossEntropyFunction(torch.autograd.Function):
-    """Apply as ``(input (N, D), weight (V, D), target, bias, class_weight, options, chunk)``."""
+    """Apply as ``(input (N, D), weight (V, D), target, bias, class_weight, options, chunk,
+    head)``."""
 
     @staticmethod
     def forward(
@@ -153,20 +179,27 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         class_weight: torch.Tensor | None,
         opts: LossOptions,
         chunk: int,
+        head: Head | None = None,
     ) -> torch.Tensor:
         grads = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[3])
-        ctx.opts, ctx.chunk, ctx.grads = opts, chunk, grads
+        head = head or Head()
+        ctx.opts, ctx.chunk, ctx.grads, ctx.head = opts, chunk, grads, head
+        # the inputs are kept for 'none', a probability target's gradient and create_graph
+        inputs = (x, w, b, target, class_weight)
         if opts.reduction == "none":
             losses, *_ = _run(x, w, b, target, class_weight, opts, chunk, Scales(), None,
-                              (False,) * 3)  # fmt: skip
-            ctx.save_for_backward(x, w, b, target, class_weight)
+                              (False,) * 3, head)  # fmt: skip
+            ctx.scales = Scales()
+            ctx.save_for_backward(*inputs)
             return losses.to(x.dtype)
         scales = scales_for(target, class_weight, opts)
+        ctx.scales = scales
         losses, lses, gx, gw, gb = _run(
-            x, w, b, target, class_weight, opts, chunk, scales, None, grads
+            x, w, b, target, class_weight, opts, chunk, scales, None, grads, head
         )
         # saved, not kept on ctx: autograd frees them after a backward without retain_graph
         ctx.save_for_backward(
+            *inputs,
             gx,
             gw.to(w.dtype) if gw is not None else None,
             gb.to(w.dtype) if gb is not None else None,
@@ -174,22 +207,50 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         return reduce_rows(losses, lses, target, opts, scales).to(x.dtype)
 
     @staticmethod
-    @torch.autograd.function.once_differentiable
     def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:
         opts: LossOptions = ctx.opts
+        x, w, b, target, class_weight, *saved = ctx.saved_tensors
+        gt = None
+        if torch.is_grad_enabled():  # create_graph=True: gradients autograd can differentiate
+            if ctx.head.reduce_input_grad is not None:
+                raise NotImplementedError(
+                    VOCAB_PARALLEL_ERROR.format(
+                        "vocab_parallel_linear_cross_entropy",
+                        "create_graph=True (second derivatives)",
+                    )
+                )
+            logits = torch.nn.functional.linear(x, w, b)  # (N, V): held only in this mode
+            g = logits_grad(logits, target, class_weight, grad_loss, opts, ctx.scales)
+            gx, gw = g @ w, g.t() @ x
+            gb = g.sum(0) if b is not None else None
+            if ctx.needs_input_grad[2]:
+                gt = target_grad(logits, class_weight, grad_loss, opts, ctx.scales.ce)
+            return gx, gw, gt, gb, None, None, None, None
         if opts.reduction == "none":
-            x, w, b, target, class_weight = ctx.saved_tensors
-            *_, gx, gw, gb = _run(
-                x, w, b, target, class_weight, opts, ctx.chunk, Scales(), grad_loss, ctx.grads
-            )
+            *_, gx, gw, gb = _run(x, w, b, target, class_weight, opts, ctx.chunk, Scales(),
+                                  grad_loss, ctx.grads, ctx.head)  # fmt: skip
             gw = gw.to(w.dtype) if gw is not None else None
             gb = gb.to(w.dtype) if gb is not None else None
         else:
-            gx, gw, gb = ctx.saved_tensors
+            gx, gw, gb = saved
             if not bool(grad_loss == 1.0):
                 gx, gw, gb = (g * grad_loss.to(g.dtype) if g is not None else None
                               for g in (gx, gw, gb))  # fmt: skip
-        return gx, gw, None, gb, None, None, None
+        if ctx.needs_input_grad[2]:
+            if ctx.head.reduce_input_grad is not None:
+                raise NotImplementedError(
+                    VOCAB_PARALLEL_ERROR.format(
+                        "vocab_parallel_linear_cross_entropy", "a gradient for the target"
+                    )
+                )
+            gt = linear_target_grad(
+                x, w, b, class_weight, grad_loss, opts, ctx.chunk, ctx.scales.ce
+            )
+        return gx, gw, gt, gb, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, *_tangents: Any) -> Any:
+        raise NotImplementedError(FORWARD_AD_ERROR.format("linear_cross_entropy"))
 
 
 def _check_target(
@@ -208,6 +269,55 @@ def _check_target(
 def _apply(*args: Any) -> torch.Tensor:
     """The autograd Function; run eagerly under ``torch.compile`` (a graph break)."""
     return LinearCrossEntropyFunction.apply(*args)
+
+
+def prepare_head(
+    input: torch.Tensor,
+    weight: torch.Tensor,
+    target: Any,
+    bias: torch.Tensor | None,
+    class_weight: torch.Tensor | None,
+    chunk_size: Any,
+    *,
+    names: tuple[str, str] = ("weight", "bias"),
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, int, tuple[int, ...]]:
+    """The head's arguments checked: ``(x (N, D), target, class_weight, chunk, batch shape)``
+    (``names``: what the weight and bias arguments are called)."""
+    wname, bname = names
+    check_float_tensor(input, "input")
+    check_float_tensor(weight, wname)
+    if input.ndim < 1:
+        raise ValueError("input: expected a tensor of shape (..., D), got 0-d")
+    if weight.ndim != 2 or weight.shape[1] != input.shape[-1]:
+        raise ValueError(
+            f"{wname}: expected shape (V, {input.shape[-1]}) for input of shape "
+            f"{tuple(input.shape)}, got {tuple(weight.shape)}"
+        )
+    v, d = weight.shape
+    if v == 0:
+        raise ValueError(f"{wname}: expected at least one class (row), got 0")
+    for name, t in ((wname, weight), (bname, bias), ("class_weight", class_weight)):
+        if t is not None and t.device != input.device:
+            raise ValueError(f"{name}: expected a tensor on {input.device}, got one on {t.device}")
+    if weight.dtype != input.dtype:
+        raise TypeError(f"{wname}: expected dtype {input.dtype} (input's), got {weight.dtype}")
+    if bias is not None:
+        check_float_tensor(bias, bname)
+        if bias.shape != (v,):
+            raise ValueError(f"{bname}: expected shape ({v},), got {tuple(bias.shape)}")
+        if bias.dtype != input.dtype:
+            raise TypeError(f"{bname}: expected dtype {input.dtype} (input's), got {bias.dtype}")
+    cw = check_class_weight(class_weight, v, input.device, "class_weight")
+    batch = tuple(input.shape[:-1])
+    x = input.reshape(-1, d)
+    t = flatten_target(target, input.device, batch, (*batch, v), -1)
+    if chunk_size is None:
+        chunk = default_chunk_size(x.shape[0], v, x.device)
+    else:
+        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
+            raise ValueError(f"chunk_size: expected an int >= 1 or None, got {chunk_size!r}")
+        chunk = chunk_size
+    return x.contiguous(), t, cw, chunk, batch
 
 
 def linear_cross_entropy(
@@ -245,7 +355,8 @@ def linear_cross_entropy(
     (``6·N·D·V`` flops, as the unfused path) and backward only scales them; ``'none'``
     redoes the chunks in backward with each row's incoming gradient. The weight and bias
     gradients are accumulated in float32 (the weight's by the GEMM itself, ``beta = 1``, no
-    ``(V, D)`` temporary per chunk) and rounded to the parameters' dtype once.
+    ``(V, D)`` temporary per chunk) and rounded to the parameters' dtype once. Second
+    derivatives (``create_graph=True``) are exact; that backward holds the ``(N, V)`` logits.
 
     Parameters
     ----------
@@ -255,11 +366,13 @@ def linear_cross_entropy(
         The head's weight, ``input``'s dtype.
     target : Tensor
         Class indices of shape ``(...)`` (integer dtype, ``ignore_index`` allowed) or class
-        probabilities of shape ``(..., V)``.
+        probabilities of shape ``(..., V)`` (which may require grad: ``∂L/∂q`` is
+        ``-(1-ε)·w_c·log p`` scaled, as for :func:`cross_entropy`).
     bias : Tensor, shape (V,), optional
         The head's bias, ``input``'s dtype.
     class_weight : Tensor, shape (V,), optional
-        Class weights (``F.cross_entropy``'s ``weight``; treated as constants).
+        Class weights (``F.cross_entropy``'s ``weight``): constants, refused if they
+        require grad.
     ignore_index, reduction, label_smoothing, z_loss, softcap, temperature, num_items
         As :func:`cross_entropy`. ``class_weight`` must be finite and ``>= 0`` (negative class
         weights are refused).
@@ -278,6 +391,8 @@ def linear_cross_entropy(
     TypeError, ValueError
         As :func:`cross_entropy`; also shapes or dtypes of ``weight``/``bias`` that do not
         match ``input``, and a ``chunk_size`` that is not a positive int.
+    NotImplementedError
+        As :func:`cross_entropy` (forward-mode AD, ``torch.func`` transforms).
 
     Examples
     --------
@@ -295,43 +410,11 @@ def linear_cross_entropy(
     >>> w.grad.shape
     torch.Size([50, 4])
     """
+    check_no_func_transform("linear_cross_entropy")
     opts = options_from(locals())
-    check_float_tensor(input, "input")
-    check_float_tensor(weight, "weight")
-    if input.ndim < 1:
-        raise ValueError("input: expected a tensor of shape (..., D), got 0-d")
-    if weight.ndim != 2 or weight.shape[1] != input.shape[-1]:
-        raise ValueError(
-            f"weight: expected shape (V, {input.shape[-1]}) for input of shape "
-            f"{tuple(input.shape)}, got {tuple(weight.shape)}"
-        )
-    v, d = weight.shape
-    if v == 0:
-        raise ValueError("weight: expected at least one class (row), got 0")
-    for name, t in (("weight", weight), ("bias", bias), ("class_weight", class_weight)):
-        if t is not None and t.device != input.device:
-            raise ValueError(f"{name}: expected a tensor on {input.device}, got one on {t.device}")
-    if weight.dtype != input.dtype:
-        raise TypeError(f"weight: expected dtype {input.dtype} (input's), got {weight.dtype}")
-    if bias is not None:
-        check_float_tensor(bias, "bias")
-        if bias.shape != (v,):
-            raise ValueError(f"bias: expected shape ({v},), got {tuple(bias.shape)}")
-        if bias.dtype != input.dtype:
-            raise TypeError(f"bias: expected dtype {input.dtype} (input's), got {bias.dtype}")
-    cw = check_class_weight(class_weight, v, input.device, "class_weight")
-    batch = tuple(input.shape[:-1])
-    x = input.reshape(-1, d)
-    t = flatten_target(target, input.device, batch, (*batch, v), -1)
-    _check_target(t, cw, v, opts, (len(batch), batch))
-    if chunk_size is None:
-        chunk = default_chunk_size(x.shape[0], v, x.device)
-    else:
-        if isinstance(chunk_size, bool) or not isinstance(chunk_size, int) or chunk_size < 1:
-            raise ValueError(f"chunk_size: expected an int >= 1 or None, got {chunk_size!r}")
-        chunk = chunk_size
-    x = x.contiguous()
-    loss = _apply(x, weight, t, bias, cw, opts, chunk)
+    x, t, cw, chunk, batch = prepare_head(input, weight, target, bias, class_weight, chunk_size)
+    _check_target(t, cw, weight.shape[0], opts, (len(batch), batch))
+    loss = _apply(x, weight, t, bias, cw, opts, chunk, Head())
     if reduction == "none":
         return loss.reshape(batch)
     return loss

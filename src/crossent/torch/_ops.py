@@ -16,7 +16,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from crossent.torch._autograd import loss_forward, target_grad
+from crossent.torch._autograd import loss_forward
+from crossent.torch._grad import logits_grad, target_grad
 from crossent.torch._options import LossOptions
 
 
@@ -84,21 +85,21 @@ def _setup_context(ctx: Any, inputs: tuple[Any, ...], output: tuple[Tensor, ...]
     logits, target, weight = inputs[:3]
     ctx.opts = _options(*inputs[3:11])
     ctx.target_grad = isinstance(target, Tensor) and target.requires_grad
-    saved = [output[1]]
-    if ctx.target_grad:
-        saved += [logits, weight, output[3]]
-    ctx.save_for_backward(*saved)
+    ctx.save_for_backward(output[1], logits, target, weight, output[3])
 
 
 def _backward(ctx: Any, grad_loss: Tensor, *_: Tensor) -> tuple[Any, ...]:
-    saved = ctx.saved_tensors
+    grad, logits, target, weight, scale = ctx.saved_tensors
     opts: LossOptions = ctx.opts
-    grad = saved[0]
-    factor = grad_loss.reshape(-1, 1) if opts.reduction == "none" else grad_loss
-    grad_x = grad * factor.to(grad.dtype) if grad.numel() else None
+    grad_x = None
+    if torch.is_grad_enabled():  # create_graph=True (eager): a differentiable gradient
+        grad_x = logits_grad(logits, target, weight, grad_loss, opts)
+    elif grad.numel():
+        factor = grad_loss.reshape(-1, 1) if opts.reduction == "none" else grad_loss
+        grad_x = grad * factor.to(grad.dtype)
     grad_t = None
     if ctx.target_grad:
-        grad_t = target_grad(saved[1], saved[2], grad_loss, opts, saved[3])
+        grad_t = target_grad(logits, weight, grad_loss, opts, scale)
     return (grad_x, grad_t) + (None,) * 10
 
 

@@ -52,7 +52,8 @@ def check_class_weight(
     weight: Any, n_classes: int, device: torch.device, name: str = "weight"
 ) -> torch.Tensor | None:
     """A float tensor of shape ``(C,)`` on ``device`` (its values are checked by the backend,
-    through :func:`crossent._spec.check_class_weight`); detached: weights are constants."""
+    through :func:`crossent._spec.check_class_weight`); weights are constants: one that requires
+    grad (while autograd records) is refused, never silently left without a gradient."""
     if weight is None:
         return None
     check_float_tensor(weight, name)
@@ -60,6 +61,11 @@ def check_class_weight(
         _spec.check_class_weight(weight, n_classes, name)  # raises the shape message
     if weight.device != device:
         raise ValueError(f"{name}: expected a tensor on {device}, got one on {weight.device}")
+    if weight.requires_grad and torch.is_grad_enabled():  # never a silently missing gradient
+        raise ValueError(
+            f"{name}: class weights are constants here (no gradient is computed for them), "
+            f"got a tensor that requires grad; pass {name}.detach()"
+        )
     return weight.detach()
 
 

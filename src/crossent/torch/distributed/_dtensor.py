@@ -1,0 +1,52 @@
+"""DTensor logits sharded on the class dimension: :func:`crossent.torch.cross_entropy` runs
+:func:`~crossent.torch.distributed.vocab_parallel_cross_entropy` on the local shards."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from torch.distributed.tensor import DTensor, Replicate, Shard
+
+from crossent.torch.distributed._functional import vocab_parallel_cross_entropy
+
+
+def _placement(t: DTensor) -> str:
+    return f"placements {tuple(t.placements)} on a {t.device_mesh.ndim}-d mesh"
+
+
+def _local(t: Any, name: str, sharded_ok: bool) -> Any:
+    """A DTensor argument as this rank's tensor (replicated, or sharded like the logits)."""
+    if not isinstance(t, DTensor):
+        return t
+    ok = all(isinstance(p, Replicate) for p in t.placements)
+    if sharded_ok and not ok:
+        ok = t.device_mesh.ndim == 1 and t.placements[0] == Shard(1)
+    if not ok:
+        expected = "replicated or sharded like input" if sharded_ok else "replicated"
+        raise ValueError(f"{name}: expected a {expected} DTensor, got {_placement(t)}")
+    return t.to_local()
+
+
+def dtensor_cross_entropy(
+    input: Any, target: Any, weight: Any, return_lse: bool, inplace: bool, **options: Any
+) -> DTensor:
+    """The loss as a replicated DTensor; the gradient flows back to ``input``'s shards."""
+    class_dim = 1 if input.ndim > 1 else 0
+    mesh = input.device_mesh
+    p = input.placements[0]
+    if mesh.ndim != 1 or not isinstance(p, Shard) or p.dim % input.ndim != class_dim:
+        raise ValueError(
+            f"input: expected a DTensor sharded on the class dimension (Shard({class_dim})) "
+            f"over a one-dimensional device mesh, got {_placement(input)}"
+        )
+    for name, flag in (("return_lse", return_lse), ("inplace", inplace)):
+        if flag:
+            raise ValueError(f"{name}: not supported for DTensor input, got True")
+    loss = vocab_parallel_cross_entropy(
+        input.to_local(),
+        _local(target, "target", sharded_ok=True),
+        group=mesh.get_group(),
+        weight=_local(weight, "weight", sharded_ok=False),
+        **options,
+    )
+    return DTensor.from_local(loss, mesh, [Replicate()], run_check=False)

@@ -1,0 +1,225 @@
+r"""``vocab_parallel_cross_entropy``: the loss of ``(N, V)`` logits split by columns over ranks."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from crossent import _spec
+from crossent.torch import _cpu
+from crossent.torch._autograd import (
+    FORWARD_AD_ERROR,
+    VOCAB_PARALLEL_ERROR,
+    _scale_grad,
+    check_no_func_transform,
+)
+from crossent.torch._functional import flatten_logits
+from crossent.torch._grad import scale_target_grad
+from crossent.torch._options import (
+    LossOptions,
+    Scales,
+    check_class_weight,
+    check_float_tensor,
+    flatten_target,
+    options_from,
+    reduce_rows,
+    scales_for,
+)
+from crossent.torch.distributed._shard import (
+    VocabShard,
+    check_class_indices,
+    check_class_weight_values,
+    check_sharded_probabilities,
+    shard_loss_grad,
+    vocab_shard,
+)
+
+# rows per chunk: about this many logits (16 MiB in float32), two small all-reduces per chunk
+CHUNK_ELEMENTS = 1 << 22
+
+
+class VocabParallelFunction(torch.autograd.Function):
+    """Apply as ``(logits (N, V_r), target, weight (V,), options, shard, scales)``."""
+
+    @staticmethod
+    def forward(
+        ctx: Any,
+        logits: torch.Tensor,
+        target: torch.Tensor,
+        weight: torch.Tensor | None,
+        opts: LossOptions,
+        shard: VocabShard,
+        scales: Scales,
+    ) -> torch.Tensor:
+        want_grad = bool(ctx.needs_input_grad[0])
+        n, vr = logits.shape
+        cd = torch.float64 if logits.dtype == torch.float64 else torch.float32
+        grad = None
+        if want_grad:
+            grad = (_cpu.grad_buffer((n, vr), logits.dtype) if logits.device.type == "cpu"
+                    else torch.empty_like(logits))  # fmt: skip
+        rows = max(1, min(n, CHUNK_ELEMENTS // vr))
+        tmp = None  # a float32 chunk for low-precision logits, or without a gradient
+        if grad is None or grad.dtype != cd:
+            tmp = torch.empty((rows, vr), dtype=cd, device=logits.device)
+        losses = torch.empty(n, dtype=torch.float64, device=logits.device)
+        lse = torch.empty(n, dtype=torch.float64, device=logits.device)
+        for r0 in range(0, n, rows):
+            r1 = min(r0 + rows, n)
+            buf = tmp[: r1 - r0] if tmp is not None else grad[r0:r1]  # type: ignore[index]
+            losses[r0:r1], lse[r0:r1] = shard_loss_grad(
+                logits.detach()[r0:r1], target[r0:r1], weight, opts, want_grad, shard=shard,
+                out=buf, scale=scales.ce, z_scale=scales.z,
+            )  # fmt: skip
+            if grad is not None and buf.data_ptr() != grad[r0:r1].data_ptr():
+                grad[r0:r1].copy_(buf)
+        ctx.opts, ctx.scale, ctx.offset = opts, scales.ce, shard.offset
+        saved: list[torch.Tensor | None] = [grad]
+        if ctx.needs_input_grad[1]:
+            saved += [logits, lse, weight]
+        ctx.save_for_backward(*saved)
+        if opts.reduction == "none":
+            return losses.to(logits.dtype)
+        return reduce_rows(losses, lse, target, opts, scales).to(logits.dtype)
+
+    @staticmethod
+    def backward(ctx: Any, grad_loss: torch.Tensor) -> tuple[Any, ...]:
+        if torch.is_grad_enabled():  # create_graph=True: the gradient would have no graph
+            raise NotImplementedError(VOCAB_PARALLEL_ERROR.format(
+                "vocab_parallel_cross_entropy", "create_graph=True (second derivatives)"
+            ))  # fmt: skip
+        opts: LossOptions = ctx.opts
+        saved = ctx.saved_tensors
+        grad_x = grad_t = None
+        if ctx.needs_input_grad[0]:
+            grad_x = _scale_grad(saved[0], grad_loss, opts)
+        if ctx.needs_input_grad[1]:  # probability targets: -(1-ε)·w·log p, p the global softmax
+            logits, lse, weight = saved[1:]
+            cd = torch.float64 if logits.dtype == torch.float64 else torch.float32
+            logp = _cpu.transform(logits.detach().to(cd), opts).sub_(lse.to(cd)[:, None])
+            if weight is not None:
+                weight = weight[ctx.offset : ctx.offset + logits.shape[1]]
+            grad_t = scale_target_grad(logp, weight, grad_loss, opts, ctx.scale)
+            grad_t = grad_t.to(logits.dtype)
+        return grad_x, grad_t, None, None, None, None
+
+    @staticmethod
+    def jvp(ctx: Any, *_tangents: Any) -> Any:
+        raise NotImplementedError(
+            FORWARD_AD_ERROR.format("distributed.vocab_parallel_cross_entropy")
+        )
+
+
+def vocab_parallel_cross_entropy(
+    logits_shard: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    group: Any = None,
+    weight: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    reduction: str = "mean",
+    label_smoothing: float = 0.0,
+    z_loss: float = 0.0,
+    softcap: float | None = None,
+    temperature: float = 1.0,
+    num_items: float | None = None,
+) -> torch.Tensor:
+    r"""Cross-entropy of logits whose classes are split over the ranks of ``group``.
+
+    Rank ``r`` passes its contiguous columns ``logits_shard`` of the full logits (shards in
+    rank order; their sizes may differ). The loss, on every rank, and the gradient of each
+    shard equal those of :func:`crossent.torch.cross_entropy` on the gathered logits, but
+    only per-row statistics cross ranks: one all-reduce ``MAX`` and one ``SUM`` of a few
+    floats per row (two in the common cases), never the logits. As in the single-process
+    function, the gradient is computed in the forward pass (one ``exp`` per logit) and
+    backward only scales it. Every rank of ``group`` must call it with the same rows.
+
+    Parameters
+    ----------
+    logits_shard : Tensor, shape (N, V_r) or (N, V_r, d1, ..., dK)
+        This rank's columns of the logits (any float dtype; ``-inf`` masks a class: a rank
+        whose columns are all masked is fine).
+    target : Tensor
+        Global class indices (integer, the same on every rank, ``ignore_index`` allowed) or
+        probabilities split like the logits (this rank's columns; they may require grad).
+    group : ProcessGroup, optional
+        The ranks that share the vocabulary (default: the default group).
+    weight : Tensor, shape (V,), optional
+        The class weights of the full vocabulary (the same on every rank).
+    ignore_index, reduction, label_smoothing, z_loss, softcap, temperature
+        As :func:`crossent.torch.cross_entropy`.
+    num_items : float, optional
+        With ``reduction='mean'``: divide the summed loss by this instead of this batch's
+        ``Σ w_{y_n}``, e.g. the count over all data-parallel ranks and accumulation steps
+        (:func:`global_num_items`).
+
+    Returns
+    -------
+    Tensor
+        The same value on every rank: a scalar, or the batch shape for ``'none'``.
+
+    Raises
+    ------
+    RuntimeError
+        ``torch.distributed`` is not initialized.
+    TypeError, ValueError
+        As :func:`crossent.torch.cross_entropy` (raised on every rank, also for problems
+        found in one rank's shard); a rank with no columns; ranks with different row counts.
+    """
+    check_no_func_transform("distributed.vocab_parallel_cross_entropy")
+    opts = options_from(locals())
+    check_float_tensor(logits_shard, "logits_shard")
+    x = flatten_logits(logits_shard)
+    class_dim = 1 if logits_shard.ndim > 1 else 0
+    shape = tuple(logits_shard.shape)
+    batch = (shape[0], *shape[2:]) if logits_shard.ndim > 1 else ()
+    t = flatten_target(target, x.device, batch, shape, class_dim)
+    shard = vocab_shard(x.shape[1], x.shape[0], group, x.device, "logits_shard")
+    w = check_class_weight(weight, shard.n_classes, x.device)
+    check_class_weight_values(w, shard.n_classes, "weight")
+    if t.is_floating_point():
+        check_sharded_probabilities(t, shard)
+    else:
+        check_class_indices(t, shard.n_classes, opts.ignore_index, batch)
+        t = t.long()
+    loss = VocabParallelFunction.apply(x, t, w, opts, shard, scales_for(t, w, opts))
+    return loss.reshape(batch) if opts.reduction == "none" else loss
+
+
+def global_num_items(
+    *targets: torch.Tensor,
+    weight: torch.Tensor | None = None,
+    ignore_index: int = -100,
+    group: Any = None,
+) -> float:
+    r"""The ``'mean'`` denominator of a global batch, to pass as ``num_items=``.
+
+    The sum over ``targets`` (e.g. the micro-batches of one optimizer step) of
+    ``Σ_{n∈V} w_{y_n}``, the count of non-ignored class indices (weighted by ``weight``, the
+    class weights, when given; ``N`` for ``(N, C)`` probabilities), then over the ranks of
+    ``group`` (one all-reduce of one float). Pass the *data-parallel* group, whose ranks hold
+    different data; ``group=None`` counts this rank's targets only (ranks that split the
+    vocabulary hold the same targets: summing over them would count each one twice).
+    """
+    if not targets:
+        raise ValueError("targets: expected at least one target tensor, got none")
+    total = 0.0
+    for i, t in enumerate(targets):
+        if not isinstance(t, torch.Tensor):
+            raise TypeError(f"targets[{i}]: expected a torch.Tensor, got {type(t).__name__}")
+        if t.is_floating_point():
+            if t.ndim > 2:
+                raise ValueError(
+                    f"targets[{i}]: expected class indices or (N, C) probabilities, got float "
+                    f"shape {tuple(t.shape)}"
+                )
+            total += float(t.shape[0]) if t.ndim == 2 else 1.0
+            continue
+        total += _spec.count_items(t.reshape(-1), weight, ignore_index)[0]
+    if group is None:
+        return total
+    out = torch.tensor([total], dtype=torch.float64, device=targets[0].device)
+    dist.all_reduce(out, op=dist.ReduceOp.SUM, group=group)
+    return float(out.item())
