@@ -185,10 +185,11 @@ def _one(argv: list[str]) -> None:
                       "peak_mb": mem.peak / 2**20}))  # fmt: skip
 
 
-def main() -> None:
+def main() -> int:
+    """Print the table; exit 1 when a crossent row failed or no row ran at all."""
     if len(sys.argv) > 1 and sys.argv[1] == "_one":
         _one(sys.argv[2:])
-        return
+        return 0
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -209,6 +210,7 @@ def main() -> None:
     print(f"| case | implementation | time (ms, min / median of {a.repeat}) | vs {impls[0]} | "
           f"peak extra memory (MB) | vs {impls[0]} |")  # fmt: skip
     print("|---|---|---|---|---|---|")
+    ran, crossent_failed = 0, []
     for dtype in a.dtype:
         for n in ns:
             for v in vs:
@@ -222,13 +224,21 @@ def main() -> None:
                     if r.returncode != 0:
                         err = (r.stderr.strip().splitlines() or ["?"])[-1][:80]
                         print(f"| {case} | {impl} | failed: {err} | | | |", flush=True)
+                        if impl.startswith("crossent"):
+                            crossent_failed.append(f"{case} {impl}")
                         continue
+                    ran += 1
                     res = json.loads(r.stdout.strip().splitlines()[-1])
                     base = base or res
                     print(f"| {case} | {impl} | {res['min_ms']:.0f} / {res['median_ms']:.0f} | "
                           f"{res['min_ms'] / base['min_ms']:.2f}× | {res['peak_mb']:.0f} | "
                           f"{res['peak_mb'] / max(base['peak_mb'], 1e-9):.2f}× |", flush=True)  # fmt: skip
+    if crossent_failed or not ran:
+        print(f"bench_torch: error: {'nothing ran' if not ran else 'failed: '}"
+              f"{', '.join(crossent_failed)}", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

@@ -27,6 +27,16 @@ STEPS = [
 
 
 def main() -> int:
+    """Run every step; non-zero when there is no GPU (nothing would run) or a step failed."""
+    try:
+        import torch
+    except ImportError:
+        print("bench_torch_gpu: error: needs torch; pip install 'crossent[torch]'", file=sys.stderr)
+        return 2
+    if not torch.cuda.is_available():
+        print("bench_torch_gpu: error: no CUDA device, so nothing ran; run it on a machine with "
+              "a GPU (benchmarks/bench_torch.py measures the CPU)", file=sys.stderr)  # fmt: skip
+        return 2
     status = 0
     for cmd in STEPS:
         print("$", " ".join(cmd[1:]), flush=True)

@@ -7,8 +7,8 @@ import json
 import numpy as np
 
 import crossent
-from crossent.bench import format_table, naive_numpy
 from crossent.cli import main
+from crossent.cli.bench import format_table, naive_numpy
 
 
 def test_naive_numpy_peer_matches_crossent():

@@ -156,11 +156,12 @@ def test_csv_without_header_uses_the_last_column_or_an_index(tmp_path):
 def test_csv_errors_name_the_line(tmp_path):
     path = tmp_path / "d.csv"
     path.write_text("x,label\n1,a\nfoo,b\n")
-    with pytest.raises(ValueError, match="line 3: expected numeric features"):
+    with pytest.raises(ValueError, match=r"line 3, column 1, .x.: expected a number, got .foo."):
         load_csv(path)
     path.write_text("x,y,label\n1,2,a\n1,b\n")
     with pytest.raises(ValueError, match="line 3: expected 3 columns, got 2"):
         load_csv(path)
+    path.write_text("x,label\n1,a\n2,b\n")
     with pytest.raises(ValueError, match="label_column: expected a column"):
         load_csv(path, "nope")
 

@@ -32,4 +32,5 @@ def test_readme_is_the_front_door_to_the_docs():
         assert target in links
     for target in links:
         assert (README.parent / target).is_file(), target
-    assert len(text.splitlines()) <= 80  # the pitch, two commands, a tour, links
+    # the pitch, two commands, a tour, the language-model short forms, links
+    assert len(text.splitlines()) <= 100

@@ -15,8 +15,6 @@ Examples
 
 from __future__ import annotations
 
-import contextlib
-import csv
 import gzip
 import hashlib
 import os
@@ -29,19 +27,11 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from crossent._files import atomic_open, atomic_write
+from crossent._npz import read_npz
+from crossent._tabular import check_features, check_labels, csv_labels, read_csv
 
-__all__ = [
-    "SOURCES",
-    "DataSpec",
-    "Dataset",
-    "default_data_home",
-    "load_csv",
-    "load_dataset",
-    "load_mnist",
-    "load_npz",
-    "read_idx",
-    "write_idx",
-]
+__all__ = ["SOURCES", "DataSpec", "Dataset", "default_data_home", "load_csv", "load_dataset",
+           "load_mnist", "load_npz", "parse_source", "read_idx", "write_idx"]  # fmt: skip
 
 SOURCES = ("digits", "mnist", "fashion-mnist", "csv", "npz")
 
@@ -78,10 +68,11 @@ _IDX_DTYPES = {0x08: ">u1", 0x09: ">i1", 0x0B: ">i2", 0x0C: ">i4", 0x0D: ">f4", 
 @dataclass(frozen=True)
 class DataSpec:
     """What to load: ``source`` in :data:`SOURCES`, ``path`` (a directory for MNIST, a file for
-    CSV/NPZ), the CSV ``label_column`` (name or index; default ``"label"`` or the last column),
-    ``test_size`` and ``seed`` of the split (not used by MNIST, which has its own), an optional
-    cap ``limit`` on the training examples (a seeded subset), and whether MNIST may be
-    ``download``-ed."""
+    CSV/NPZ), the CSV ``label_column`` (name or index; default ``"label"`` or the last column)
+    and whether its first line is a ``header`` (default: decided from the file), ``test_size``
+    and ``seed`` of the split (not used by MNIST, which has its own), an optional cap ``limit``
+    on the training examples (a seeded subset), and whether MNIST may be ``download``-ed.
+    Every field is checked on construction, so a spec read from a file is as safe as a new one."""
 
     source: str = "digits"
     path: str | None = None
@@ -90,12 +81,36 @@ class DataSpec:
     seed: int = 0
     limit: int | None = None
     download: bool = True
+    header: bool | None = None
+
+    def __post_init__(self) -> None:
+        def num(v: Any, kind: type | tuple[type, ...]) -> bool:
+            return isinstance(v, kind) and not isinstance(v, bool)
+
+        checks = {
+            "source": (self.source in SOURCES, f"one of {SOURCES}"),
+            "path": (self.path is None or isinstance(self.path, str), "a path or None"),
+            "label_column": (self.label_column is None or isinstance(self.label_column, (str, int)),
+                             "a column name, an index or None"),
+            "test_size": (num(self.test_size, (int, float)) and 0 < self.test_size < 1,
+                          "a number in (0, 1)"),
+            "seed": (num(self.seed, int) and self.seed >= 0, "an integer >= 0"),
+            "limit": (self.limit is None or (num(self.limit, int) and self.limit >= 1),
+                      "an integer >= 1 or None"),
+            "download": (isinstance(self.download, bool), "true or false"),
+            "header": (self.header is None or isinstance(self.header, bool), "true, false or None"),
+        }  # fmt: skip
+        for name, (ok, expected) in checks.items():
+            if not ok:
+                raise ValueError(f"{name}: expected {expected}, got {getattr(self, name)!r}")
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> DataSpec:
+        if not isinstance(d, dict):
+            raise ValueError(f"data: expected a data description (a mapping), got {d!r}")
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
         return cls(**known)
 
@@ -111,6 +126,7 @@ class Dataset:
     spec: DataSpec
     image_shape: tuple[int, int] | None = None
     class_names: list[str] | None = field(default=None)
+    feature_names: list[str] | None = field(default=None)
 
     @property
     def name(self) -> str:
@@ -215,6 +231,15 @@ def load_mnist(
     true and the network answers. Otherwise raises ``FileNotFoundError`` naming the files.
     Features are the 784 pixel values 0–255 as float64.
     """
+    X_train, y_train, X_test, y_test = _mnist_images(directory, kind, download)
+    flat = lambda X: X.reshape(len(X), -1).astype(np.float64)  # noqa: E731
+    return flat(X_train), y_train, flat(X_test), y_test
+
+
+def _mnist_images(
+    directory: str | os.PathLike[str] | None, kind: str, download: bool
+) -> list[NDArray[Any]]:
+    """Images (N, H, W) and integer labels (N,) of the train and test files, checked."""
     if kind not in MNIST_FILES:
         raise ValueError(f"kind: expected 'mnist' or 'fashion-mnist', got {kind!r}")
     root = Path(directory) if directory is not None else default_data_home() / kind
@@ -242,73 +267,68 @@ def load_mnist(
             f"t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz (or the same names "
             f"without .gz) in {root}, or pass its directory."
         )
-    arrays = [read_idx(found[n]) for n in MNIST_FILES[kind]]
-    X_train, y_train, X_test, y_test = arrays
+    X_train, y_train, X_test, y_test = (read_idx(found[n]) for n in MNIST_FILES[kind])
     for X, y, part in ((X_train, y_train, "train"), (X_test, y_test, "t10k")):
         if X.ndim != 3 or y.ndim != 1 or len(X) != len(y):
             raise ValueError(
                 f"{kind} {part}: expected images (N, H, W) and labels (N,), got "
                 f"{X.shape} and {y.shape}"
             )
-    flat = lambda X: X.reshape(len(X), -1).astype(np.float64)  # noqa: E731
-    return flat(X_train), y_train.astype(np.int64), flat(X_test), y_test.astype(np.int64)
+    if X_train.shape[1:] != X_test.shape[1:]:
+        raise ValueError(
+            f"{kind}: expected train and t10k images of one size, got "
+            f"{X_train.shape[1:]} and {X_test.shape[1:]}"
+        )
+    labels = [
+        check_labels(y, f"{kind} {part} labels")
+        for y, part in ((y_train, "train"), (y_test, "t10k"))
+    ]
+    if any(y.dtype.kind not in "iu" for y in labels):
+        raise ValueError(f"{kind}: expected integer labels, got {labels[0].dtype}")
+    return [X_train, labels[0].astype(np.int64), X_test, labels[1].astype(np.int64)]
 
 
 # ---- the user's own data ---------------------------------------------------------------------
 def load_csv(
-    path: str | os.PathLike[str], label_column: str | int | None = None
+    path: str | os.PathLike[str],
+    label_column: str | int | None = None,
+    *,
+    header: bool | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[Any]]:
     """Features (N, D) and labels (N,) from a CSV file with an optional header row.
 
-    ``label_column`` is a header name or a column index; by default the column named
-    ``"label"`` if there is one, else the last. Labels stay strings unless all are integers.
+    ``label_column`` is a header name or a column index (negative counts from the end); by
+    default the column named ``"label"`` if there is one, else the last. ``header`` says
+    whether the first line is a header; by default it is decided from the columns, and a
+    file that cannot tell is refused (see :func:`crossent._tabular.read_csv`). Labels are
+    integers if all are, else strings.
     """
-    with open(path, newline="") as fh:
-        rows = [r for r in csv.reader(fh) if r]
-    if not rows:
-        raise ValueError(f"{path}: expected a CSV file with rows, got an empty file")
-    header = None
-    try:
-        [float(v) for i, v in enumerate(rows[0]) if i != (len(rows[0]) - 1)]
-    except ValueError:
-        header, rows = [h.strip() for h in rows[0]], rows[1:]
-    n_cols = len(header) if header else len(rows[0])
-    if isinstance(label_column, str) and not label_column.lstrip("-").isdigit():
-        if header is None or label_column not in header:
-            raise ValueError(
-                f"label_column: expected a column of {header or 'the file'}, got {label_column!r}"
-            )
-        col = header.index(label_column)
-    elif label_column is None:
-        col = header.index("label") if header and "label" in header else n_cols - 1
-    else:
-        col = int(label_column) % n_cols
-    labels, feats = [], []
-    for lineno, row in enumerate(rows, start=2 if header else 1):
-        if len(row) != n_cols:
-            raise ValueError(f"{path}, line {lineno}: expected {n_cols} columns, got {len(row)}")
-        labels.append(row[col].strip())
-        try:
-            feats.append([float(v) for i, v in enumerate(row) if i != col])
-        except ValueError as exc:
-            raise ValueError(
-                f"{path}, line {lineno}: expected numeric features, got {exc}"
-            ) from None
-    y = np.asarray(labels)
-    with contextlib.suppress(ValueError):
-        y = y.astype(np.int64)
-    return np.asarray(feats, dtype=np.float64), y
+    X, y, _ = _load_csv_named(path, label_column, header)
+    return X, y
+
+
+def _load_csv_named(
+    path: str | os.PathLike[str], label_column: str | int | None, header: bool | None
+) -> tuple[NDArray[np.float64], NDArray[Any], list[str] | None]:
+    names = (label_column,) if isinstance(label_column, str) else ()
+    table = read_csv(path, header=header, names=names)
+    col = table.column_index(label_column)
+    if len(table.rows[0]) < 2:
+        raise ValueError(f"{path}: expected feature columns and a label column, got 1 column")
+    features = [j for j in range(len(table.rows[0])) if j != col]
+    feature_names = [table.header[j] for j in features] if table.header else None
+    return table.numbers(features), csv_labels(table, col), feature_names
 
 
 def load_npz(path: str | os.PathLike[str]) -> tuple[NDArray[np.float64], NDArray[Any]]:
     """Features ``X`` (N, D) and labels ``y`` (N,) from an ``.npz`` file with those two keys."""
-    with np.load(path, allow_pickle=False) as f:
-        if "X" not in f.files or "y" not in f.files:
-            raise ValueError(f"{path}: expected arrays 'X' and 'y', got {sorted(f.files)}")
-        X, y = f["X"], f["y"]
+    arrays = read_npz(path)
+    if "X" not in arrays or "y" not in arrays:
+        raise ValueError(f"{path}: expected arrays 'X' and 'y', got {sorted(arrays)}")
+    X, y = arrays["X"], arrays["y"]
     if X.ndim < 2 or y.ndim != 1 or len(X) != len(y):
         raise ValueError(f"{path}: expected X (N, D) and y (N,), got {X.shape} and {y.shape}")
-    return X.reshape(len(X), -1).astype(np.float64), y
+    return check_features(X.reshape(len(X), -1), f"{path}: X"), check_labels(y, f"{path}: y")
 
 
 def _subsample(X: Any, y: Any, limit: int | None, seed: int) -> tuple[Any, Any]:
@@ -328,15 +348,15 @@ def load_dataset(spec: DataSpec | str = "digits") -> Dataset:
 
     if isinstance(spec, str):
         spec = DataSpec(spec)
-    if spec.source not in SOURCES:
-        raise ValueError(f"source: expected one of {SOURCES}, got {spec.source!r}")
-    image_shape: tuple[int, int] | None = None
-    names = None
+    image_shape: tuple[int, ...] | None = None
+    names = features = None
     if spec.source in ("mnist", "fashion-mnist"):
-        X_tr, y_tr, X_te, y_te = load_mnist(spec.path, kind=spec.source, download=spec.download)
-        X_tr, y_tr = _subsample(X_tr, y_tr, spec.limit, spec.seed)
+        X_tr, y_tr, X_te, y_te = _mnist_images(spec.path, spec.source, spec.download)
+        image_shape = X_tr.shape[1:]  # 28×28 for the real thing; any H×W IDX files work
+        flat = lambda X: X.reshape(len(X), -1).astype(np.float64)  # noqa: E731
+        X_tr, y_tr = _subsample(flat(X_tr), y_tr, spec.limit, spec.seed)
         names = list(FASHION_CLASSES) if spec.source == "fashion-mnist" else None
-        return Dataset(X_tr, y_tr, X_te, y_te, spec, (28, 28), names)
+        return Dataset(X_tr, y_tr, flat(X_te), y_te, spec, image_shape, names)  # type: ignore[arg-type]
     if spec.source == "digits":
         from sklearn.datasets import load_digits
 
@@ -345,11 +365,11 @@ def load_dataset(spec: DataSpec | str = "digits") -> Dataset:
     elif spec.path is None:
         raise ValueError(f"path: expected a file for source {spec.source!r}, got None")
     elif spec.source == "csv":
-        X, y = load_csv(spec.path, spec.label_column)
+        X, y, features = _load_csv_named(spec.path, spec.label_column, spec.header)
     else:
         X, y = load_npz(spec.path)
-    if not 0.0 < spec.test_size < 1.0:
-        raise ValueError(f"test_size: expected a number in (0, 1), got {spec.test_size!r}")
+    if len(y) < 2:
+        raise ValueError(f"{spec.path}: expected at least 2 examples to split, got {len(y)}")
     X_tr, X_te, y_tr, y_te = train_test_split(
         X, y, test_size=spec.test_size, random_state=spec.seed
     )
@@ -357,7 +377,7 @@ def load_dataset(spec: DataSpec | str = "digits") -> Dataset:
     if image_shape is None and spec.source == "npz":
         side = round(np.sqrt(X.shape[1]))
         image_shape = (side, side) if side * side == X.shape[1] and side > 1 else None
-    return Dataset(X_tr, y_tr, X_te, y_te, spec, image_shape, names)
+    return Dataset(X_tr, y_tr, X_te, y_te, spec, image_shape, names, features)  # type: ignore[arg-type]
 
 
 def parse_source(text: str) -> tuple[str, str | None]:

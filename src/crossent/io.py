@@ -11,11 +11,9 @@ keeps the scaler, so the loaded model takes raw features.
 
 from __future__ import annotations
 
-import io
 import json
 import os
 import zipfile
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,16 +21,10 @@ import numpy as np
 from numpy.typing import NDArray
 
 from crossent._files import atomic_open
+from crossent._npz import read_npz
 
-__all__ = [
-    "FORMAT",
-    "ModelFileError",
-    "Run",
-    "load_model",
-    "load_run",
-    "save_model",
-    "write_json_atomic",
-]
+__all__ = ["FORMAT", "ModelFileError", "Run", "load_model", "load_run", "read_run_metrics",
+           "save_model", "write_json_atomic"]  # fmt: skip
 
 FORMAT = "crossent.model"
 VERSION = 1
@@ -41,6 +33,19 @@ _META = "__metadata__"
 
 class ModelFileError(ValueError):
     """A model file that is missing, damaged, truncated or not a crossent model."""
+
+
+# every metadata field load_model reads: (accepted types, what the message says)
+_META_TYPES: dict[str, tuple[tuple[type, ...], str]] = {
+    "estimator": ((str,), "a string"),
+    "params": ((dict,), "a mapping"),
+    "n_features_in": ((int,), "an integer"),
+    "n_iter": ((int,), "an integer"),
+    "best_validation_score": ((int, float, type(None)), "a number or null"),
+    "state": ((dict,), "a mapping"),
+    "scaler": ((bool,), "true or false"),
+    "extra": ((dict,), "a mapping"),
+}
 
 
 def _estimators() -> dict[str, Any]:
@@ -126,11 +131,7 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
     except OSError as exc:
         raise ModelFileError(f"{path}: cannot read the model file ({exc})") from None
     try:
-        loaded = np.load(io.BytesIO(raw), allow_pickle=False)
-        if not isinstance(loaded, np.lib.npyio.NpzFile):
-            raise ValueError("a single .npy array, not an .npz archive")
-        with loaded as f:
-            arrays = {k: f[k] for k in f.files}
+        arrays = read_npz(raw)
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, RuntimeError) as exc:
         raise ModelFileError(
             f"{path}: expected a crossent model (.npz of plain arrays), got a damaged, truncated "
@@ -153,6 +154,17 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
     if meta.get("version") != VERSION:
         raise ModelFileError(
             f"{path}: expected format version {VERSION}, got {meta.get('version')!r}"
+        )
+    for key, (kinds, expected) in _META_TYPES.items():
+        value = meta.get(key)
+        if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
+            raise ModelFileError(
+                f"{path}: expected metadata {key!r} to be {expected}, got {value!r}"
+            )
+    if meta["n_features_in"] < 1 or meta["n_iter"] < 0:
+        raise ModelFileError(
+            f"{path}: expected n_features_in >= 1 and n_iter >= 0, got "
+            f"{meta['n_features_in']} and {meta['n_iter']}"
         )
     return meta, arrays
 
@@ -215,6 +227,11 @@ def load_model(path: str | os.PathLike[str], *, with_extra: bool = False) -> Any
         scaler = StandardScaler()
         scaler.mean_ = _array(arrays, "scaler_mean", path, (n_features,))
         scaler.scale_ = _array(arrays, "scaler_scale", path, (n_features,))
+        if not np.all(scaler.scale_ > 0):
+            raise ModelFileError(
+                f"{path}: expected positive scaler_scale, got "
+                f"{float(scaler.scale_.min())} (features are divided by it)"
+            )
         scaler.var_ = scaler.scale_**2
         scaler.n_features_in_ = n_features
         scaler.n_samples_seen_ = 0
@@ -222,63 +239,4 @@ def load_model(path: str | os.PathLike[str], *, with_extra: bool = False) -> Any
     return (model, meta.get("extra", {})) if with_extra else model
 
 
-@dataclass
-class Run:
-    """A finished ``crossent train`` run, reloaded from its directory.
-
-    ``model`` takes raw features (the standardization is inside it); ``X_test``/``y_test`` are
-    the raw test split, rebuilt from the saved data spec with the same seed.
-    """
-
-    run_dir: Path
-    model: Any
-    classes: list[Any]
-    X_test: NDArray[np.float64]
-    y_test: NDArray[Any]
-    image_shape: tuple[int, int] | None
-    metrics: dict[str, Any]
-    class_names: list[str] | None = None
-    data_spec: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def classifier(self) -> Any:
-        """The crossent estimator itself (``coef_`` acts on standardized features)."""
-        return _split_pipeline(self.model)[1]
-
-    @property
-    def scaler(self) -> Any:
-        """The fitted ``StandardScaler`` or ``None``."""
-        return _split_pipeline(self.model)[0]
-
-
-def load_run(run_dir: str | os.PathLike[str]) -> Run:
-    """Reload a ``crossent train --out RUN_DIR`` directory: model, test split and metrics."""
-    from crossent.data import DataSpec, load_dataset
-
-    run_dir = Path(run_dir)
-    metrics_path = run_dir / "metrics.json"
-    try:
-        metrics = json.loads(metrics_path.read_text())
-    except FileNotFoundError:
-        raise FileNotFoundError(
-            f"{run_dir}: expected a run directory with metrics.json, got "
-            "none (train one with `crossent train --out DIR`)"
-        ) from None
-    except ValueError as exc:
-        raise ValueError(f"{metrics_path}: damaged JSON ({exc})") from None
-    model = load_model(run_dir / metrics.get("model_file", "model.npz"))
-    spec = DataSpec.from_dict(metrics.get("data", {}))
-    ds = load_dataset(spec)
-    clf = _split_pipeline(model)[1]
-    image_shape = tuple(metrics["image_shape"]) if metrics.get("image_shape") else ds.image_shape
-    return Run(
-        run_dir=run_dir,
-        model=model,
-        classes=clf.classes_.tolist(),
-        X_test=ds.X_test,
-        y_test=ds.y_test,
-        image_shape=image_shape,
-        metrics=metrics,
-        class_names=ds.class_names,
-        data_spec=spec.to_dict(),
-    )
+from crossent._runs import Run, load_run, read_run_metrics  # noqa: E402  (they use load_model)

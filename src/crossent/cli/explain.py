@@ -175,6 +175,8 @@ def _check_output(path: Path | None, option: str, suffixes: tuple[str, ...]) -> 
         raise CLIError(f"{option}: expected an existing directory, got {str(path.parent)!r}")
     if path.is_dir():
         raise CLIError(f"{option}: expected a file name, got the directory {str(path)!r}")
+    if not os.access(path.parent, os.W_OK):
+        raise CLIError(f"{option}: cannot write in {str(path.parent)!r} (permission denied)")
 
 
 def _from_model(args: argparse.Namespace) -> dict[str, Any]:
