@@ -256,7 +256,7 @@ def make_progress(console: Any, unit: str, *, disable: bool = False) -> Any:
         BarColumn(bar_width=10),
         MofNCompleteColumn(),
         TextColumn(
-            "loss {task.fields[loss]:.4f} acc {task.fields[acc]:.3f} val {task.fields[val]}"
+            "loss {task.fields[loss]:.4g} acc {task.fields[acc]:.3f} val {task.fields[val]}"
         ),
         TimeElapsedColumn(),
         console=console,
