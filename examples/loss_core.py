@@ -1,4 +1,4 @@
-"""The seed's example with the NumPy core: scores -> softmax -> cross-entropy -> gradient.
+"""The classic example with the NumPy core: scores -> softmax -> cross-entropy -> gradient.
 
 Run: ``python examples/loss_core.py``
 """
@@ -15,7 +15,7 @@ loss, grad = crossent.cross_entropy_with_grad(scores, 0)
 print(f"loss = -log({probs[0]:.4f}) = {float(loss):.4f}")  # 0.4076
 print("gradient p - y:", grad.round(4))
 
-# the seed's objective: data loss + regularization, for a linear model y = Wx + b
+# the blog post's objective: data loss + regularization, for a linear model y = Wx + b
 rng = np.random.default_rng(0)
 X = rng.normal(size=(32, 4))  # (N, D)
 y = rng.integers(0, 3, size=32)  # (N,)

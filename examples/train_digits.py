@@ -1,4 +1,4 @@
-"""The seed's classifier, step by step: scores, softmax, cross-entropy + L2, gradient descent.
+"""The blog post's classifier, step by step: scores, softmax, cross-entropy + L2, gradient descent.
 
     python examples/train_digits.py
 

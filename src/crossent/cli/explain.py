@@ -1,6 +1,6 @@
-"""``crossent explain``: the seed's step-by-step walk-through of the loss, for any scores.
+"""``crossent explain``: the classic step-by-step walk-through of the loss, for any scores.
 
-With no arguments it shows the seed's example (scores 10, 9, 8 for cat, dog, horse; the
+With no arguments it shows the classic example (scores 10, 9, 8 for cat, dog, horse; the
 image is a cat). Text by default; ``--json``, ``--plot FILE.png`` and ``--html FILE`` give the
 same numbers as JSON, a picture and an interactive page.
 """
@@ -38,7 +38,7 @@ _OPTION = {
 
 EPILOG = """\
 examples:
-  crossent explain                             the seed's example: cat 10, dog 9, horse 8
+  crossent explain                             the classic example: cat 10, dog 9, horse 8
   crossent explain 10 9 8 --target horse       a wrong answer: a large loss
   crossent explain 2 1 0.1 --probs 0.7 0.2 0.1 a probability target: H(q, p)
   crossent explain --penalty l2 --alpha 0.1 --weights 0.5 -1.2 2
@@ -60,8 +60,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         description=(
             "Show how softmax cross-entropy turns one example's class scores into a loss:\n"
             "shift, exp, sum, softmax probability, -log p, target, gradient, loss, and what\n"
-            "the result means (the seed's walk-through). Every number comes from crossent's\n"
-            "own functions. With no arguments: the seed's example (cat 10, dog 9, horse 8)."
+            "the result means (the blog post's walk-through). Every number comes from crossent's\n"
+            "own functions. With no arguments: the classic example (cat 10, dog 9, horse 8)."
         ),
         epilog=EPILOG,
         formatter_class=argparse.RawDescriptionHelpFormatter,
@@ -71,7 +71,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         nargs="*",
         type=float,
         metavar="SCORES",
-        help="one class score (logit) per class; default: the seed's 10 9 8",
+        help="one class score (logit) per class; default: the classic example's 10 9 8",
     )
     p.add_argument(
         "--classes",
