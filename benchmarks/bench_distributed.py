@@ -4,7 +4,7 @@ Vocabulary-parallel cross-entropy and fused head at world size 2 (gloo, one CPU 
 rank) against the all-gather approach (gather the logits, call the single-process loss, keep
 this rank's columns of the gradient) and against one process holding everything:
 
-    flock /tmp/heavy.lock python benchmarks/bench_distributed.py --n 4096 --v 128256 --d 1024
+    python benchmarks/bench_distributed.py --n 4096 --v 128256 --d 1024
 
 Each (case, implementation) runs in a fresh process group so that each rank's peak resident
 memory is its own. "peak" is the inputs plus the peak extra memory of a steady-state step
