@@ -59,6 +59,13 @@ class Head:
     chunk_loss: Callable[..., tuple[torch.Tensor, torch.Tensor, Any]] = _chunk_rows
     reduce_input_grad: Callable[[torch.Tensor], None] | None = None
 
+    def check_supported(self, what: str) -> None:
+        """Refuse ``what`` (a feature that needs the whole rows' logits) on a split head."""
+        if self.reduce_input_grad is not None:
+            raise NotImplementedError(
+                VOCAB_PARALLEL_ERROR.format("vocab_parallel_linear_cross_entropy", what)
+            )
+
 
 def _run(
     x: torch.Tensor,
@@ -196,14 +203,10 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         opts: LossOptions = ctx.opts
         x, w, b, target, class_weight, *saved = ctx.saved_tensors
         gt = None
+        if ctx.needs_input_grad[2]:
+            ctx.head.check_supported("a gradient for the target")
         if torch.is_grad_enabled():  # create_graph=True: gradients autograd can differentiate
-            if ctx.head.reduce_input_grad is not None:
-                raise NotImplementedError(
-                    VOCAB_PARALLEL_ERROR.format(
-                        "vocab_parallel_linear_cross_entropy",
-                        "create_graph=True (second derivatives)",
-                    )
-                )
+            ctx.head.check_supported("create_graph=True (second derivatives)")
             logits = torch.nn.functional.linear(x, w, b)  # (N, V): held only in this mode
             g = logits_grad(logits, target, class_weight, grad_loss, opts, ctx.scales)
             gx, gw = g @ w, g.t() @ x
@@ -222,12 +225,6 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
                 gx, gw, gb = (g * grad_loss.to(g.dtype) if g is not None else None
                               for g in (gx, gw, gb))  # fmt: skip
         if ctx.needs_input_grad[2]:
-            if ctx.head.reduce_input_grad is not None:
-                raise NotImplementedError(
-                    VOCAB_PARALLEL_ERROR.format(
-                        "vocab_parallel_linear_cross_entropy", "a gradient for the target"
-                    )
-                )
             gt = linear_target_grad(
                 x, w, b, class_weight, grad_loss, opts, ctx.chunk, ctx.scales.ce
             )
