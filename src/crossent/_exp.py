@@ -1,0 +1,115 @@
+"""The engine's one ``exp`` per logit, and the row sums it feeds.
+
+On x86-64 CPUs whose NumPy dispatches no AVX-512 (most laptops, many cloud CPUs), NumPy's
+``exp`` is about 3x slower than it is with AVX-512, and it is the engine's floor. There the
+engine calls a small compiled kernel (``crossent._fastexp``: AVX2 + FMA, within 2 ulp of the
+correctly rounded ``exp``), which also sums each row in float64 as it goes. Everywhere else —
+AVX-512, other CPUs, an install without a C compiler — NumPy's ``exp`` does the work.
+
+``CROSSENT_EXP=numpy`` or ``CROSSENT_EXP=fast`` forces one path (benchmarks, tests);
+:data:`PATH` says which one is in use.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+try:
+    from crossent import _fastexp  # type: ignore[attr-defined]
+except ImportError:  # no C compiler at install time, or another platform
+    _fastexp = None
+
+__all__ = ["PATH", "exp_rows"]
+
+Array = NDArray[Any]
+
+
+def _numpy_has_avx512() -> bool:
+    import importlib
+
+    try:
+        umath = importlib.import_module("numpy._core._multiarray_umath")
+    except ImportError:  # NumPy 1.x
+        umath = importlib.import_module("numpy.core._multiarray_umath")
+    have: dict[str, bool] = umath.__cpu_features__
+    return bool(have.get("X86_V4", have.get("AVX512_SKX", False)))  # X86_V4: NumPy 2.4+
+
+
+def _choose() -> str:
+    forced = os.environ.get("CROSSENT_EXP", "auto")
+    if forced not in ("auto", "numpy", "fast"):
+        raise ValueError(f"CROSSENT_EXP: expected 'auto', 'numpy' or 'fast', got {forced!r}")
+    if forced == "numpy" or _fastexp is None:
+        return "numpy"
+    if forced == "fast":
+        return "fast"
+    return "numpy" if _numpy_has_avx512() or _fastexp.simd() != "avx2" else "fast"
+
+
+PATH: str = _choose()
+
+
+def exp_rows(src: Array, out: Array, shift: Array | None = None, sums: Array | None = None) -> None:
+    """``out = exp(src - shift[:, None])``, and ``sums = out.sum(axis=1)`` in float64.
+
+    ``src`` and ``out`` are ``(n, C)`` float32 or float64 arrays of one dtype whose rows are
+    contiguous (``out`` may be ``src``); ``shift`` (float64, ``(n,)``) is subtracted in the
+    arrays' dtype; ``sums`` (float64, ``(n,)``) receives the row sums when given.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from crossent._exp import exp_rows
+    >>> x = np.array([[0.0, 1.0], [2.0, 2.0]])
+    >>> out, sums = np.empty_like(x), np.empty(2)
+    >>> exp_rows(x, out, np.array([0.0, 2.0]), sums)
+    >>> out.round(4), sums.round(4)
+    (array([[1.    , 2.7183],
+           [1.    , 1.    ]]), array([3.7183, 2.    ]))
+    """
+    n, c = src.shape
+    if PATH == "fast" and _kernel_fits(src, out):
+        assert _fastexp is not None
+        shape = (n, c, src.strides[0] // src.itemsize, out.strides[0] // out.itemsize)
+        if sums is None:
+            _fastexp.exp(_flat(src), _flat(out), *shape, shift)
+        else:
+            _fastexp.exp_sum(_flat(src), _flat(out), *shape, shift, sums)
+        return
+    if shift is not None:
+        with np.errstate(over="ignore"):  # -1e308 - 1e308 is -inf: exp gives 0, as it should
+            np.subtract(src, shift.astype(out.dtype)[:, None], out=out)
+        np.exp(out, out=out)
+    else:
+        np.exp(src, out=out)
+    if sums is not None:
+        # einsum's SIMD lanes are 2x faster than sum()'s pairwise summation along rows
+        sums[:] = np.einsum("ij->i", out)
+
+
+def _kernel_fits(src: Array, out: Array) -> bool:
+    return (
+        src.dtype == out.dtype
+        and src.dtype in (np.float32, np.float64)
+        and src.ndim == 2
+        and src.strides[1] == src.itemsize
+        and out.strides[1] == out.itemsize
+        and src.strides[0] % src.itemsize == 0
+        and out.strides[0] % out.itemsize == 0
+        and src.strides[0] >= 0
+        and out.strides[0] >= 0
+    )
+
+
+def _flat(a: Array) -> Array:
+    """A 1-D view from ``a``'s first element to its last, for the buffer protocol."""
+    n, c = a.shape
+    if n == 0 or c == 0:
+        return np.empty(0, a.dtype)
+    step = a.strides[0] // a.itemsize
+    length = (n - 1) * step + c
+    return np.lib.stride_tricks.as_strided(a, shape=(length,), strides=(a.itemsize,))
