@@ -232,13 +232,24 @@ def _per_row(scale: Any, valid: Any, like: Any) -> Any:
     return xp.where(valid, scale * xp.ones_like(like), 0.0)
 
 
-def chain_factor(tanh_u: Any, temperature: float) -> Any:
+def chain_factor(tanh_u: Any, temperature: float, *, overwrite: bool = False) -> Any:
     """``dz/dx`` of the transform ``z = s·tanh(x/(T s))`` (or ``x/T``): ``(1 - tanh_u²)/T``
-    elementwise, with ``tanh_u = z/s`` (``None`` without soft-capping: the number ``1/T``)."""
+    elementwise, with ``tanh_u = z/s`` (``None`` without soft-capping: the number ``1/T``).
+
+    ``tanh_u`` must be in ``[-1, 1]`` (``-1`` at masked classes, where the factor is 0). With
+    ``overwrite=True`` the factor is computed in ``tanh_u``'s memory, by the array API's
+    in-place operators, where the array library has them (NumPy, torch; JAX makes a new array).
+    """
     if tanh_u is None:
         return 1.0 / temperature
-    f = 1.0 - tanh_u * tanh_u
-    return f if temperature == 1.0 else f * (1.0 / temperature)
+    if not overwrite:
+        f = 1.0 - tanh_u * tanh_u
+        return f if temperature == 1.0 else f * (1.0 / temperature)
+    f = tanh_u
+    f *= f
+    f -= 1.0
+    f *= -1.0 / temperature
+    return f
 
 
 def reduce_rows(loss: Any, lse: Any, valid: Any, scales: Scales, z_loss: float) -> Any:
