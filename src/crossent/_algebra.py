@@ -57,6 +57,7 @@ __all__ = [
     "no_shift_range",
     "reduce_rows",
     "row_loss",
+    "smoothed_target",
     "target_sums",
 ]
 
@@ -164,6 +165,14 @@ def target_sums(
     a = (1.0 - eps) * target_weight + (eps / k) * finite_weight
     lin = (1.0 - eps) * target_score + (eps / k) * finite_score
     return a, lin
+
+
+def smoothed_target(q: Any, label_smoothing: float, k: Any, finite: Any = 1.0) -> Any:
+    """``(1-ε) q + (ε/k) 1[finite]``: the target after label smoothing, without the class
+    weights (``q`` the one-hot of the label or the probabilities; ``finite`` the mask of the
+    finite logits, 1 without masked classes)."""
+    eps = label_smoothing
+    return q if eps == 0.0 else (1.0 - eps) * q + (eps / k) * finite
 
 
 def row_loss(
