@@ -112,7 +112,6 @@ def run(args: argparse.Namespace) -> int:
             {"classes": classes.tolist(), "predictions": rows, "probabilities": proba.tolist()}
         )
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"crossent predict ({len(rows)} rows)")
@@ -121,5 +120,5 @@ def run(args: argparse.Namespace) -> int:
     table.add_column(f"top {top} probabilities")
     for i, r in enumerate(rows):
         table.add_row(str(i), str(r["prediction"]), "  ".join(f"{c}: {p:.3f}" for c, p in r["top"]))
-    Console().print(table)
+    _shared.console().print(table)
     return 0
