@@ -40,7 +40,7 @@ def read_features(path_text: str, info: dict[str, Any], n_features: int, header:
     from crossent._tabular import check_features
 
     path = Path(path_text)
-    if not path.is_file():
+    if not path.exists():  # anything else that is not a regular file is refused when read
         raise CLIError(f"INPUT: expected a .csv, .npy or .npz file, got no file at {path}")
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".npz", ".csv"):
