@@ -705,3 +705,22 @@ def test_solver_auto_is_what_the_estimators_choose():
     assert chosen == AUTO_SOLVER
     for penalty in ("l1", "elasticnet", None):
         assert SoftmaxClassifier(penalty=penalty)._resolve_solver() == AUTO_SOLVER["linear"]
+
+
+def test_a_picture_that_fails_to_draw_keeps_the_trained_run(tmp_path, capsys, monkeypatch):
+    import crossent.cli._pictures as pictures
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("no font for the title")
+
+    monkeypatch.setattr(pictures, "save_pictures", broken)
+    out = tmp_path / "run"
+    assert main(["train", "--out", str(out), "--quiet", "--epochs", "3"]) == 2
+    err = capsys.readouterr().err
+    assert err == (
+        f"crossent train: error: the run is saved in {out}, but its pictures could not be "
+        "drawn (RuntimeError: no font for the title); pass --no-plots, or fix matplotlib and "
+        "train again\n"
+    )
+    assert main(["evaluate", str(out), "--json"]) == 0  # the model and metrics are there
+    assert json.loads((out / "metrics.json").read_text())["pictures"] == []

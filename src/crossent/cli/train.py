@@ -440,17 +440,33 @@ class _Training:
         model_extra = {k: v for k, v in self.extra().items() if k != "history"}
         save_model(pipe, work / MODEL, extra=model_extra)
         save_model(pipe, self.checkpoint, extra=self.extra())
-        if not self.args.no_plots:
-            from crossent.cli._pictures import save_pictures
-
-            metrics["pictures"] = save_pictures(work, pipe, metrics)
+        failed = None if self.args.no_plots else self.pictures(pipe, metrics)
         write_json_atomic(work / "metrics.json", metrics)
         self.writer.commit()
+        if failed is not None:  # the run is kept; the pictures alone are missing
+            raise CLIError(
+                f"the run is saved in {self.writer.out}, but its pictures could not be drawn "
+                f"({failed}); pass --no-plots, or fix matplotlib and train again"
+            )
         if self.args.json:
             _shared.print_json({k: v for k, v in metrics.items() if k != "history"})
         else:
             _shared.print_summary(_shared.console(), metrics, self.writer.out, self.unit)
         return 0
+
+    def pictures(self, pipe: Any, metrics: dict[str, Any]) -> str | None:
+        """Draw the pictures into the run; what went wrong, if drawing failed (a full disk
+        is an OSError and stops the run: the old one is kept)."""
+        from crossent.cli._pictures import save_pictures
+
+        try:
+            metrics["pictures"] = save_pictures(self.writer.work, pipe, metrics)
+        except OSError:
+            raise
+        except Exception as exc:  # matplotlib's own failure must not cost the trained model
+            metrics["pictures"] = []
+            return f"{type(exc).__name__}: {exc}"
+        return None
 
 
 def _fit(clf: Any, Z: Any, y: Any, on_epoch: Any, cfg: dict[str, Any]) -> None:
