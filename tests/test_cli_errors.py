@@ -140,6 +140,8 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     np.savez(d / "nested.npz", **arrays)
     shutil.copytree(run, d / "nestedrun")
     (d / "nestedrun" / "metrics.json").write_text("[" * 100_000)
+    shutil.copytree(run, d / "nestedmodelrun")
+    shutil.copy(d / "nested.npz", d / "nestedmodelrun" / "model.npz")
     # a user's own directory holding only a file named like a run's
     (d / "mine").mkdir()
     (d / "mine" / "metrics.json").write_text('{"mine": true}')
@@ -334,6 +336,10 @@ CASES = [
     (["explain", "--plot", "{d}/run.png", "--digits", "20"], "--digits: expected an integer in"),
     (["explain", "--html", "{d}/page.txt"], "--html: expected a file name ending in .html"),
     (["explain", "--model", "{d}/nestedrun"], "metrics.json: expected the JSON crossent train"),
+    (
+        ["explain", "--model", "{d}/nestedmodelrun"],
+        "model.npz: damaged metadata (nested too deeply",
+    ),
 ]
 
 

@@ -60,7 +60,8 @@ _OUTPUT_OPTIONS: list[tuple[tuple[str, ...], dict[str, Any]]] = [
         help="run directory (default: runs/latest); replaced only by a complete run; "
         "a symbolic link is followed")),
     (("--resume",), dict(action="store_true",
-        help="continue an interrupted run (or a finished one, with more --epochs)")),
+        help="continue an interrupted run (or a finished one, with more --epochs); SGD and "
+        "Adam continue bit for bit, L-BFGS restarts its curvature memory")),
     (("--json",), dict(action="store_true", help="print the metrics as JSON on stdout")),
     (("--no-plots",), dict(action="store_true", help="skip the pictures (no matplotlib)")),
     (("--quiet",), dict(action="store_true", help="no progress bar")),
