@@ -730,3 +730,10 @@ def test_a_picture_that_fails_to_draw_keeps_the_trained_run(tmp_path, capsys, mo
     )
     assert main(["evaluate", str(out), "--json"]) == 0  # the model and metrics are there
     assert json.loads((out / "metrics.json").read_text())["pictures"] == []
+
+
+def test_a_lock_path_that_is_not_a_file_is_refused(tmp_path, capsys):
+    os.mkfifo(tmp_path / ".run.lock")
+    assert main(["train", "--out", str(tmp_path / "run"), *FAST]) == 2
+    assert "--out: expected " in capsys.readouterr().err
+    assert not (tmp_path / "run").exists()

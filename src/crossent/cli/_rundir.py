@@ -139,6 +139,8 @@ class RunWriter:
 
 
 def _take_lock(path: Path, out: Path) -> IO[str]:
+    if path.exists() and not path.is_file():  # a FIFO here would block the read below
+        raise CLIError(f"--out: expected {path} to be crossent's lock file, got no regular file")
     fh = open(path, "a+")  # noqa: SIM115  (held until the run ends)
     try:
         import fcntl
