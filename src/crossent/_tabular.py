@@ -20,6 +20,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from crossent._files import open_regular
+
 __all__ = ["MAX_ABS_FEATURE", "CsvTable", "check_features", "check_labels", "read_csv"]
 
 # |x| above this overflows when squared for a variance over many rows: standardizing (and any
@@ -107,7 +109,7 @@ def read_csv(
     columns (``names``: column names that, found on the first line, make it a header)."""
     where = str(path)
     try:
-        with open(path, newline="", encoding="utf-8-sig") as fh:
+        with open_regular(path, "r", encoding="utf-8-sig") as fh:
             reader = csv.reader(fh)
             rows, lines = [], []
             for row in reader:

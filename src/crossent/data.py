@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from crossent._files import atomic_open, atomic_write
+from crossent._files import atomic_open, atomic_write, read_regular
 from crossent._npz import read_npz
 from crossent._tabular import check_features, check_labels, csv_labels, read_csv
 
@@ -94,7 +94,7 @@ class DataSpec:
                              "a column name, an index or None"),
             "test_size": (num(self.test_size, (int, float)) and 0 < self.test_size < 1,
                           "a number in (0, 1)"),
-            "seed": (num(self.seed, int) and self.seed >= 0, "an integer >= 0"),
+            "seed": (num(self.seed, int) and 0 <= self.seed < 2**32, "an integer in [0, 2**32)"),
             "limit": (self.limit is None or (num(self.limit, int) and self.limit >= 1),
                       "an integer >= 1 or None"),
             "download": (isinstance(self.download, bool), "true or false"),
@@ -150,7 +150,7 @@ def read_idx(path: str | os.PathLike[str]) -> NDArray[Any]:
     The format: two zero bytes, a type code (0x08 uint8 ... 0x0E float64), the number of
     dimensions ``k``, ``k`` big-endian uint32 sizes, then the data, big-endian, row-major.
     """
-    raw = Path(path).read_bytes()
+    raw = read_regular(path)
     if raw[:2] == b"\x1f\x8b":
         try:
             raw = gzip.decompress(raw)
@@ -197,7 +197,7 @@ def write_idx(path: str | os.PathLike[str], array: ArrayLike) -> None:
 
 
 def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
+    return hashlib.md5(read_regular(path), usedforsecurity=False).hexdigest()
 
 
 def _fetch(url: str, dest: Path, md5: str, timeout: float = 20.0) -> None:

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from crossent._files import atomic_open
+from crossent._files import atomic_open, read_regular
 from crossent._npz import read_npz
 
 __all__ = ["FORMAT", "ModelFileError", "Run", "load_model", "load_run", "read_run_metrics",
@@ -125,11 +125,13 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)  # a FIFO or a device is refused before it is opened
     except FileNotFoundError:
         raise ModelFileError(f"{path}: expected a crossent model file, got no such file") from None
     except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read the model file ({exc})") from None
+        raise ModelFileError(f"{path}: cannot read the model file ({exc.strerror})") from None
+    except ValueError as exc:
+        raise ModelFileError(str(exc)) from None
     try:
         arrays = read_npz(raw)
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, RuntimeError) as exc:
@@ -146,33 +148,53 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         meta = json.loads(arrays.pop(_META).astype(np.uint8).tobytes().decode())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path}: damaged metadata ({exc})") from None
+    except RecursionError:  # [[[[... nested deeper than the JSON parser recurses
+        raise ModelFileError(
+            f"{path}: damaged metadata (nested too deeply to be crossent's metadata)"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(
             f"{path}: expected format {FORMAT!r}, got "
-            f"{meta.get('format') if isinstance(meta, dict) else meta!r}"
+            f"{_short(meta.get('format') if isinstance(meta, dict) else meta)}"
         )
     if meta.get("version") != VERSION:
         raise ModelFileError(
-            f"{path}: expected format version {VERSION}, got {meta.get('version')!r}"
+            f"{path}: expected format version {VERSION}, got {_short(meta.get('version'))}"
         )
     for key, (kinds, expected) in _META_TYPES.items():
         value = meta.get(key)
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             raise ModelFileError(
-                f"{path}: expected metadata {key!r} to be {expected}, got {value!r}"
+                f"{path}: expected metadata {key!r} to be {expected}, got {_short(value)}"
             )
     if meta["n_features_in"] < 1 or meta["n_iter"] < 0:
         raise ModelFileError(
             f"{path}: expected n_features_in >= 1 and n_iter >= 0, got "
             f"{meta['n_features_in']} and {meta['n_iter']}"
         )
+    scaler_arrays = sorted(k for k in arrays if k.startswith("scaler_"))
+    if not meta["scaler"] and scaler_arrays:  # a scaler would be dropped without a word
+        raise ModelFileError(
+            f"{path}: inconsistent metadata: 'scaler' is false but the file holds "
+            f"{' and '.join(scaler_arrays)} (a damaged or edited file)"
+        )
     return meta, arrays
+
+
+def _short(value: Any, width: int = 60) -> str:
+    """``repr(value)``, cut to ``width`` characters: a damaged file's value can be huge."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _restore_params(cls: Any, params: Any, path: Path) -> dict[str, Any]:
     allowed = set(cls().get_params())
     if not isinstance(params, dict) or not set(params) <= allowed:
-        raise ModelFileError(f"{path}: unexpected estimator parameters {params!r}")
+        unknown = sorted(map(str, set(params) - allowed)) if isinstance(params, dict) else []
+        raise ModelFileError(
+            f"{path}: expected estimator parameters of {cls.__name__}, got "
+            + (f"unknown ones {_short(unknown)}" if unknown else _short(params))
+        )
     out = dict(params)
     cw = out.get("class_weight")
     if isinstance(cw, dict):

@@ -11,6 +11,7 @@ import argparse
 import importlib.util
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -70,16 +71,20 @@ class Parser(argparse.ArgumentParser):
 
 
 # ---- argument types: each check once, with the option in the message (argparse adds it) -----
-def integer(low: int) -> Callable[[str], int]:
+# the largest --seed: scikit-learn's random_state and NumPy's legacy seeds are 32-bit
+SEED_MAX = 2**32 - 1
+
+
+def integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected an integer >= {low}, got {text!r}"
-            ) from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
         return value
 
     parse.__name__ = "integer"
@@ -200,6 +205,7 @@ def data_spec(args: argparse.Namespace, seed: int) -> Any:
 
 
 def load_data(spec: Any) -> Any:
+    from crossent._files import NotARegularFileError
     from crossent.data import load_dataset
 
     try:
@@ -207,7 +213,44 @@ def load_data(spec: Any) -> Any:
     except (OSError, ValueError, TypeError) as exc:
         if isinstance(exc, OSError) and exc.filename is not None:
             raise CLIError(f"--data: cannot read {exc.filename} ({exc.strerror})") from None
+        if isinstance(exc, NotARegularFileError):
+            raise CLIError(f"--data: {exc}") from None
         raise as_option_error(exc) from None
+
+
+def fingerprint(spec: Any) -> dict[str, Any]:
+    """Size and SHA-256 of the data files, recorded in the run (see ``data_fingerprint``)."""
+    from crossent._runs import data_fingerprint
+
+    try:
+        return data_fingerprint(spec)
+    except (OSError, ValueError) as exc:  # the file changed under us since it was loaded
+        raise CLIError(f"--data: {exc}") from None
+
+
+def check_data_unchanged(spec: Any, info: dict[str, Any], option: str = "MODEL") -> None:
+    """Refuse to re-split a data file that changed since the run was trained."""
+    from crossent._runs import check_data_fingerprint
+
+    try:
+        check_data_fingerprint(spec, info.get("data_fingerprint"))
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"{option}: {exc}") from None
+
+
+def check_matplotlib(alternative: str) -> None:
+    """Import matplotlib before the work starts: an ``MPLBACKEND`` that names no backend makes
+    the import fail, and a finished training must not be lost to it."""
+    try:
+        import matplotlib  # noqa: F401
+    except ValueError as exc:
+        if "backend" not in str(exc):
+            raise
+        raise CLIError(
+            f"MPLBACKEND: expected a matplotlib backend (agg, svg, tkagg, ...), got "
+            f"{os.environ.get('MPLBACKEND', '')!r}; unset it (crossent draws its pictures "
+            f"with Agg whatever it says), or {alternative}"
+        ) from None
 
 
 # ---- models ----------------------------------------------------------------------------------
@@ -244,6 +287,19 @@ def resolve_model(path_text: str, option: str = "MODEL") -> tuple[Any, dict[str,
 
 
 # ---- output ----------------------------------------------------------------------------------
+def console(*, stderr: bool = False) -> Any:
+    """A rich Console whose reader leaving (``crossent evaluate | head``) ends the command the
+    way ``print`` does: ``main`` sees BrokenPipeError and exits 0 quietly (rich would exit 1)."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console(stderr=stderr)
+
+
 def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2))
 
