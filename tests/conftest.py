@@ -27,4 +27,9 @@ def pytest_report_header() -> list[str]:
         from numpy.core._multiarray_umath import __cpu_features__ as have
     avx512 = "on" if have.get("X86_V4", have.get("AVX512F")) else "off"  # X86_V4: NumPy 2.4+
     blas = os.environ.get("OPENBLAS_CORETYPE", "auto")
-    return [f"numpy {np.__version__}: AVX-512 dispatch {avx512}; OpenBLAS core type {blas}"]
+    from crossent import _exp
+
+    return [
+        f"numpy {np.__version__}: AVX-512 dispatch {avx512}; OpenBLAS core type {blas}; "
+        f"crossent's exp: {_exp.PATH}"
+    ]

@@ -136,3 +136,57 @@ def test_the_path_can_be_forced_and_a_typo_is_named(monkeypatch) -> None:
     with pytest.raises(ValueError, match="CROSSENT_EXP: expected 'auto', 'numpy' or 'fast'"):
         _exp._choose()
     assert importlib.util.find_spec("crossent._fastexp") is not None
+
+
+# The engine through both paths: every place it takes its exp goes through exp_rows, and the
+# kernel's results (exp within 2 ulp, row sums in float64) equal NumPy's to rounding.
+ENGINE_CASES = [
+    ("plain", {}),  # plain_block
+    ("small", {}),  # crossent._core.small_simple
+    ("shifted", {}),  # logits beyond exp's safe range: the shift
+    ("options", {"label_smoothing": 0.1, "z_loss": 1e-3, "temperature": 0.7}),
+    ("softcap", {"softcap": 20.0, "weight": True}),
+    ("prob", {"temperature": 1.5}),
+]
+
+
+def _engine_case(name: str, dtype: type, rng: np.random.Generator):
+    n, c = (40, 10) if name == "small" else (301, 203)
+    x = (rng.standard_normal((n, c)) * 4).astype(dtype)
+    if name == "shifted":
+        x = x + dtype(9000.0 if dtype == np.float64 else 80.0)
+    if name == "prob":
+        q = rng.random((n, c))
+        return x, (q / q.sum(axis=1, keepdims=True)).astype(dtype)
+    y = rng.integers(0, c, size=n)
+    if name not in ("small", "shifted"):
+        y[::7] = -100
+    return x, y
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.float16])
+@pytest.mark.parametrize(("name", "opts"), ENGINE_CASES, ids=[c[0] for c in ENGINE_CASES])
+def test_the_engine_takes_its_exp_through_the_kernel_and_both_paths_agree(
+    monkeypatch, dtype, name, opts
+) -> None:
+    import crossent
+    from crossent.reference import cross_entropy as reference
+
+    rng = np.random.default_rng(7)
+    x, target = _engine_case(name, dtype, rng)
+    kw = {k: (rng.random(x.shape[1]) + 0.5 if k == "weight" else v) for k, v in opts.items()}
+    calls = []
+    kernel = _exp._kernel
+    monkeypatch.setattr(_exp, "_kernel", lambda *a: calls.append(1) or kernel(*a))
+    results = {}
+    for path in ("numpy", "fast"):
+        monkeypatch.setattr(_exp, "PATH", path)
+        results[path] = crossent.cross_entropy_with_grad(x, target, **kw)
+    assert calls, "the engine did not call the compiled exp on the fast path"
+    (l_np, g_np), (l_fast, g_fast) = results["numpy"], results["fast"]
+    # float16 logits are computed in float32: the gradient is rounded to float16 once
+    tol = {np.float64: 1e-12, np.float32: 2e-6, np.float16: 1e-3}[dtype]
+    np.testing.assert_allclose(float(l_fast), float(l_np), rtol=tol)
+    np.testing.assert_allclose(g_fast, g_np, rtol=tol, atol=tol * float(np.abs(g_np).max()))
+    want = float(reference(x.astype(np.float64), target, **kw))
+    np.testing.assert_allclose(float(l_fast), want, rtol=max(tol, 1e-5))

@@ -19,6 +19,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from crossent import _algebra, _engine, _spec
 from crossent._algebra import no_shift_range
+from crossent._exp import exp_rows
 from crossent._kernel import Problem
 from crossent._spec import LossOptions, Scales
 from crossent._validation import as_float_array, normalize_axis
@@ -205,15 +206,15 @@ def small_simple(
     if target.view(f"u{target.itemsize}").max() >= c:
         return None  # ignored rows or a bad label: the general path
     lo, hi = no_shift_range(logits.dtype, c)
+    z = np.empty((n, c), logits.dtype)  # C order: z.ravel() below must be a view
     if lo <= logits.min() and logits.max() <= hi:  # no shift needed (False for NaN)
         shift = None
-        z = np.exp(logits, order="C")  # C order: z.ravel() below must be a view
+        exp_rows(logits, z)
     else:
         shift = logits.max(axis=1)
         if not math.isfinite(shift.sum()):
             return None  # NaN, inf, or -inf rows: the general path
-        z = np.subtract(logits, shift[:, None], order="C")
-        np.exp(z, out=z)
+        exp_rows(logits, z, shift.astype(np.float64))
     s = np.dot(z, np.ones(c, dtype=z.dtype))  # row sums: a BLAS call, 3x faster than sum()
     flat = np.arange(0, n * c, c) + target.astype(np.intp, copy=False)  # [n, target[n]]
     log_s = np.log(s)

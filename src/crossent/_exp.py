@@ -56,9 +56,10 @@ PATH: str = _choose()
 def exp_rows(src: Array, out: Array, shift: Array | None = None, sums: Array | None = None) -> None:
     """``out = exp(src - shift[:, None])``, and ``sums = out.sum(axis=1)`` in float64.
 
-    ``src`` and ``out`` are ``(n, C)`` float32 or float64 arrays of one dtype whose rows are
-    contiguous (``out`` may be ``src``); ``shift`` (float64, ``(n,)``) is subtracted in the
-    arrays' dtype; ``sums`` (float64, ``(n,)``) receives the row sums when given.
+    ``src`` and ``out`` are ``(n, C)`` float arrays whose rows are contiguous (``out`` may be
+    ``src``); ``out`` is float32 or float64, the compute dtype; ``src`` may be narrower
+    (float16), then it is widened first. ``shift`` (float64, ``(n,)``) is subtracted in
+    ``out``'s dtype; ``sums`` (float64, ``(n,)``) receives the row sums when given.
 
     Examples
     --------
@@ -71,37 +72,43 @@ def exp_rows(src: Array, out: Array, shift: Array | None = None, sums: Array | N
     (array([[1.    , 2.7183],
            [1.    , 1.    ]]), array([3.7183, 2.    ]))
     """
-    n, c = src.shape
-    if PATH == "fast" and _kernel_fits(src, out):
-        assert _fastexp is not None
-        shape = (n, c, src.strides[0] // src.itemsize, out.strides[0] // out.itemsize)
-        if sums is None:
-            _fastexp.exp(_flat(src), _flat(out), *shape, shift)
-        else:
-            _fastexp.exp_sum(_flat(src), _flat(out), *shape, shift, sums)
-        return
+    if PATH == "fast" and _kernel_fits(out) and src.strides[1] == src.itemsize:
+        if src.dtype != out.dtype:  # float16 logits: widened in place, then exp over out
+            np.copyto(out, src, casting="same_kind")
+            src = out
+        if _kernel_fits(src):
+            _kernel(src, out, shift, sums)
+            return
+    cd = out.dtype
     if shift is not None:
         with np.errstate(over="ignore"):  # -1e308 - 1e308 is -inf: exp gives 0, as it should
-            np.subtract(src, shift.astype(out.dtype)[:, None], out=out)
+            np.subtract(src, shift.astype(cd)[:, None], out=out, dtype=cd)
         np.exp(out, out=out)
     else:
-        np.exp(src, out=out)
+        np.exp(src, out=out, dtype=cd)
     if sums is not None:
         # einsum's SIMD lanes are 2x faster than sum()'s pairwise summation along rows
         sums[:] = np.einsum("ij->i", out)
 
 
-def _kernel_fits(src: Array, out: Array) -> bool:
+def _kernel(src: Array, out: Array, shift: Array | None, sums: Array | None) -> None:
+    assert _fastexp is not None
+    n, c = src.shape
+    shape = (n, c, src.strides[0] // src.itemsize, out.strides[0] // out.itemsize)
+    if sums is None:
+        _fastexp.exp(_flat(src), _flat(out), *shape, shift)
+    else:
+        _fastexp.exp_sum(_flat(src), _flat(out), *shape, shift, sums)
+
+
+def _kernel_fits(a: Array) -> bool:
+    """A float32/float64 matrix whose rows are contiguous and evenly spaced: the kernel's."""
     return (
-        src.dtype == out.dtype
-        and src.dtype in (np.float32, np.float64)
-        and src.ndim == 2
-        and src.strides[1] == src.itemsize
-        and out.strides[1] == out.itemsize
-        and src.strides[0] % src.itemsize == 0
-        and out.strides[0] % out.itemsize == 0
-        and src.strides[0] >= 0
-        and out.strides[0] >= 0
+        a.dtype in (np.float32, np.float64)
+        and a.ndim == 2
+        and a.strides[1] == a.itemsize
+        and a.strides[0] % a.itemsize == 0
+        and a.strides[0] >= a.shape[1] * a.itemsize  # rows that do not overlap
     )
 
 
@@ -110,6 +117,8 @@ def _flat(a: Array) -> Array:
     n, c = a.shape
     if n == 0 or c == 0:
         return np.empty(0, a.dtype)
+    if a.flags.c_contiguous:
+        return a.reshape(-1)
     step = a.strides[0] // a.itemsize
     length = (n - 1) * step + c
     return np.lib.stride_tricks.as_strided(a, shape=(length,), strides=(a.itemsize,))

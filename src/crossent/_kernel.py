@@ -29,6 +29,7 @@ from numpy.typing import NDArray
 
 from crossent import _algebra
 from crossent._algebra import no_shift_range
+from crossent._exp import exp_rows
 
 Array = NDArray[Any]
 
@@ -212,27 +213,27 @@ def _prob_sums(
     return a, lin, b
 
 
-def _exp_into(pb: Problem, x: Array, z: Array, t: Array | None, shift: Array, mk: _Masking) -> None:
-    """``e = exp(z - shift)`` written straight into the buffer ``z``: the one ``exp``."""
+def _exp_into(
+    pb: Problem, x: Array, z: Array, t: Array | None, shift: Array, mk: _Masking
+) -> Array:
+    """``e = exp(z - shift)`` written straight into the buffer ``z``: the one ``exp``
+    (:func:`crossent._exp.exp_rows`); returns the row sums ``Σ e`` (float64)."""
     cd, temp = pb.cdtype, pb.temperature
+    s = np.empty(len(z))
     if t is not None:
         np.multiply(t, cd(pb.softcap), out=z)
         if shift.any():
             z -= shift.astype(cd)[:, None]
         if mk.fin is not None:  # a masked class stays masked
             z[mk.rows] = np.where(mk.fin, z[mk.rows], -np.inf)
-        np.exp(z, out=z)
-    elif temp == 1.0 and not shift.any():
-        np.exp(x, out=z, dtype=cd)
+        exp_rows(z, z, None, s)
+    elif temp == 1.0:
+        exp_rows(x, z, shift if shift.any() else None, s)
     else:
-        with np.errstate(over="ignore"):  # -1e308 - 1e308 is -inf: exp gives 0, as it should
-            if temp == 1.0:
-                np.subtract(x, shift.astype(cd)[:, None], out=z, dtype=cd)
-            else:
-                np.multiply(x, cd(1.0 / temp), out=z, dtype=cd)
-                if shift.any():
-                    z -= shift.astype(cd)[:, None]
-        np.exp(z, out=z)
+        with np.errstate(over="ignore"):  # an inf here has its shift: exp gives 0 or nan, checked
+            np.multiply(x, cd(1.0 / temp), out=z, dtype=cd)
+        exp_rows(z, z, shift if shift.any() else None, s)
+    return s
 
 
 def ce_block(
@@ -257,9 +258,7 @@ def ce_block(
     mk = _Masking.of(pb, x)
     sums = _index_sums if pb.q is None else _prob_sums  # 2. per-row sums, before exp
     a, lin, b = sums(pb, r0, r1, xt, factor, shift, mk)
-    _exp_into(pb, x, z, t, shift, mk)  # 3. the one exp per element, into the buffer
-    # einsum's SIMD lanes are 2x faster than sum()'s pairwise summation along rows
-    s = np.einsum("ij->i", z).astype(np.float64)
+    s = _exp_into(pb, x, z, t, shift, mk)  # 3. the one exp per element, into the buffer
     s[s == 0.0] = 1.0  # all-masked ignored rows
     log_s = np.log(s)
     lse = shift + log_s
@@ -320,12 +319,12 @@ def plain_block(
     y = pb.y[r0:r1]
     rows = np.arange(r1 - r0)
     zy = x[rows, y].astype(np.float64) / temp  # before z is written: z may be x (in place)
+    s = np.empty(r1 - r0)  # (n,) > 0: every row has a finite logit
     if temp == 1.0:
-        np.exp(x, out=z, dtype=cd)
+        exp_rows(x, z, None, s)
     else:
         np.multiply(x, cd(1.0 / temp), out=z, dtype=cd)
-        np.exp(z, out=z)
-    s = np.einsum("ij->i", z).astype(np.float64)  # (n,) > 0: every row has a finite logit
+        exp_rows(z, z, None, s)
     log_s = np.log(s)
     wy = pb.wy[r0:r1].astype(np.float64)
     if pb.valid is not None:  # ignored rows: 0, even where their label 0 has logit -inf
