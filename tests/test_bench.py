@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import numpy as np
+import pytest
 
 import crossent
 from crossent.cli import main
@@ -47,3 +48,20 @@ def test_format_table_ratios():
     table = format_table(rows)
     assert "| 100 | float32 | torch-eager | 10.0 | 5.00 |" in table
     assert table.splitlines()[2].endswith("| 1.00 |")  # crossent: 4000 B = 1.00 x the logits
+
+
+def test_the_jax_peer_computes_crossents_loss_and_gradient():
+    pytest.importorskip("optax")
+    import jax
+
+    from crossent.cli.bench import _jax_case
+
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(20, 7)).astype(np.float32)
+    y = rng.integers(0, 7, size=20)
+    y[::7] = -100
+    loss, grad = _jax_case(x, y)()
+    ref_loss, ref_grad = crossent.cross_entropy_with_grad(x, y)
+    # float32 on both sides, XLA's exp and summation order against NumPy's: a few ulp
+    np.testing.assert_allclose(float(loss), ref_loss, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(jax.device_get(grad)), ref_grad, rtol=1e-5, atol=1e-7)

@@ -675,6 +675,19 @@ def test_bench_names_torch_when_asked_for_a_torch_peer_without_it(capsys, monkey
     assert "torch-compile skipped" in capsys.readouterr().err
 
 
+def test_bench_names_jax_when_asked_for_the_jax_peer_without_it(capsys, monkeypatch):
+    from crossent.cli import bench
+
+    monkeypatch.setitem(sys.modules, "optax", None)
+    assert main(["bench", "--impl", "crossent", "jax", "--vocab", "10"]) == 2
+    assert capsys.readouterr().err == (
+        "crossent bench: error: --impl jax: this command needs 'optax', which is not "
+        "installed; install it with: pip install 'crossent[bench]'\n"
+    )
+    assert "jax" not in bench._implementations(None)  # the default: what can run
+    assert "note: optax is not installed; jax skipped" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize(
     "argv",
     [

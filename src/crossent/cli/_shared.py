@@ -30,6 +30,8 @@ OPTIONAL_MODULES = {
     "matplotlib": "cli",
     "threadpoolctl": "cli",
     "torch": "torch",
+    "jax": "bench",
+    "optax": "bench",
 }
 
 # a library argument named in an error message -> the option that sets it

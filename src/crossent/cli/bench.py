@@ -2,7 +2,9 @@
 
 Every case runs in a fresh worker process, so that its peak memory (the RSS high-water mark
 minus the RSS once the logits exist) is its own. Peers: PyTorch eager (``F.cross_entropy`` +
-``.backward()``), ``torch.compile(F.cross_entropy)``, and naive vectorized NumPy; floors: one
+``.backward()``), ``torch.compile(F.cross_entropy)``, ``jax.jit`` of optax's
+``softmax_cross_entropy_with_integer_labels`` (forward + backward with ``value_and_grad``, the
+ignored rows masked as crossent does), and naive vectorized NumPy; floors: one
 ``np.exp`` over the logits into a preallocated buffer and into a fresh array, and one copy.
 Targets are class indices with one row in seven ignored. ``crossent bench`` and
 ``benchmarks/bench_cpu.py`` run this. The default (V = 1000, 32000, 128256; float32 and float64;
@@ -27,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from crossent.cli._shared import CLIError, Parser, integer, missing_module, require
+from crossent.cli._shared import CLIError, Parser, integer, require
 
 IMPLS = (
     "crossent",
@@ -35,8 +37,15 @@ IMPLS = (
     "crossent-inplace",
     "torch-eager",
     "torch-compile",
+    "jax",
     "numpy-naive",
 )
+# the peers that need an optional package: impl -> the modules it imports
+PEER_MODULES = {
+    "torch-eager": ("torch",),
+    "torch-compile": ("torch",),
+    "jax": ("jax", "optax"),
+}
 FLOORS = ("exp-floor", "exp-fresh", "copy-floor")
 
 
@@ -82,6 +91,8 @@ def _make_case(impl: str, n: int, v: int, dtype: str) -> Callable[[], Any]:
         return lambda: crossent.cross_entropy_with_grad(x, y, out=x)
     if impl == "numpy-naive":
         return lambda: naive_numpy(x, y)
+    if impl == "jax":
+        return _jax_case(x, y)
     if impl == "exp-floor":
         out = np.empty_like(x)
         return lambda: np.exp(x, out=out)
@@ -104,6 +115,22 @@ def _make_case(impl: str, n: int, v: int, dtype: str) -> Callable[[], Any]:
         return loss
 
     return run_torch
+
+
+def _jax_case(x: np.ndarray, y: np.ndarray, ignore_index: int = -100) -> Callable[[], Any]:
+    """``jax.jit(jax.value_and_grad(...))`` of optax's loss: the mean over the rows kept."""
+    import jax
+    import jax.numpy as jnp
+    import optax
+
+    def loss_fn(logits: Any, labels: Any) -> Any:
+        valid = labels != ignore_index
+        rows = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.where(valid, labels, 0))
+        return jnp.where(valid, rows, 0.0).sum() / jnp.maximum(valid.sum(), 1)
+
+    step = jax.jit(jax.value_and_grad(loss_fn))
+    xj, yj = jnp.asarray(x), jnp.asarray(y)
+    return lambda: jax.block_until_ready(step(xj, yj))
 
 
 def worker(impl: str, n: int, v: int, dtype: str, repeat: int) -> dict[str, Any]:
@@ -171,8 +198,8 @@ def run_cases(
     for v in vocab_sizes:
         for dtype in dtypes:
             for impl in (*FLOORS, *impls):
-                if dtype == "float64" and impl.startswith("torch"):
-                    continue
+                if dtype == "float64" and impl in PEER_MODULES:
+                    continue  # torch's and jax's peers: float32 (jax computes in it by default)
                 print(f"  running {impl} N={n} V={v} {dtype}", file=sys.stderr, flush=True)
                 res = _run_worker(impl, n, v, dtype, repeat)
                 if res is not None:
@@ -234,7 +261,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         "--impl",
         nargs="+",
         choices=IMPLS,
-        help="implementations to run (default: all; the torch ones need torch)",
+        help="implementations to run (default: all; the torch ones need torch, jax needs jax "
+        "and optax)",
     )
     parser.add_argument("--repeat", type=integer(1), default=5, help="timed runs per case (median)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
@@ -271,17 +299,31 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _implementations(asked: list[str] | None) -> list[str]:
-    """The peers to run: those asked for (torch's need torch), else every one that can run."""
-    torch = [impl for impl in asked or IMPLS if impl.startswith("torch")]
+    """The peers to run: those asked for (torch's need torch, jax needs jax and optax), else
+    every one that can run."""
+    chosen = list(asked or IMPLS)
+    skipped = []
+    for impl in [i for i in chosen if i in PEER_MODULES]:
+        try:
+            require(*PEER_MODULES[impl])
+        except CLIError as e:
+            if asked is not None:
+                raise CLIError(f"--impl {impl}: {e}") from None
+            skipped.append(impl)
+    if skipped:
+        missing = sorted({m for i in skipped for m in PEER_MODULES[i] if _missing(m)})
+        verb = "is" if len(missing) == 1 else "are"
+        print(f"note: {' and '.join(missing)} {verb} not installed; {', '.join(skipped)} skipped",
+              file=sys.stderr)  # fmt: skip
+    return [impl for impl in chosen if impl not in skipped]
+
+
+def _missing(module: str) -> bool:
     try:
-        require("torch")
+        require(module)
     except CLIError:
-        if asked is not None and torch:
-            raise CLIError(f"--impl {torch[0]}: {missing_module('torch')}") from None
-        if torch:
-            print(f"note: torch is not installed; {', '.join(torch)} skipped", file=sys.stderr)
-        return [impl for impl in asked or IMPLS if impl not in torch]
-    return list(asked or IMPLS)
+        return True
+    return False
 
 
 def report(args: argparse.Namespace) -> int:
