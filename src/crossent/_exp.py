@@ -72,7 +72,7 @@ def exp_rows(src: Array, out: Array, shift: Array | None = None, sums: Array | N
     (array([[1.    , 2.7183],
            [1.    , 1.    ]]), array([3.7183, 2.    ]))
     """
-    if PATH == "fast" and _kernel_fits(out) and src.strides[1] == src.itemsize:
+    if PATH == "fast" and _kernel_fits(out):
         if src.dtype != out.dtype:  # float16 logits: widened in place, then exp over out
             np.copyto(out, src, casting="same_kind")
             src = out
@@ -94,7 +94,9 @@ def exp_rows(src: Array, out: Array, shift: Array | None = None, sums: Array | N
 def _kernel(src: Array, out: Array, shift: Array | None, sums: Array | None) -> None:
     assert _fastexp is not None
     n, c = src.shape
-    shape = (n, c, src.strides[0] // src.itemsize, out.strides[0] // out.itemsize)
+    if shift is None and sums is None and src.flags.c_contiguous and out.flags.c_contiguous:
+        n, c = 1, n * c  # one long row: short rows cost the kernel a padded tail each
+    shape = (n, c, _row_stride(src) if n > 1 else c, _row_stride(out) if n > 1 else c)
     if sums is None:
         _fastexp.exp(_flat(src), _flat(out), *shape, shift)
     else:
@@ -103,13 +105,18 @@ def _kernel(src: Array, out: Array, shift: Array | None, sums: Array | None) -> 
 
 def _kernel_fits(a: Array) -> bool:
     """A float32/float64 matrix whose rows are contiguous and evenly spaced: the kernel's."""
-    return (
-        a.dtype in (np.float32, np.float64)
-        and a.ndim == 2
-        and a.strides[1] == a.itemsize
-        and a.strides[0] % a.itemsize == 0
-        and a.strides[0] >= a.shape[1] * a.itemsize  # rows that do not overlap
+    if a.ndim != 2 or a.dtype.char not in "fd":
+        return False
+    st, size = a.strides, a.itemsize
+    # rows that do not overlap (a contiguous matrix's row stride may be anything with 1 row)
+    return a.flags.c_contiguous or (
+        st[1] == size and st[0] % size == 0 and st[0] >= a.shape[1] * size
     )
+
+
+def _row_stride(a: Array) -> int:
+    """Elements from one row to the next (a contiguous matrix's own, whatever it says)."""
+    return int(a.shape[1]) if a.flags.c_contiguous else a.strides[0] // a.itemsize
 
 
 def _flat(a: Array) -> Array:
@@ -118,7 +125,6 @@ def _flat(a: Array) -> Array:
     if n == 0 or c == 0:
         return np.empty(0, a.dtype)
     if a.flags.c_contiguous:
-        return a.reshape(-1)
-    step = a.strides[0] // a.itemsize
-    length = (n - 1) * step + c
+        return a  # the buffer protocol takes it whole
+    length = (n - 1) * _row_stride(a) + c
     return np.lib.stride_tricks.as_strided(a, shape=(length,), strides=(a.itemsize,))
