@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 from crossent import _engine, _spec
 from crossent._kernel import Problem, no_shift_range
 from crossent._spec import LossOptions, Scales
-from crossent._validation import as_float_array, normalize_axis
+from crossent._validation import as_array, as_float_array, normalize_axis
 
 
 @dataclass
@@ -106,7 +106,7 @@ def prepare(
     idx_shape = moved_shape[:-1]
     class_axis, user_shape = layout if layout is not None else (ax, idx_shape)
 
-    tgt = np.asarray(target)
+    tgt = as_array(target, "target")
     kind = _spec.classify_target(tgt.dtype.kind, tgt.dtype, tgt.shape, idx_shape, x.shape)
     y = valid = wy = q = None
     if kind == "index":
