@@ -89,14 +89,14 @@ class CsvTable:
         return out
 
 
-def _bad_number(value: float, text: str) -> str:
+def _bad_number(value: float, text: str, use: str = "to standardize the column") -> str:
     if math.isnan(value):
         return f"expected a number, got {text!r} (a missing value)"
     if math.isinf(value):
         return f"expected a finite number, got {text!r}"
     return (
         f"expected a number of magnitude at most {MAX_ABS_FEATURE:.0e}, got {value:.3g}, which "
-        "overflows when squared to standardize the column; rescale this column"
+        f"overflows when squared {use}; rescale this column"
     )
 
 
@@ -172,8 +172,11 @@ def _has_header(rows: list[list[str]], lines: list[int], where: str, names: set[
     return False
 
 
-def check_features(X: Any, where: str) -> NDArray[np.float64]:
-    """``X`` as float64 (N, D) with N, D >= 1, every value finite and not too large."""
+def check_features(
+    X: Any, where: str, *, use: str = "to standardize the column"
+) -> NDArray[np.float64]:
+    """``X`` as float64 (N, D) with N, D >= 1, every value finite and not too large (``use``
+    says where a larger one would overflow)."""
     X = np.asarray(X)
     if X.dtype.kind not in "biuf":
         raise ValueError(f"{where}: expected numeric features, got dtype {X.dtype}")
@@ -185,7 +188,7 @@ def check_features(X: Any, where: str) -> NDArray[np.float64]:
     bad = ~np.isfinite(X) | (np.abs(X) > MAX_ABS_FEATURE)
     if bad.any():
         i, j = (int(k) for k in np.argwhere(bad)[0])
-        raise ValueError(f"{where}, row {i}, column {j}: {_bad_number(X[i, j], str(X[i, j]))}")
+        raise ValueError(f"{where}, row {i}, column {j}: {_bad_number(X[i, j], str(X[i, j]), use)}")
     return X
 
 
