@@ -28,8 +28,9 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 from crossent._files import atomic_open, atomic_write
+from crossent._labels import check_labels, csv_labels
 from crossent._npz import _DEFLATE_MAX_RATIO, read_npz
-from crossent._tabular import Progress, check_features, check_labels, csv_labels, read_csv
+from crossent._tabular import Progress, check_features, read_csv
 
 __all__ = ["SOURCES", "DataSpec", "Dataset", "default_data_home", "load_csv", "load_dataset",
            "load_mnist", "load_npz", "parse_source", "read_idx", "write_idx"]  # fmt: skip
