@@ -108,9 +108,12 @@ class CsvTable:
                 if all(_number(c) is None for c in cells):
                     hint = "; is this the label column? name it with --label-column"
                 raise ValueError(f"{self.where(i, j)}: expected a number, got {cells[i]!r}{hint}")
-        out = self.values[:, [self.numeric.index(j) for j in columns]]
-        bad = ~np.isfinite(out) | (np.abs(out) > MAX_ABS_FEATURE)
-        if bad.any():
+        ks = [self.numeric.index(j) for j in columns]
+        contiguous = ks == list(range(ks[0], ks[0] + len(ks))) if ks else False
+        out = self.values[:, ks[0] : ks[0] + len(ks)] if contiguous else self.values[:, ks]
+        # two reductions, no temporaries; a NaN fails both comparisons
+        if out.size and not (out.min() >= -MAX_ABS_FEATURE and out.max() <= MAX_ABS_FEATURE):
+            bad = ~np.isfinite(out) | (np.abs(out) > MAX_ABS_FEATURE)
             i, k = (int(v) for v in np.argwhere(bad)[0])
             j = columns[k]
             raise ValueError(f"{self.where(i, j)}: {_bad_number(out[i, k], str(self.text(j)[i]))}")
