@@ -33,6 +33,7 @@ __all__ = ["MAX_ABS_FEATURE", "CsvTable", "check_features", "read_csv"]
 # sum of squares) would turn it into inf, then NaN. Say so, instead of a NaN further on.
 MAX_ABS_FEATURE = 1e150
 Progress = Callable[[int, int], Any]  # (bytes read, bytes in all)
+_CHUNK = 1 << 16  # rows the C parser reads at a time
 
 
 def _number(text: str) -> float | None:
@@ -217,13 +218,32 @@ def _fast_table(
             )  # fmt: skip
         return arr
 
+    def load_numbers(dtype: Any) -> NDArray[np.float64]:
+        """The numeric columns, parsed ``_CHUNK`` rows at a time into one float64 array: the
+        peak is the result and one chunk, not the result twice."""
+        with open(path, "rb") as fh:  # at most one row per line
+            n_lines = 1 + sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b""))
+        out = np.empty((n_lines, len(numeric)))
+        rows, filled = lines(report=True), 0
+        while True:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore")  # a blank line; no data left
+                chunk = np.loadtxt(
+                    rows, delimiter=",", comments=None, quotechar='"', usecols=numeric,
+                    dtype=dtype, ndmin=2, max_rows=_CHUNK,
+                )  # fmt: skip
+            out[filled : filled + len(chunk)] = chunk
+            filled += len(chunk)
+            if len(chunk) < _CHUNK:
+                return out[:filled]
+
     try:
         values = np.empty((0, 0))
         if numeric:
             try:
-                values = load(numeric, np.int64, report=True).astype(np.float64)
+                values = load_numbers(np.int64)
             except ValueError:  # a cell that is not an integer: the float parser
-                values = load(numeric, np.float64, report=True)
+                values = load_numbers(np.float64)
         texts = {}
         if text:
             cells = _strip(load(text, str))
