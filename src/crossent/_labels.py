@@ -75,13 +75,13 @@ def csv_labels(table: CsvTable, col: int, *, implicit: bool = False) -> NDArray[
         )
     spellings = np.unique(cells)
     numbers = {c: _number(c) for c in spellings.tolist()}
-    if any(v is not None for v in numbers.values()):
-        for i, c in enumerate(cells.tolist()):
-            if c.lower() in _MISSING:
-                raise ValueError(
-                    f"{table.where(i, col)}: expected a class label, got {c!r} (a missing "
-                    "value); fill it in or remove the row"
-                )
+    missing = [c for c in numbers if c.lower() in _MISSING]
+    if missing and any(v is not None for v in numbers.values()):  # "NA" among numbers
+        i = int(np.isin(cells, missing).argmax())  # the first such row
+        raise ValueError(
+            f"{table.where(i, col)}: expected a class label, got {str(cells[i])!r} (a missing "
+            "value); fill it in or remove the row"
+        )
     if any(v is None for v in numbers.values()):
         return cells  # names
     floats = {c: v for c, v in numbers.items() if _int_spelling(c) is None}  # "3.0", "1e20"
