@@ -308,6 +308,11 @@ def test_a_trailing_comma_is_named_as_such(tmp_path):
         r"remove the trailing commas",
     ):
         load_csv(path)
+    path.write_text("a,b,c,d,label\n" + "".join(f"{r},{i % 3},\n" for i, r in enumerate(_rows())))
+    with pytest.raises(
+        ValueError, match=r"d.csv, line 2: expected 5 columns, got 6; it ends with a comma$"
+    ):
+        load_csv(path)
 
 
 @pytest.mark.parametrize("value", [np.nan, np.inf])

@@ -301,7 +301,10 @@ def read_csv(
         rows = list(_csv_rows(path, where))
         for row, line in rows:
             if len(row) != width:
-                raise ValueError(f"{where}, line {line}: expected {width} columns, got {len(row)}")
+                comma = "; it ends with a comma" if len(row) > width and not row[-1] else ""
+                raise ValueError(
+                    f"{where}, line {line}: expected {width} columns, got {len(row)}{comma}"
+                )
         cells, lines = [r for r, _ in rows], [n for _, n in rows]
         rest, has_first = _table_of_rows(where, width, cells[1:], lines[1:]), True
     if not has_first:  # the C parser skipped a first line of text above numbers: a header
