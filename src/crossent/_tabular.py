@@ -447,9 +447,9 @@ def check_features(
         raise ValueError(
             f"{where}: expected features of shape (N, D) with N, D >= 1, got shape {X.shape}"
         )
-    X = X.astype(np.float64)
-    bad = ~np.isfinite(X) | (np.abs(X) > MAX_ABS_FEATURE)
-    if bad.any():
+    X = X.astype(np.float64, copy=False)
+    if not (X.min() >= -MAX_ABS_FEATURE and X.max() <= MAX_ABS_FEATURE):  # NaN fails both
+        bad = ~np.isfinite(X) | (np.abs(X) > MAX_ABS_FEATURE)
         i, j = (int(k) for k in np.argwhere(bad)[0])
         raise ValueError(f"{where}, row {i}, column {j}: {_bad_number(X[i, j], str(X[i, j]), use)}")
     return X
