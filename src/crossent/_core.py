@@ -21,7 +21,7 @@ from crossent import _algebra, _engine, _spec
 from crossent._algebra import no_shift_range
 from crossent._kernel import Problem
 from crossent._spec import LossOptions, Scales
-from crossent._validation import as_float_array, normalize_axis
+from crossent._validation import as_array, as_float_array, normalize_axis
 
 
 @dataclass
@@ -103,7 +103,7 @@ def prepare(
     idx_shape = moved_shape[:-1]
     class_axis, user_shape = layout if layout is not None else (ax, idx_shape)
 
-    tgt = np.asarray(target)
+    tgt = as_array(target, "target")
     kind = _spec.classify_target(tgt.dtype.kind, tgt.dtype, tgt.shape, idx_shape, x.shape)
     y = valid = wy = q = None
     if kind == "index":

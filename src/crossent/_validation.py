@@ -24,8 +24,25 @@ from crossent._spec import (  # noqa: F401  (re-exported)
 )
 
 
+def refuse_masked(x: Any, name: str) -> None:
+    """A masked array is refused: ``np.asarray`` drops its mask, and every value under it
+    would be read as if it were data."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name}: expected a plain array, got a numpy masked array (its mask would be "
+            "ignored); select the entries you mean, or fill them with np.ma.filled"
+        )
+
+
+def as_array(x: ArrayLike, name: str) -> NDArray[Any]:
+    """``np.asarray(x)``, a masked array refused."""
+    refuse_masked(x, name)
+    return np.asarray(x)
+
+
 def as_float_array(x: ArrayLike, name: str, *, min_ndim: int = 1) -> NDArray[np.floating]:
     """Return ``x`` as a float16/32/64 array; integers and booleans become float64."""
+    refuse_masked(x, name)
     try:
         arr = np.asarray(x)
     except (ValueError, TypeError) as exc:

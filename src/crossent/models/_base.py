@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,6 +21,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 import crossent
 from crossent._penalties import check_penalty
+from crossent._tabular import check_features
 from crossent.models._optim import SCHEDULES, make_optimizer
 from crossent.models._solvers import blas_threads, fit_lbfgs, fit_stochastic, unpack
 from crossent.models._state import TrainingState, fitted_from_arrays, fitted_to_arrays
@@ -202,7 +203,14 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         solver: str,
     ) -> float:
         """:meth:`_objective` on the parameter and gradient views (the training loops' path)."""
-        loss = self._loss_grad(params, X, y, grads)
+        try:
+            loss = self._loss_grad(params, X, y, grads)
+        except ValueError as exc:  # the core's check of the scores: NaN or +inf
+            if not str(exc).startswith("logits:"):
+                raise
+            loss = np.nan
+        if not np.isfinite(loss):  # or finite scores whose loss overflows (an MLP)
+            self._refuse_overflow(solver)
         kind, strength = self._smooth_penalty(solver)
         if kind == "l2":  # the hot path of L-BFGS: ½·α·‖W‖² without re-validating W
             for W, g in zip(params[0::2], grads[0::2], strict=True):
@@ -218,6 +226,17 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             ):
                 g += pg
         return loss
+
+    def _refuse_overflow(self, solver: str) -> NoReturn:
+        """The one error for a training loss or parameters that left float64."""
+        name, fix = ("X", "scale X (e.g. StandardScaler)")
+        if solver != "lbfgs":
+            name = "learning_rate_init"
+            fix = f"lower it (now {self.learning_rate_init:g}) or {fix}"
+        raise ValueError(
+            f"{name}: expected a training loss that stays finite, got a loss of NaN or inf at "
+            f"epoch {self.n_iter_ + 1}; {fix}"
+        )
 
     def _l1_value(self, theta: NDArray[np.float64], strength: float) -> float:
         weights = unpack(theta, self._shapes_)[0::2]
@@ -262,6 +281,7 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         warm = bool(self.warm_start) and hasattr(self, "_theta")
         old_features = getattr(self, "n_features_in_", None)
         X, y = validate_data(self, X, y, dtype=np.float64)
+        X = check_features(X, "X", use="in training")  # the data loaders' check: |x| <= 1e150
         check_classification_targets(y)
         classes, y_idx = np.unique(y, return_inverse=True)
         if classes.size < 2:
@@ -282,7 +302,7 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             self._initialize(X.shape[1], make_rng(self.random_state), solver)
         self._weight = self._class_weight_vector(y_idx)
         self.alpha_ = self._resolve_alpha(len(y_idx))
-        with blas_threads(solver, X):
+        with blas_threads(solver, X), np.errstate(over="ignore", invalid="ignore"):
             if solver == "lbfgs":
                 fit_lbfgs(self, X, y_idx, callback)
             else:
@@ -314,6 +334,7 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         solver = "sgd" if solver == "lbfgs" else solver
         first = not hasattr(self, "classes_")
         X, y = validate_data(self, X, y, dtype=np.float64, reset=first)
+        X = check_features(X, "X", use="in training")
         check_classification_targets(y)
         if first:
             if classes is None:
@@ -342,7 +363,7 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             self._state.optimizer = make_optimizer(solver, self._theta.size, momentum=self.momentum)
         self._weight = self._class_weight_vector(y_idx)
         self.alpha_ = self._resolve_alpha(len(y_idx))
-        with blas_threads(solver, X):
+        with blas_threads(solver, X), np.errstate(over="ignore", invalid="ignore"):
             fit_stochastic(self, X, y_idx, solver, 1, None, False, stop=False)
         return self
 

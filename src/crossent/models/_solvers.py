@@ -192,6 +192,8 @@ def fit_stochastic(
             if l1 > 0:
                 opt.shrink(theta, spans, lr * l1)
         loss = total / n + est._l1_value(theta, l1)
+        if not (np.isfinite(loss) and np.isfinite(theta).all()):  # the last step overflowed
+            est._refuse_overflow(solver)
         st.t += 1
         est.n_iter_ += 1
         est.loss_curve_.append(loss)
