@@ -16,18 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from crossent._penalties import PENALTY_KINDS
+from crossent._spec import options_for
 from crossent.cli import CLIError
 from crossent.explain._messages import LANGS
+
+# the loss options of `crossent explain`: the table's options for crossent.explain.explain
+_LOSS_FLAGS = options_for("explain")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
 
 # the argument names of crossent.explain.explain (and of the penalty functions) -> options
 _OPTION = {
     "scores": "SCORES",
     "classes": "--classes",
     "weight": "--weight",
-    "label_smoothing": "--label-smoothing",
-    "z_loss": "--z-loss",
-    "softcap": "--softcap",
-    "temperature": "--temperature",
+    **{o.name: _flag(o.name) for o in _LOSS_FLAGS},
     "penalty": "--penalty",
     "alpha": "--alpha",
     "strength": "--alpha",
@@ -96,34 +102,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     opt.add_argument(
         "--weight", nargs="+", type=float, metavar="W", help="class weights, one per class (>= 0)"
     )
-    opt.add_argument(
-        "--label-smoothing",
-        type=float,
-        default=0.0,
-        metavar="EPS",
-        help="the target becomes (1 - EPS)·q + EPS/C (0 <= EPS <= 1; default 0)",
-    )
-    opt.add_argument(
-        "--temperature",
-        type=float,
-        default=1.0,
-        metavar="T",
-        help="divide the scores by T > 0 first (default 1)",
-    )
-    opt.add_argument(
-        "--z-loss",
-        type=float,
-        default=0.0,
-        metavar="LAMBDA",
-        help="add LAMBDA·(log sum exp)² to the loss (PaLM's z-loss; default 0)",
-    )
-    opt.add_argument(
-        "--softcap",
-        type=float,
-        default=None,
-        metavar="CAP",
-        help="soft-cap the scores to CAP·tanh(score/CAP) first (Gemma 2; CAP > 0)",
-    )
+    for o in _LOSS_FLAGS:  # from the table of options: each option that explain takes
+        metavar, text = o.cli or ("", "")
+        opt.add_argument(_flag(o.name), type=float, default=o.default, metavar=metavar, help=text)
     reg = p.add_argument_group("regularization: objective = loss term + alpha·R(weights)")
     reg.add_argument("--penalty", choices=PENALTY_KINDS, help="R: L1, L2 or both")
     reg.add_argument(
@@ -294,10 +275,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         ex = explain(
             weight=args.weight,
-            label_smoothing=args.label_smoothing,
-            z_loss=args.z_loss,
-            softcap=args.softcap,
-            temperature=args.temperature,
+            **{o.name: getattr(args, o.name) for o in _LOSS_FLAGS},
             penalty=args.penalty,
             alpha=1.0 if alpha is None else alpha,
             l1_ratio=args.l1_ratio,

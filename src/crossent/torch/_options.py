@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from crossent import _spec
-from crossent._spec import LossOptions, Scales, make_options, options_from
+from crossent._spec import LossOptions, Scales, make_options, options_for, options_from
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -24,6 +24,7 @@ __all__ = [
     "check_float_tensor",
     "flatten_target",
     "make_options",
+    "options_for",
     "options_from",
     "reduce_rows",
     "scales_for",
