@@ -1,6 +1,7 @@
-"""A training run's directory, reloaded: its metrics (checked), model and test split.
+"""A training run's directory: what it holds (:class:`Run`) and its metrics, checked.
 
-Re-exported by :mod:`crossent.io`, where it is documented.
+Re-exported by :mod:`crossent.io`, where it is documented (and where :func:`load_run`, which
+needs the model loader, lives).
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Run", "load_run", "read_run_metrics"]
+__all__ = ["Run", "read_run_metrics"]
 
 
 @dataclass
@@ -38,16 +39,16 @@ class Run:
     @property
     def classifier(self) -> Any:
         """The crossent estimator itself (``coef_`` acts on standardized features)."""
-        from crossent.io import _split_pipeline
+        from crossent.models import split_pipeline
 
-        return _split_pipeline(self.model)[1]
+        return split_pipeline(self.model)[1]
 
     @property
     def scaler(self) -> Any:
         """The fitted ``StandardScaler`` or ``None``."""
-        from crossent.io import _split_pipeline
+        from crossent.models import split_pipeline
 
-        return _split_pipeline(self.model)[0]
+        return split_pipeline(self.model)[0]
 
 
 def read_run_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -71,28 +72,3 @@ def read_run_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     if not isinstance(metrics.get("data", {}), dict):
         raise ValueError(f"{path}: expected 'data' to be a mapping, got {metrics['data']!r:.80}")
     return {**metrics, "model_file": name}
-
-
-def load_run(run_dir: str | os.PathLike[str]) -> Run:
-    """Reload a ``crossent train --out RUN_DIR`` directory: model, test split and metrics."""
-    from crossent.data import DataSpec, load_dataset
-    from crossent.io import _split_pipeline, load_model
-
-    run_dir = Path(run_dir)
-    metrics = read_run_metrics(run_dir)
-    model = load_model(run_dir / metrics["model_file"])
-    spec = DataSpec.from_dict(metrics.get("data", {}))
-    ds = load_dataset(spec)
-    clf = _split_pipeline(model)[1]
-    image_shape = ds.image_shape
-    return Run(
-        run_dir=run_dir,
-        model=model,
-        classes=clf.classes_.tolist(),
-        X_test=ds.X_test,
-        y_test=ds.y_test,
-        image_shape=image_shape,
-        metrics=metrics,
-        class_names=ds.class_names,
-        data_spec=spec.to_dict(),
-    )

@@ -23,35 +23,23 @@ import crossent
 from crossent._penalties import check_penalty
 from crossent.models._optim import SCHEDULES, make_optimizer
 from crossent.models._solvers import blas_threads, fit_lbfgs, fit_stochastic, unpack
-from crossent.models._state import TrainingState, fitted_from_arrays, fitted_to_arrays
+from crossent.models._state import TrainingState, fitted_from_arrays, fitted_to_arrays, make_rng
 
 Params = list[NDArray[np.float64]]
 Callback = Callable[[dict[str, Any]], Any]
 
 
-def make_rng(random_state: Any) -> np.random.Generator:
-    """A ``np.random.Generator`` from ``None``, an int, a ``Generator`` or a ``RandomState``."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(int(random_state.randint(np.iinfo(np.int32).max)))
-    if random_state is None or (
-        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
-    ):
-        return np.random.default_rng(None if random_state is None else int(random_state))
-    raise TypeError(
-        "random_state: expected None, an int, a numpy Generator or RandomState, "
-        f"got {random_state!r}"
-    )
-
-
 def _check_number(
     value: Any, name: str, low: float, high: float = np.inf, *, integer=False, what: str = ""
 ):
+    """A number in ``[low, high]``: a ``TypeError`` for a value that is not a number (an int
+    with ``integer``), a ``ValueError`` for one out of range, as the loss's own checks do."""
     kinds = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= float(value) <= high:
-        what = what or ("an int" if integer else "a number")
-        bounds = f">= {low:g}" if high == np.inf else f"in [{low:g}, {high:g}]"
+    what = what or ("an int" if integer else "a number")
+    bounds = f">= {low:g}" if high == np.inf else f"in [{low:g}, {high:g}]"
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise TypeError(f"{name}: expected {what} {bounds}, got {value!r}")
+    if not low <= float(value) <= high:
         raise ValueError(f"{name}: expected {what} {bounds}, got {value!r}")
 
 
@@ -93,7 +81,10 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
     # ---- validation ----------------------------------------------------------------------
     def _check_hyperparameters(self) -> str:
         check_penalty(self.penalty)
-        if not (isinstance(self.alpha, str) and self.alpha == "auto"):
+        if isinstance(self.alpha, str):  # a string is a value of alpha's type: 'auto' or wrong
+            if self.alpha != "auto":
+                raise ValueError(f"alpha: expected 'auto' or a number >= 0, got {self.alpha!r}")
+        else:
             _check_number(self.alpha, "alpha", 0.0, what="'auto' or a number")
         _check_number(self.l1_ratio, "l1_ratio", 0.0, 1.0)
         _check_number(self.max_iter, "max_iter", 1, integer=True)

@@ -16,6 +16,7 @@ layout of :mod:`crossent.io`'s model files (format version 1):
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,6 +50,22 @@ def checked_array(
 
 def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
+
+
+def make_rng(random_state: Any) -> np.random.Generator:
+    """A ``np.random.Generator`` from ``None``, an int, a ``Generator`` or a ``RandomState``."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(int(random_state.randint(np.iinfo(np.int32).max)))
+    if random_state is None or (
+        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
+    ):
+        return np.random.default_rng(None if random_state is None else int(random_state))
+    raise TypeError(
+        "random_state: expected None, an int, a numpy Generator or RandomState, "
+        f"got {random_state!r}"
+    )
 
 
 @dataclass
@@ -176,8 +193,6 @@ def fitted_from_arrays(est: Any, meta: dict[str, Any], arrays: dict[str, NDArray
     Raises ``ValueError`` naming the entry that is missing or does not fit (``KeyError`` for a
     missing metadata field).
     """
-    from crossent.models._base import make_rng
-
     classes = checked_array(arrays, "classes")
     if classes.ndim != 1 or classes.size < 2 or classes.dtype.kind not in "biufU":
         raise ValueError(f"expected 1-d classes, got {classes.shape} {classes.dtype}")
