@@ -28,6 +28,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from crossent._spec import SAFE_RANGE
+
 Array = NDArray[Any]
 
 
@@ -78,11 +80,6 @@ def _check_row_max(pb: Problem, r0: int, m: Array) -> None:
             "logits: expected at least one finite logit in every non-ignored row, got a row "
             f"of all -inf at row {row} (flattened); give it target=ignore_index to skip it"
         )
-
-
-# exp(z) for z in [lo, hi] neither overflows nor underflows its largest terms, and a sum of
-# exponentials up to exp(hi) is finite (float32 overflows above exp(88.7), float64 exp(709.8))
-SAFE_RANGE = {np.dtype(np.float32): (-60.0, 80.0), np.dtype(np.float64): (-600.0, 700.0)}
 
 
 def no_shift_range(cdtype: Any, n_classes: int) -> tuple[float, float]:

@@ -92,6 +92,7 @@ __all__ = [
     "ENTRY_POINTS",
     "OPTIONS",
     "REDUCTIONS",
+    "SAFE_RANGE",
     "LossOptions",
     "Option",
     "Scales",
@@ -208,7 +209,12 @@ def reduced_loss(loss_sum: Any, zsq_sum: Any, scales: Scales, z_loss: float) -> 
 
 
 # ----------------------------------------------------------------------------------------------
-# the transform
+# the transform, and the range where exp of its result is safe
+
+# exp(z) for z in [lo, hi] neither overflows nor underflows its largest terms, and a sum of
+# exponentials up to exp(hi) is finite (float32 overflows above exp(88.7), float64 exp(709.8)):
+# the NumPy engine and the vocabulary-parallel path shift their rows by the same rule
+SAFE_RANGE = {np.dtype(np.float32): (-60.0, 80.0), np.dtype(np.float64): (-600.0, 700.0)}
 
 
 def transform(x: Any, temperature: float, softcap: float | None) -> Any:

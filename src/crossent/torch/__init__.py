@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import torch.distributed
 
-from crossent.torch._cpu import empty_cache
+from crossent.torch._buffers import empty_cache
 from crossent.torch._functional import cross_entropy
 from crossent.torch._linear import linear_cross_entropy
 from crossent.torch._modules import CrossEntropyLoss, LinearCrossEntropyLoss

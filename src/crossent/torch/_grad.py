@@ -24,8 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from crossent.torch._cpu import transform
-from crossent.torch._options import LossOptions, Scales, scales_for
+from crossent.torch._options import LossOptions, Scales, scales_for, transform
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:

@@ -32,6 +32,7 @@ from crossent.torch._autograd import (
     check_no_func_transform,
     rows_forward,
 )
+from crossent.torch._buffers import grad_buffer
 from crossent.torch._compile import eager_under_compile
 from crossent.torch._grad import linear_target_grad, logits_grad, target_grad
 from crossent.torch._head import prepare_head
@@ -46,9 +47,24 @@ from crossent.torch._options import (
 )
 
 
-def _chunk_rows(*args: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
+def _chunk_rows(
+    x: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    opts: LossOptions,
+    scales: Scales,
+    want_grad: bool,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
     """A chunk's per-row losses and lses; its gradient (times the scales) overwrites it."""
-    return rows_forward(*args)
+    return rows_forward(x, target, weight, opts, scales, want_grad)
+
+
+# a head's loss of one chunk of logits: (logits, target, class weights, options, scales,
+# want_grad) -> per-row losses, per-row log-sum-exps, the gradient (written over the logits)
+ChunkLoss = Callable[
+    [torch.Tensor, torch.Tensor, "torch.Tensor | None", LossOptions, Scales, bool],
+    tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"],
+]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -56,7 +72,7 @@ class Head:
     """What changes when the head's rows (the vocabulary) are split over ranks (default: none):
     the chunk loss, and a reduction of the input gradient (in place)."""
 
-    chunk_loss: Callable[..., tuple[torch.Tensor, torch.Tensor, Any]] = _chunk_rows
+    chunk_loss: ChunkLoss = _chunk_rows
     reduce_input_grad: Callable[[torch.Tensor], None] | None = None
 
     def check_supported(self, what: str) -> None:
@@ -94,7 +110,7 @@ def _run(
 
     def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         if x.device.type == "cpu":  # recycled memory: no page faults
-            return _cpu.grad_buffer(shape, dtype)
+            return grad_buffer(shape, dtype)
         return torch.empty(shape, dtype=dtype, device=x.device)
 
     gw = empty((v, d), cdt) if grads[1] else None  # written by the first chunk's GEMM (beta=0)
@@ -248,7 +264,7 @@ def _check_target(
 
 
 @eager_under_compile
-def _apply(*args: Any) -> torch.Tensor:
+def apply_head(*args: Any) -> torch.Tensor:
     """The autograd Function; run eagerly under ``torch.compile`` (a graph break)."""
     return LinearCrossEntropyFunction.apply(*args)
 
@@ -347,7 +363,7 @@ def linear_cross_entropy(
     opts = options_from(locals())
     x, t, cw, chunk, batch = prepare_head(input, weight, target, bias, class_weight, chunk_size)
     _check_target(t, cw, weight.shape[0], opts, (len(batch), batch))
-    loss = _apply(x, weight, t, bias, cw, opts, chunk, Head())
+    loss = apply_head(x, weight, t, bias, cw, opts, chunk, Head())
     if reduction == "none":
         return loss.reshape(batch)
     return loss

@@ -28,6 +28,7 @@ __all__ = [
     "options_from",
     "reduce_rows",
     "scales_for",
+    "transform",
     "use_triton",
 ]
 
@@ -136,3 +137,8 @@ def use_triton(x: torch.Tensor, opts: LossOptions) -> bool:
             )
         return True
     return False
+
+
+def transform(z: torch.Tensor, opts: LossOptions) -> torch.Tensor:
+    """The spec's temperature then soft-capping, on a tensor (a new one)."""
+    return _spec.transform(z, opts.temperature, opts.softcap)

@@ -29,9 +29,8 @@ import torch
 import torch.distributed as dist
 
 from crossent import _spec
-from crossent._kernel import SAFE_RANGE
-from crossent.torch._cpu import transform
-from crossent.torch._options import LossOptions, check_class_weight
+from crossent._spec import SAFE_RANGE
+from crossent.torch._options import LossOptions, check_class_weight, transform
 
 _NAN, _POSINF = 2.0, 1.0  # flag values of bad logits (MAX keeps the worse)
 
