@@ -200,12 +200,9 @@ def _from_model(args: argparse.Namespace) -> dict[str, Any]:
     if shape is not None and int(np.prod(shape)) == X[i].size:
         image = X[i].reshape(shape)
     # the penalized weights: every weight matrix of an MLP, coef_ of a linear model (no biases)
-    clf = getattr(run, "classifier", run.model)
-    mats = getattr(clf, "coefs_", None) or (
-        [clf.coef_] if getattr(clf, "coef_", None) is not None else []
-    )
-    params = np.concatenate([np.ravel(m) for m in mats]).astype(np.float64) if mats else None
-    alpha = getattr(clf, "alpha_", getattr(clf, "alpha", None))  # alpha_: "auto" resolved
+    clf = run.classifier
+    params = np.concatenate([np.ravel(m) for m in clf.penalized_weights()]).astype(np.float64)
+    alpha = clf.alpha_  # the strength used ("auto" resolved)
     pred = classes[int(np.argmax(scores))]
     source = (
         f"test example {i} of {n} from the model in {args.model}: true class {classes[matches[0]]}"
@@ -218,7 +215,7 @@ def _from_model(args: argparse.Namespace) -> dict[str, Any]:
         "image": image,
         "source": source,
         "model_params": params,
-        "model_alpha": float(alpha) if isinstance(alpha, (int, float)) else None,
+        "model_alpha": float(alpha),
     }
 
 
@@ -250,12 +247,10 @@ def run(args: argparse.Namespace) -> int:
         got = _from_model(args)
         model_params = got.pop("model_params")
         model_alpha = got.pop("model_alpha")
-        if alpha is None and model_alpha is not None:
+        if alpha is None:
             alpha = model_alpha
         kw.update(got)
         if params is None and args.penalty is not None:
-            if model_params is None:
-                raise CLIError("--weights: expected the weights (the model has no coef_)")
             params = model_params
     else:
         if args.scores:

@@ -23,7 +23,14 @@ import crossent
 from crossent._penalties import check_penalty
 from crossent.models._optim import SCHEDULES, make_optimizer
 from crossent.models._solvers import blas_threads, fit_lbfgs, fit_stochastic, unpack
-from crossent.models._state import TrainingState, fitted_from_arrays, fitted_to_arrays, make_rng
+from crossent.models._state import (
+    TrainingState,
+    classes_from_arrays,
+    fitted_to_arrays,
+    history_from_arrays,
+    make_rng,
+    params_from_arrays,
+)
 
 Params = list[NDArray[np.float64]]
 Callback = Callable[[dict[str, Any]], Any]
@@ -227,6 +234,19 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             self.__dict__.pop(stale, None)
         self._state = TrainingState.start(rng, optimizer, theta.size, self.momentum)
 
+    def record_epoch(self, loss: float, validation_score: float | None = None) -> dict[str, Any]:
+        """What a solver reports after each epoch (L-BFGS: each iteration): the loss (and the
+        validation score) join the history, the training state counts it; returns what the
+        ``callback`` of :meth:`fit` is given."""
+        self._state.t += 1
+        self.n_iter_ += 1
+        self.loss_curve_.append(loss)
+        info: dict[str, Any] = {"epoch": self.n_iter_, "loss": loss}
+        if validation_score is not None:
+            self.validation_scores_.append(validation_score)
+            info["validation_score"] = validation_score
+        return info
+
     def _rebuild_theta(self) -> None:
         """Copy the public attributes into a fresh ``theta`` and re-publish them as its views."""
         params = self._params()
@@ -337,6 +357,12 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             fit_stochastic(self, X, y_idx, solver, 1, None, False, stop=False)
         return self
 
+    def penalized_weights(self) -> Params:
+        """The weight matrices that the penalty acts on, biases excluded: ``[coef_]`` for the
+        linear model, ``coefs_`` (every layer's) for the MLP."""
+        check_is_fitted(self)
+        return self._params()[0::2]
+
     # ---- the fitted state as arrays (what crossent.io saves and loads) -------------------------
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         """The fitted model as ``(metadata, arrays)``: JSON-able values and plain arrays.
@@ -346,7 +372,7 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         (:func:`crossent.io.save_model` writes these into one ``.npz``).
         """
         check_is_fitted(self)
-        return fitted_to_arrays(self)
+        return fitted_to_arrays(self, self._params(), getattr(self, "_state", None))
 
     @classmethod
     def from_arrays(
@@ -359,7 +385,24 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         """
         est = cls(**params)
         est._check_hyperparameters()
-        return fitted_from_arrays(est, meta, arrays)
+        for name, value in classes_from_arrays(meta, arrays).items():
+            setattr(est, name, value)
+        est._shapes_ = est._shapes(est.n_features_in_, est.classes_.size)
+        est._publish(params_from_arrays(arrays, est._shapes_))
+        est._rebuild_theta()
+        for name, value in history_from_arrays(meta, arrays, est.alpha).items():
+            setattr(est, name, value)
+        size = est._theta.size
+        if meta.get("state"):
+            est._state = TrainingState.from_arrays(
+                meta["state"], arrays, size=size, momentum=est.momentum
+            )
+        else:  # no state saved: a continued fit starts a fresh stream
+            solver = est._resolve_solver()
+            optimizer = "sgd" if solver == "lbfgs" else solver
+            rng = make_rng(est.random_state)
+            est._state = TrainingState.start(rng, optimizer, size, est.momentum)
+        return est
 
     # ---- prediction ----------------------------------------------------------------------
     def _raw_scores(self, X: Any) -> NDArray[np.float64]:
