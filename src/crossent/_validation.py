@@ -18,8 +18,8 @@ from crossent._spec import (  # noqa: F401  (re-exported)
     check_positive,
     check_reduction,
     check_unit_interval,
-    describe_value,
 )
+from crossent._spec import describe_value as describe
 
 
 def as_float_array(x: ArrayLike, name: str, *, min_ndim: int = 1) -> NDArray[np.floating]:
@@ -27,9 +27,7 @@ def as_float_array(x: ArrayLike, name: str, *, min_ndim: int = 1) -> NDArray[np.
     try:
         arr = np.asarray(x)
     except (ValueError, TypeError) as exc:
-        raise TypeError(
-            f"{name}: expected a numeric array, got {describe_value(x)} ({exc})"
-        ) from None
+        raise TypeError(f"{name}: expected a numeric array, got {describe(x)} ({exc})") from None
     if arr.dtype.kind in "biu":
         arr = arr.astype(np.float64)
     elif arr.dtype.kind == "f":
@@ -47,7 +45,7 @@ def as_float_array(x: ArrayLike, name: str, *, min_ndim: int = 1) -> NDArray[np.
 
 def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {describe_value(axis)}")
+        raise TypeError(f"{name}: expected an int, got {describe(axis)}")
     axis = int(axis)
     if not -ndim <= axis < ndim:
         raise ValueError(f"{name}: expected an int in [{-ndim}, {ndim - 1}], got {axis}")

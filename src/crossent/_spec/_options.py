@@ -20,26 +20,6 @@ from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "BACKENDS",
-    "DEFAULT_OPTIONS",
-    "ENTRY_POINTS",
-    "OPTIONS",
-    "REDUCTIONS",
-    "LossOptions",
-    "Option",
-    "check_bool",
-    "check_int",
-    "check_nonnegative",
-    "check_positive",
-    "check_reduction",
-    "check_unit_interval",
-    "describe_value",
-    "make_options",
-    "options_for",
-    "options_from",
-]
-
 REDUCTIONS = ("mean", "sum", "none")
 BACKENDS = ("auto", "cpu", "triton")
 
@@ -161,18 +141,18 @@ def _option(
     where: frozenset[str] = LOSS_ENTRY_POINTS,
     per_call: bool = False,
     cli: tuple[str, str] | None = None,
+    patch_model: bool = False,
 ) -> Any:
     """One row of the table, as a field of :class:`LossOptions`.
 
-    ``where``: the entry points that take it (:data:`ENTRY_POINTS`); ``per_call``: the modules
-    take it in ``forward``, not in the constructor; ``cli``: ``(metavar, help)`` of its
-    ``crossent explain`` flag.
+    ``where``: the loss entry points that take it (:data:`ENTRY_POINTS`); ``per_call``: the
+    modules take it in ``forward``, not in the constructor; ``cli``: ``(metavar, help)`` of
+    its flag of ``crossent explain`` (which then takes it); ``patch_model``: ``patch_model``
+    takes it too.
     """
+    where = where | ({"explain"} if cli else set()) | ({"patch_model"} if patch_model else set())
     meta = {"check": check, "doc": doc, "where": where, "per_call": per_call, "cli": cli}
     return dataclasses.field(default=default, metadata=meta)
-
-
-_EXPLAINED = LOSS_ENTRY_POINTS | {"explain"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -190,28 +170,25 @@ class LossOptions:
     reduction: str = _option("mean", check_reduction, "'mean', 'sum' or 'none'")
     label_smoothing: float = _option(
         0.0, check_unit_interval, "ε: the target becomes (1-ε)·q + ε/k over the k finite classes",
-        where=_EXPLAINED | {"patch_model"},
         cli=("EPS", "the target becomes (1 - EPS)·q + EPS/C (0 <= EPS <= 1; default 0)"),
+        patch_model=True,
     )  # fmt: skip
     z_loss: float = _option(
         0.0, check_nonnegative, "λ: adds λ·lse(x)² to each non-ignored position's loss",
-        where=_EXPLAINED | {"patch_model"},
         cli=("LAMBDA", "add LAMBDA·(log sum exp)² to the loss (PaLM's z-loss; default 0)"),
+        patch_model=True,
     )  # fmt: skip
     softcap: float | None = _option(
         None, _check_softcap, "s: the logits become s·tanh(x/s) first (Gemma 2)",
-        where=_EXPLAINED,
         cli=("CAP", "soft-cap the scores to CAP·tanh(score/CAP) first (Gemma 2; CAP > 0)"),
     )  # fmt: skip
     temperature: float = _option(
         1.0, check_positive, "T: the logits are divided by T first (before soft-capping)",
-        where=_EXPLAINED | {"patch_model"},
-        cli=("T", "divide the scores by T > 0 first (default 1)"),
+        cli=("T", "divide the scores by T > 0 first (default 1)"), patch_model=True,
     )  # fmt: skip
     num_items: float | None = _option(
-        None, _check_num_items, "the 'mean' denominator of the whole global batch",
-        per_call=True,
-    )  # fmt: skip
+        None, _check_num_items, "the 'mean' denominator of the whole global batch", per_call=True
+    )
     return_lse: bool = _option(
         False, check_bool, "also return each position's log-sum-exp", where=frozenset({"torch"})
     )

@@ -73,31 +73,17 @@ class LogitsSource:
         return self._to_matrix(t)
 
 
-class RowsLoss(Protocol):
-    """What a backend computes from ``(M, C)`` logits: per-row losses (M,), per-row
-    log-sum-exps (M,) and, if ``want_grad``, the gradient of the rows' losses times ``scales``
-    (written over ``x`` when ``opts.inplace``). The options are validated; errors report
-    positions in ``layout``."""
-
-    def __call__(
-        self,
-        x: torch.Tensor,
-        target: torch.Tensor,
-        weight: torch.Tensor | None,
-        opts: LossOptions,
-        scales: Scales,
-        want_grad: bool,
-        layout: Layout | None = None,
-        /,
-    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]: ...
-
-
 class Backend(Protocol):
     """A backend: the NumPy engine (:mod:`crossent.torch._cpu`) or the Triton kernels
-    (:mod:`crossent.torch._triton_ce`)."""
+    (:mod:`crossent.torch._triton_ce`), chosen by :func:`backend`."""
 
-    @property
-    def ce_rows(self) -> RowsLoss: ...
+    def ce_rows(self, x: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+                opts: LossOptions, scales: Scales, want_grad: bool, layout: Layout | None = None,
+                /) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """Per-row losses (M,) and log-sum-exps (M,) of ``(M, C)`` logits and, if
+        ``want_grad``, the gradient of the rows' losses times ``scales`` (written over ``x``
+        when ``opts.inplace``). The options are validated; errors report positions in
+        ``layout``."""
 
 
 def backend(x: torch.Tensor, opts: LossOptions) -> Backend:
@@ -107,19 +93,6 @@ def backend(x: torch.Tensor, opts: LossOptions) -> Backend:
 
         return _triton_ce
     return _cpu
-
-
-def rows_forward(
-    x: torch.Tensor,
-    target: torch.Tensor,
-    weight: torch.Tensor | None,
-    opts: LossOptions,
-    scales: Scales,
-    want_grad: bool,
-    layout: Layout | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """:class:`RowsLoss` on the backend that runs ``x``."""
-    return backend(x, opts).ce_rows(x, target, weight, opts, scales, want_grad, layout)
 
 
 def loss_forward(
@@ -133,7 +106,7 @@ def loss_forward(
     """``(loss in x's dtype, lse (M,), gradient of the loss or None, scales)`` of ``(M, C)``
     logits: the spec's denominator, the backend, the spec's reduction."""
     scales = scales_for(t, w, opts)
-    rows, lse, grad = rows_forward(x, t, w, opts, scales, want_grad, layout)
+    rows, lse, grad = backend(x, opts).ce_rows(x, t, w, opts, scales, want_grad, layout)
     loss = rows if opts.reduction == "none" else reduce_rows(rows, lse, t, opts, scales)
     lse = lse.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
     return loss.to(x.dtype), lse, grad, scales

@@ -29,8 +29,8 @@ from crossent.torch import _cpu
 from crossent.torch._autograd import (
     FORWARD_AD_ERROR,
     VOCAB_PARALLEL_ERROR,
+    backend,
     check_no_func_transform,
-    rows_forward,
 )
 from crossent.torch._buffers import grad_buffer
 from crossent.torch._compile import eager_under_compile
@@ -46,19 +46,6 @@ from crossent.torch._options import (
     use_triton,
 )
 
-
-def _chunk_rows(
-    x: torch.Tensor,
-    target: torch.Tensor,
-    weight: torch.Tensor | None,
-    opts: LossOptions,
-    scales: Scales,
-    want_grad: bool,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
-    """A chunk's per-row losses and lses; its gradient (times the scales) overwrites it."""
-    return rows_forward(x, target, weight, opts, scales, want_grad)
-
-
 # a head's loss of one chunk of logits: (logits, target, class weights, options, scales,
 # want_grad) -> per-row losses, per-row log-sum-exps, the gradient (written over the logits)
 ChunkLoss = Callable[
@@ -70,9 +57,10 @@ ChunkLoss = Callable[
 @dataclasses.dataclass(frozen=True)
 class Head:
     """What changes when the head's rows (the vocabulary) are split over ranks (default: none):
-    the chunk loss, and a reduction of the input gradient (in place)."""
+    the chunk loss (default: the backend's ``ce_rows``), and a reduction of the input gradient
+    (in place)."""
 
-    chunk_loss: ChunkLoss = _chunk_rows
+    chunk_loss: ChunkLoss | None = None
     reduce_input_grad: Callable[[torch.Tensor], None] | None = None
 
     def check_supported(self, what: str) -> None:
@@ -103,6 +91,7 @@ def _run(
     cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
     # the Triton kernel reads any dtype: its logits buffer is in x's dtype, written by the GEMM
     bdt = x.dtype if use_triton(x, opts) else cdt
+    chunk_loss = head.chunk_loss or backend(x, opts).ce_rows
     want_grad = any(grads)
     gx = torch.empty_like(x) if grads[0] else None
     # the chunk's gradient overwrites its logits
@@ -129,8 +118,7 @@ def _run(
             torch.addmm(b, xc, wt, out=lg)
         else:
             torch.mm(xc, wt, out=lg)
-        rows, lse, _ = head.chunk_loss(lg, target[r0:r1], class_weight, chunk_opts, scales,
-                                       want_grad)  # fmt: skip
+        rows, lse, _ = chunk_loss(lg, target[r0:r1], class_weight, chunk_opts, scales, want_grad)
         losses[r0:r1], lses[r0:r1] = rows, lse
         if not want_grad:
             continue
