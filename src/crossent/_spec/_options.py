@@ -225,21 +225,13 @@ class Option:
     per_call: bool
     cli: tuple[str, str] | None
 
-    def is_default(self, value: Any) -> bool:
-        """``value`` is the default, by type too (``True == 1.0`` must not pass)."""
-        d = self.default
-        if d is None:
-            return value is None
-        if type(d) is float:
-            return type(value) in (float, int) and value == d
-        return type(value) is type(d) and value == d
-
 
 OPTIONS: tuple[Option, ...] = tuple(
     Option(f.name, str(f.type), f.default, **f.metadata) for f in dataclasses.fields(LossOptions)
 )
 NAMES = tuple(o.name for o in OPTIONS)
 DEFAULT_OPTIONS = LossOptions()
+_CHECKS = {o.name: (o.default, o.check) for o in OPTIONS}
 
 
 def options_for(entry_point: str, *, per_call: bool | None = None) -> tuple[Option, ...]:
@@ -256,10 +248,13 @@ def options_for(entry_point: str, *, per_call: bool | None = None) -> tuple[Opti
 
 def make_options(**options: Any) -> LossOptions:
     """Validate every option once: a ``TypeError``/``ValueError`` naming the argument."""
-    unknown = sorted(set(options) - set(NAMES))
-    if unknown:
+    if not options.keys() <= _CHECKS.keys():
+        unknown = sorted(set(options) - set(NAMES))
         raise TypeError(f"make_options: unknown options {unknown}; expected some of {NAMES}")
-    values = {o.name: o.check(options.get(o.name, o.default), o.name) for o in OPTIONS}
+    values = {
+        name: check(options[name], name) if name in options else default
+        for name, (default, check) in _CHECKS.items()
+    }
     if values["num_items"] is not None and values["reduction"] != "mean":
         raise ValueError(
             f"num_items: expected None with reduction={values['reduction']!r} (num_items "
@@ -275,7 +270,17 @@ def options_from(args: Mapping[str, Any]) -> LossOptions:
     call, as the classifier calls this every step; the test is over the whole table, so that
     no option can be left out of it.
     """
-    given = {name: args[name] for name in NAMES if name in args}
-    if all(o.is_default(given.get(o.name, o.default)) for o in OPTIONS):
-        return DEFAULT_OPTIONS
-    return make_options(**given)
+    for name, default, types in _DEFAULT_TYPES:
+        value = args.get(name, default)
+        if value is not default and (type(value) not in types or value != default):
+            return make_options(**{name: args[name] for name in NAMES if name in args})
+    return DEFAULT_OPTIONS
+
+
+# (name, default, the types a value equal to the default may have to count as the default:
+# an int for a float, not a bool; None only as itself), for the fast path above
+_DEFAULT_TYPES = tuple(
+    (o.name, o.default, () if o.default is None else (float, int) if type(o.default) is float
+     else (type(o.default),))
+    for o in OPTIONS
+)  # fmt: skip
