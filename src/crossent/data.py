@@ -228,10 +228,6 @@ def write_idx(path: str | os.PathLike[str], array: ArrayLike) -> None:
     atomic_write(path, data)
 
 
-def _md5(path: Path) -> str:
-    return hashlib.md5(read_regular(path), usedforsecurity=False).hexdigest()
-
-
 def _fetch(url: str, dest: Path, md5: str, timeout: float = 20.0) -> None:
     """Download ``url`` to ``dest`` atomically, keeping it only if its MD5 is ``md5``."""
     digest = hashlib.md5(usedforsecurity=False)

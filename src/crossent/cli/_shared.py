@@ -427,7 +427,7 @@ def fit_metrics(
     import numpy as np
 
     _, y_fit, _, y_val = parts
-    weights = getattr(clf, "coefs_", [clf.coef_])
+    weights = clf.penalized_weights()
     return {
         "train_accuracy": float(np.mean(clf.predict(Z_fit) == y_fit)),
         "val_accuracy": float(np.mean(clf.predict(Z_val) == y_val)) if Z_val is not None else None,

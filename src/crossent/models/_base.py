@@ -24,35 +24,30 @@ from crossent._penalties import check_penalty
 from crossent._tabular import check_features
 from crossent.models._optim import SCHEDULES, make_optimizer
 from crossent.models._solvers import blas_threads, fit_lbfgs, fit_stochastic, unpack
-from crossent.models._state import TrainingState, fitted_from_arrays, fitted_to_arrays
+from crossent.models._state import (
+    TrainingState,
+    classes_from_arrays,
+    fitted_to_arrays,
+    history_from_arrays,
+    make_rng,
+    params_from_arrays,
+)
 
 Params = list[NDArray[np.float64]]
 Callback = Callable[[dict[str, Any]], Any]
 
 
-def make_rng(random_state: Any) -> np.random.Generator:
-    """A ``np.random.Generator`` from ``None``, an int, a ``Generator`` or a ``RandomState``."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(int(random_state.randint(np.iinfo(np.int32).max)))
-    if random_state is None or (
-        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
-    ):
-        return np.random.default_rng(None if random_state is None else int(random_state))
-    raise TypeError(
-        "random_state: expected None, an int, a numpy Generator or RandomState, "
-        f"got {random_state!r}"
-    )
-
-
 def _check_number(
     value: Any, name: str, low: float, high: float = np.inf, *, integer=False, what: str = ""
 ):
+    """A number in ``[low, high]``: a ``TypeError`` for a value that is not a number (an int
+    with ``integer``), a ``ValueError`` for one out of range, as the loss's own checks do."""
     kinds = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= float(value) <= high:
-        what = what or ("an int" if integer else "a number")
-        bounds = f">= {low:g}" if high == np.inf else f"in [{low:g}, {high:g}]"
+    what = what or ("an int" if integer else "a number")
+    bounds = f">= {low:g}" if high == np.inf else f"in [{low:g}, {high:g}]"
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise TypeError(f"{name}: expected {what} {bounds}, got {value!r}")
+    if not low <= float(value) <= high:
         raise ValueError(f"{name}: expected {what} {bounds}, got {value!r}")
 
 
@@ -94,7 +89,10 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
     # ---- validation ----------------------------------------------------------------------
     def _check_hyperparameters(self) -> str:
         check_penalty(self.penalty)
-        if not (isinstance(self.alpha, str) and self.alpha == "auto"):
+        if isinstance(self.alpha, str):  # a string is a value of alpha's type: 'auto' or wrong
+            if self.alpha != "auto":
+                raise ValueError(f"alpha: expected 'auto' or a number >= 0, got {self.alpha!r}")
+        else:
             _check_number(self.alpha, "alpha", 0.0, what="'auto' or a number")
         _check_number(self.l1_ratio, "l1_ratio", 0.0, 1.0)
         _check_number(self.max_iter, "max_iter", 1, integer=True)
@@ -255,6 +253,19 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             self.__dict__.pop(stale, None)
         self._state = TrainingState.start(rng, optimizer, theta.size, self.momentum)
 
+    def record_epoch(self, loss: float, validation_score: float | None = None) -> dict[str, Any]:
+        """What a solver reports after each epoch (L-BFGS: each iteration): the loss (and the
+        validation score) join the history, the training state counts it; returns what the
+        ``callback`` of :meth:`fit` is given."""
+        self._state.t += 1
+        self.n_iter_ += 1
+        self.loss_curve_.append(loss)
+        info: dict[str, Any] = {"epoch": self.n_iter_, "loss": loss}
+        if validation_score is not None:
+            self.validation_scores_.append(validation_score)
+            info["validation_score"] = validation_score
+        return info
+
     def _rebuild_theta(self) -> None:
         """Copy the public attributes into a fresh ``theta`` and re-publish them as its views."""
         params = self._params()
@@ -367,6 +378,12 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             fit_stochastic(self, X, y_idx, solver, 1, None, False, stop=False)
         return self
 
+    def penalized_weights(self) -> Params:
+        """The weight matrices that the penalty acts on, biases excluded: ``[coef_]`` for the
+        linear model, ``coefs_`` (every layer's) for the MLP."""
+        check_is_fitted(self)
+        return self._params()[0::2]
+
     # ---- the fitted state as arrays (what crossent.io saves and loads) -------------------------
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         """The fitted model as ``(metadata, arrays)``: JSON-able values and plain arrays.
@@ -376,7 +393,7 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         (:func:`crossent.io.save_model` writes these into one ``.npz``).
         """
         check_is_fitted(self)
-        return fitted_to_arrays(self)
+        return fitted_to_arrays(self, self._params(), getattr(self, "_state", None))
 
     @classmethod
     def from_arrays(
@@ -389,7 +406,24 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         """
         est = cls(**params)
         est._check_hyperparameters()
-        return fitted_from_arrays(est, meta, arrays)
+        for name, value in classes_from_arrays(meta, arrays).items():
+            setattr(est, name, value)
+        est._shapes_ = est._shapes(est.n_features_in_, est.classes_.size)
+        est._publish(params_from_arrays(arrays, est._shapes_))
+        est._rebuild_theta()
+        for name, value in history_from_arrays(meta, arrays, est.alpha).items():
+            setattr(est, name, value)
+        size = est._theta.size
+        if meta.get("state"):
+            est._state = TrainingState.from_arrays(
+                meta["state"], arrays, size=size, momentum=est.momentum
+            )
+        else:  # no state saved: a continued fit starts a fresh stream
+            solver = est._resolve_solver()
+            optimizer = "sgd" if solver == "lbfgs" else solver
+            rng = make_rng(est.random_state)
+            est._state = TrainingState.start(rng, optimizer, size, est.momentum)
+        return est
 
     # ---- prediction ----------------------------------------------------------------------
     def _raw_scores(self, X: Any) -> NDArray[np.float64]:

@@ -29,8 +29,7 @@ import torch
 import torch.distributed as dist
 
 from crossent import _algebra, _spec
-from crossent.torch._cpu import transform
-from crossent.torch._options import LossOptions, check_class_weight
+from crossent.torch._options import LossOptions, check_class_weight, transform
 
 _NAN, _POSINF = 2.0, 1.0  # flag values of bad logits (MAX keeps the worse)
 
