@@ -32,9 +32,17 @@ too: :func:`check_row_maxima` and :func:`logits_error`.
 
 The functions take and return arrays of one namespace (found with :func:`namespace`) and use
 only the Python array API standard's operators and ``where``, so the same lines run on every
-backend; nothing here converts, copies to the host or writes in place, except the checks
-(which read one boolean back). The readable, unoptimized definition of the same loss is
-:mod:`crossent.reference`.
+backend (a new backend, JAX's included, gathers the statistics and calls these). Nothing here
+converts or copies to the host, except the checks (which read one boolean back), and nothing
+writes in place but :func:`row_loss` on the NumPy array it made and
+:func:`chain_factor` when asked to (``overwrite=True``). The readable, unoptimized
+definition of the same loss is :mod:`crossent.reference`; :func:`smoothed_target` is the
+smoothed target for a backend that holds it whole.
+
+Names for the backends, kept stable (add, do not rename): :func:`namespace`,
+:func:`logits_error`, :func:`check_row_maxima`, :data:`SAFE_RANGE`, :func:`no_shift_range`,
+:func:`target_sums`, :func:`smoothed_target`, :func:`row_loss`, :class:`GradCoefficients`,
+:func:`grad_coefficients`, :func:`chain_factor`, :func:`reduce_rows`.
 """
 
 from __future__ import annotations
