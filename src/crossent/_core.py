@@ -173,7 +173,7 @@ def compute(
     return prep.reduce(loss, lse), lse, prep.finish_grad(buf, ret)
 
 
-_MEAN, _SUM = _spec.DEFAULT_OPTIONS, _spec.LossOptions(reduction="sum")
+_MEAN = _spec.DEFAULT_OPTIONS  # 'mean' without num_items: the batch's own denominator
 
 # at most this many logits take the lean path below (when its conditions hold)
 SMALL_MAX_ELEMENTS = 1 << 15
@@ -220,7 +220,7 @@ def small_simple(
     lse = log_s.astype(np.float64) if shift is None else (log_s + shift).astype(np.float64)
     # the algebra in unshifted coordinates (m = 0): a = 1, lin = x_y, log Σ exp = lse
     loss = _algebra.row_loss(1.0, logits.take(flat), lse, lse)
-    scale = _spec.mean_scales(_MEAN if reduction == "mean" else _SUM, n, n, weighted=False).ce
+    scale = _spec.mean_scales(_MEAN, n, n, weighted=False).ce if reduction == "mean" else 1.0
     out = loss if reduction == "none" else float(loss.sum()) * scale
     if not want_grad:
         return out, lse, None
