@@ -47,6 +47,7 @@ def dtensor_cross_entropy(
         _local(target, "target", sharded_ok=True),
         group=mesh.get_group(),
         weight=_local(weight, "weight", sharded_ok=False),
+        class_dim=class_dim,
         **options,
     )
     return DTensor.from_local(loss, mesh, [Replicate()], run_check=False)
