@@ -218,7 +218,7 @@ def find_shard(
 
     try:
         shard = vocab_shard(
-            local.n_local if local is not None else 0, local.x.shape[0] if local else 0,
+            local.n_local if local is not None else 0, local.x.shape[0] if local is not None else 0,
             group, device, names["x"], extra=torch.cat([flag, entries]), check=check,
         )  # fmt: skip
     except ValueError:
