@@ -573,3 +573,46 @@ def test_trl_fused_head_patched_before_and_after():
                        r"replaced, got LlamaForCausalLM with TRL's fused head .*patch the model "
                        r"before building the trainer"):  # fmt: skip
         patch_model(late)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_trl_sft_trainer_patched_before_trains_bit_identically(tmp_path):
+    """A real ``SFTTrainer``: patched before it is built, the logged losses are the unpatched
+    run's, bit for bit (TRL's own head trains); patched after, refused."""
+    trl = pytest.importorskip("trl")
+    datasets = pytest.importorskip("datasets")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {f"w{i}": i for i in range(200)} | {"<pad>": 200, "<eos>": 201}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>",
+                                                     eos_token="<eos>")  # fmt: skip
+    texts = [" ".join(f"w{(i * 7 + j) % 200}" for j in range(5 + i % 7)) for i in range(32)]
+    data = datasets.Dataset.from_dict({"text": texts})
+
+    def trainer(patched):
+        model = make("llama", vocab_size=202)
+        if patched:
+            patch_model(model)
+        args = trl.SFTConfig(
+            output_dir=str(tmp_path / f"run{int(patched)}"), max_steps=4,
+            per_device_train_batch_size=4, logging_steps=1, report_to="none", use_cpu=True,
+            save_strategy="no", disable_tqdm=True, seed=0, learning_rate=0.1,
+            dataloader_num_workers=0,
+        )  # fmt: skip
+        return trl.SFTTrainer(model=model, args=args, train_dataset=data,
+                              processing_class=tokenizer)  # fmt: skip
+
+    runs = []
+    for patched in (False, True):
+        t = trainer(patched)
+        t.train()
+        runs.append([h["loss"] for h in t.state.log_history if "loss" in h])
+    assert len(runs[0]) == 4 and runs[0] == runs[1]
+    late = trainer(False)
+    with pytest.raises(ValueError, match="patch the model before building the trainer"):
+        patch_model(late.model)
