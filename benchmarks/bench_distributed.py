@@ -213,7 +213,7 @@ def main() -> None:
                   f"{r['time'] / base['time']:.2f} | {r['peak'] / 1e9:.2f} | "
                   f"{r['peak'] / single['peak']:.2f} | {coll or '-'} |")  # fmt: skip
         notes.append(_check_cost(res, name, args.repeat))
-    print("\n" + "\n".join(n for n in notes if n))
+    print("\n" + "\n".join(n for n in notes if n), flush=True)
 
 
 def _check_cost(res: dict[str, dict[str, Any]], name: str, repeat: int) -> str:
