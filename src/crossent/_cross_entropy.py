@@ -96,8 +96,10 @@ def cross_entropy(
     num_items : float >= 0, optional
         Only with ``reduction='mean'``: divide the sum by this instead, the non-ignored target
         weight of the whole global batch (all data-parallel ranks and accumulation steps), so
-        that summing the losses of micro-batches gives the exact global mean. It must be at
-        least this batch's own denominator; ``num_items`` of 0 gives 0.
+        that summing the losses of micro-batches gives the exact global mean. Any value > 0
+        is taken as given, also one below this batch's own denominator (as transformers'
+        ``Trainer``, which divides it by the tensor-parallel size); 0 only when every target
+        is ignored (the loss is then 0). A 0-d or one-element array is accepted.
 
     Returns
     -------

@@ -44,9 +44,11 @@ unchanged (as in PaLM and Liger-Kernel). A denominator of 0 (every target ignore
 ``num_items=K`` (``'mean'`` only) replaces both denominators by ``K``, the count of non-ignored
 target weight over the whole global batch (every data-parallel rank and accumulation step): the
 loss is then ``(Σ ce_n + λ Σ lse_n²) / K``, and summing these losses over micro-batches and
-ranks gives exactly the global mean and its gradient. With class weights ``K`` is a weight sum,
-not a count of positions, so class weights, index targets, a z-loss and ``num_items`` together
-are refused.
+ranks gives exactly the global mean and its gradient. Any ``K > 0`` is taken as given, also one
+below this batch's own count (transformers' ``Trainer`` divides its count by the tensor-,
+context- or sequence-parallel size); ``K = 0`` is accepted only when every target is ignored.
+With class weights ``K`` is a weight sum, not a count of positions, so class weights, index
+targets, a z-loss and ``num_items`` together are refused.
 """
 
 from __future__ import annotations
@@ -189,10 +191,12 @@ def mean_scales(opts: LossOptions, weight_sum: float, count: float, *, weighted:
             "a mean over positions, num_items a sum of class weights); got num_items="
             f"{k!r} with z_loss={opts.z_loss!r}"
         )
-    if weight_sum > k * (1.0 + 1e-6) + 1e-9:
+    # Any k > 0 divides the sum, also one below this batch's own count: transformers' Trainer
+    # divides its count by the tensor/context/sequence-parallel size, whose ranks share tokens.
+    if k == 0.0 and weight_sum > 0.0:
         raise ValueError(
-            f"num_items: expected at least this batch's non-ignored target weight "
-            f"({weight_sum!r}), got {k!r}; it counts the whole global batch"
+            f"num_items: expected a number > 0 when this batch has non-ignored targets "
+            f"(target weight {weight_sum!r}), got {k!r}"
         )
     return Scales(_inverse(k), _inverse(k))
 

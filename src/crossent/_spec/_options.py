@@ -112,7 +112,8 @@ def _check_softcap(value: Any, name: str) -> float | None:
 def _check_num_items(value: Any, name: str) -> float | None:
     if value is None:
         return None
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # a 0-d array or tensor
+    # a 0-d or one-element array or tensor (transformers' Trainer passes either)
+    if getattr(value, "shape", None) in ((), (1,)) and hasattr(value, "item"):
         value = value.item()
     k = _real(value, name, "a real number or None")
     if not 0.0 <= k < math.inf:

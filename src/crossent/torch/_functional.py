@@ -151,7 +151,7 @@ def cross_entropy(
     return_lse : bool, default False
         Also return the log-sum-exp of each position's transformed logits (float32, the
         batch shape; not differentiable), e.g. to log the z-loss.
-    num_items : float >= 0 or 0-d Tensor, optional
+    num_items : float >= 0, or a 0-d or one-element Tensor, optional
         As :func:`crossent.cross_entropy` (the ``'mean'`` denominator of the whole global
         batch, see :mod:`crossent._spec`). Not with class weights and ``z_loss`` together.
     inplace : bool, default False

@@ -51,6 +51,7 @@ def dtensor_cross_entropy(input: Any, target: Any, weight: Any, opts: LossOption
         _local(target, "target", sharded_ok=True),
         group=mesh.get_group(),
         weight=_local(weight, "weight", sharded_ok=False),
+        class_dim=class_dim,
         **{o.name: getattr(opts, o.name) for o in passed},
     )
     return DTensor.from_local(loss, mesh, [Replicate()], run_check=False)
