@@ -6,6 +6,11 @@ this rank's columns of the gradient) and against one process holding everything:
 
     python benchmarks/bench_distributed.py --n 4096 --v 128256 --d 1024
 
+The vocabulary-parallel steps alternate ``check_ranks=True`` and ``False`` in the same process
+group (each round in the other order): the cost of checking that the ranks' arguments agree is
+printed below the table. ``--impls`` runs some of the implementations only (the ratio columns
+are then against the first one given when all-gather or single is left out).
+
 Each (case, implementation) runs in a fresh process group so that each rank's peak resident
 memory is its own. "peak" is the inputs plus the peak extra memory of a steady-state step
 (after a warm-up step) above the level once the inputs exist (``VmHWM`` reset through
@@ -26,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 IMPLS = ["single", "all-gather", "vocab-parallel"]
+CHECK = [True]  # check_ranks of the vocabulary-parallel steps, switched between steps
 
 
 def _kib(field: str) -> int:
@@ -84,7 +90,7 @@ def _setup(case: str, impl: str, rank: int, world: int, args: Any):  # type: ign
             cross_entropy(full, y).backward()
             x.grad = full.grad[:, lo:hi].clone()  # type: ignore[index]
 
-        vp = lambda: vocab_parallel_cross_entropy(x, y).backward()  # noqa: E731
+        vp = lambda: vocab_parallel_cross_entropy(x, y, check_ranks=CHECK[0]).backward()  # noqa: E731
         return (ag if impl == "all-gather" else vp), x.nbytes
     h = torch.randn(n, d, generator=torch.Generator().manual_seed(1)).requires_grad_()
     w = (torch.randn(hi - lo, d, generator=g) * d**-0.5).requires_grad_()
@@ -98,7 +104,9 @@ def _setup(case: str, impl: str, rank: int, world: int, args: Any):  # type: ign
         logits.backward(full.grad[:, lo:hi])  # type: ignore[index]
         dist.all_reduce(h.grad)  # the input gradient: a sum over ranks
 
-    vp_head = lambda: vocab_parallel_linear_cross_entropy(h, w, y).backward()  # noqa: E731
+    vp_head = lambda: vocab_parallel_linear_cross_entropy(  # noqa: E731
+        h, w, y, check_ranks=CHECK[0]
+    ).backward()
     return (ag_head if impl == "all-gather" else vp_head), h.nbytes + w.nbytes
 
 
@@ -126,15 +134,18 @@ def _worker(rank: int, world: int, case: str, impl: str, args: Any, out: str) ->
         coll[name] = coll.get(name, 0) + nbytes
     if world > 1:
         dist.barrier()
-    times = []
-    for _ in range(args.repeat):
-        t0 = time.perf_counter()
-        step()
-        times.append(time.perf_counter() - t0)
-        if world > 1:
-            dist.barrier()
-    res = {"time": statistics.median(times), "peak": input_bytes + peak, "extra": peak,
-           "collectives": coll}  # fmt: skip
+    times: dict[bool, list[float]] = {True: [], False: []}
+    flags = (True, False) if impl == "vocab-parallel" else (True,)
+    for i in range(args.repeat):
+        for flag in flags if i % 2 == 0 else flags[::-1]:
+            CHECK[0] = flag
+            t0 = time.perf_counter()
+            step()
+            times[flag].append(time.perf_counter() - t0)
+            if world > 1:
+                dist.barrier()
+    res = {"time": statistics.median(times[True]), "peak": input_bytes + peak, "extra": peak,
+           "collectives": coll, "unchecked": statistics.median(times[False] or [0.0])}  # fmt: skip
     Path(f"{out}.{rank}.json").write_text(json.dumps(res))
     if world > 1:
         dist.destroy_process_group()
@@ -162,6 +173,7 @@ def main() -> None:
     p.add_argument("--world", type=int, default=2)
     p.add_argument("--repeat", type=int, default=3)
     p.add_argument("--cases", nargs="+", default=["ce", "lce"], choices=["ce", "lce"])
+    p.add_argument("--impls", nargs="+", default=IMPLS, choices=IMPLS)
     args = p.parse_args()
     os.environ.setdefault("CROSSENT_NUM_THREADS", "1")  # one core per rank
 
@@ -174,28 +186,43 @@ def main() -> None:
     print("| case | implementation | time (s) | × all-gather | peak per rank (GB) | "
           "× single | bytes/row per collective |")  # fmt: skip
     print("|---|---|---:|---:|---:|---:|---|")
+    notes: list[str] = []
     for case in args.cases:
         res: dict[str, dict[str, Any]] = {}
         with tempfile.TemporaryDirectory() as tmp:
-            for impl in IMPLS:
+            for impl in args.impls:
                 world = 1 if impl == "single" else args.world
                 out = f"{tmp}/{case}-{impl}"
                 mp.spawn(_worker, args=(world, case, impl, args, out), nprocs=world)
                 ranks = [json.loads(Path(f"{out}.{r}.json").read_text()) for r in range(world)]
                 res[impl] = {
                     "time": max(r["time"] for r in ranks),
+                    "unchecked": max(r["unchecked"] for r in ranks),
                     "peak": max(r["peak"] for r in ranks),
                     "collectives": ranks[0]["collectives"],
                 }
-        for impl in IMPLS:
+        base = res.get("all-gather", res[args.impls[0]])
+        single = res.get("single", res[args.impls[0]])
+        for impl in args.impls:
             r = res[impl]
             coll = ", ".join(
                 f"{k}: {b / args.n:.0f}" for k, b in r["collectives"].items() if b >= args.n
             )
             name = {"ce": "cross-entropy", "lce": "linear + cross-entropy"}[case]
             print(f"| {name} | {impl} | {r['time']:.3f} | "
-                  f"{r['time'] / res['all-gather']['time']:.2f} | {r['peak'] / 1e9:.2f} | "
-                  f"{r['peak'] / res['single']['peak']:.2f} | {coll or '-'} |")  # fmt: skip
+                  f"{r['time'] / base['time']:.2f} | {r['peak'] / 1e9:.2f} | "
+                  f"{r['peak'] / single['peak']:.2f} | {coll or '-'} |")  # fmt: skip
+        notes.append(_check_cost(res, name, args.repeat))
+    print("\n" + "\n".join(n for n in notes if n), flush=True)
+
+
+def _check_cost(res: dict[str, dict[str, Any]], name: str, repeat: int) -> str:
+    r = res.get("vocab-parallel")
+    if r is None:
+        return ""
+    return (f"{name}: check_ranks=True {r['time']:.3f} s, False {r['unchecked']:.3f} s "
+            f"(median of {repeat} interleaved steps each): "
+            f"{100 * (r['time'] / r['unchecked'] - 1):+.1f} %")  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -46,7 +46,8 @@ CASES = [
     ("negative num_items", X, Y, {"num_items": -1}, ValueError, r"^num_items: expected a finite number >= 0 .*got -1$", True),
     ("num_items a string", X, Y, {"num_items": "3"}, TypeError, r"^num_items: expected a real number or None, got '3'$", True),
     ("num_items with 'sum'", X, Y, {"num_items": 4, "reduction": "sum"}, ValueError, r"^num_items: expected None with reduction='sum'", True),
-    ("num_items below the batch's count", X, Y, {"num_items": 1}, ValueError, r"^num_items: expected at least this batch's non-ignored target weight \(2.0\), got 1.0", True),
+    ("num_items 0 with targets", X, Y, {"num_items": 0}, ValueError, r"^num_items: expected a number > 0 when this batch has non-ignored targets \(target weight 2.0\), got 0.0$", True),
+    ("num_items a 2-element array", X, Y, {"num_items": np.array([2.0, 2.0])}, TypeError, r"^num_items: expected a real number or None, got array of shape \(2,\)", False),
     ("num_items, weights and z_loss", X, Y, {"num_items": 4, "weight": W, "z_loss": 1e-4}, ValueError, r"^num_items: not supported with class weights and z_loss together", True),
     # targets
     ("label out of range", X, [0, 3], {}, ValueError, r"^target: expected class indices in \[0, 2\] or ignore_index=-100, got 3 at position \(1,\)$", True),

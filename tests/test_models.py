@@ -343,3 +343,16 @@ def test_split_pipeline_finds_the_classifier():
     assert split_pipeline(make_pipeline("passthrough", clf)) == (None, clf)
     with pytest.raises(TypeError, match=r"model: expected a crossent classifier or Pipeline\(Sta"):
         split_pipeline(make_pipeline(StandardScaler(), StandardScaler(), clf))
+
+
+@pytest.mark.parametrize(
+    ("value", "error"), [("0.1", TypeError), (True, TypeError), (1.5, ValueError)]
+)
+def test_the_estimators_and_the_core_raise_the_same_error_type(value, error):
+    """label_smoothing of the wrong type is a TypeError, out of range a ValueError, in both."""
+    import crossent
+
+    with pytest.raises(error, match="label_smoothing: expected"):
+        crossent.cross_entropy([[1.0, 2.0]], [0], label_smoothing=value)
+    with pytest.raises(error, match="label_smoothing: expected"):
+        SoftmaxClassifier(label_smoothing=value).fit([[0.0], [1.0]], [0, 1])

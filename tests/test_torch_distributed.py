@@ -9,6 +9,7 @@ costs seconds; a case milliseconds). Shards are uneven, columns are split as in
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -65,7 +66,10 @@ LOGIT_CASES = [
     {"prob": True, "label_smoothing": 0.1, "weight": True, "reduction": "sum"},
     {"prob": True, "mask": True, "label_smoothing": 0.2, "z_loss": 1e-3},
     {"prob": True, "mask": True, "reduction": "none", "temperature": 2.0},
-    {"kdim": True, "label_smoothing": 0.1},  # (N, V, 3) logits
+    {"kdim": True, "label_smoothing": 0.1},  # (N, V, 3) logits, class_dim=1
+    {"megatron": True, "label_smoothing": 0.1, "reduction": "none"},  # [s, b, V]: class_dim=-1
+    {"megatron": True, "prob": True, "z_loss": 1e-3},
+    {"num_items": 3.0},  # below this batch's count (9): the sum / 3, as transformers does
     {"big": 400.0, "label_smoothing": 0.1, "z_loss": 1e-4},  # logits in the hundreds: shifted
     {"big": 25.0, "temperature": 0.3},  # exp's safe range ends inside the batch
 ]
@@ -142,17 +146,31 @@ def _check_logits(case, dtype, rank, bounds):
     if "num_items" in case:  # the reference: the sum over the given count
         ref = cross_entropy(full, yf, weight, reduction="sum", **opts) / case["num_items"]
         opts["num_items"] = case["num_items"]
-    shard = _split(x, bounds, rank).clone().requires_grad_()
-    ys = _split(y, bounds, rank).clone().requires_grad_() if prob else y
+    cdim, mine = 1, lambda t: _split(t, bounds, rank)
+    if case.get("kdim"):
+        opts["class_dim"] = 1
+    if case.get("megatron"):  # Megatron's [s, b, V_r] of the same rows: the vocabulary last
+        opts["class_dim"] = cdim = -1
+        mine = lambda t: _split(t, bounds, rank).reshape(2, N // 2, -1)  # noqa: E731
+        if case.get("reduction") == "none":
+            ref = ref.reshape(2, N // 2)
+    shard = mine(x).clone().requires_grad_()
+    ys = (
+        mine(y).clone().requires_grad_()
+        if prob
+        else y.reshape(shard.shape[:-1])
+        if cdim == -1
+        else y
+    )
     got = vocab_parallel_cross_entropy(shard, ys, weight=weight, **opts)
     _close(got, ref, dtype, "loss")
     gout = torch.rand(ref.shape, generator=torch.Generator().manual_seed(3), dtype=dtype) + 0.5
     want = torch.autograd.grad(ref, [full, yf] if prob else [full], gout)
     have = torch.autograd.grad(got, [shard, ys] if prob else [shard], gout)
-    _close(have[0], _split(want[0], bounds, rank), dtype, "logits gradient")
+    _close(have[0], mine(want[0]), dtype, "logits gradient")
     assert torch.isfinite(have[0]).all()
     if prob:
-        _close(have[1], _split(want[1], bounds, rank), dtype, "target gradient")
+        _close(have[1], mine(want[1]), dtype, "target gradient")
 
 
 def _check_linear(case, dtype, rank, bounds):
@@ -246,6 +264,7 @@ def _check_errors(world, rank, bounds):
         )
     with pytest.raises(ValueError, match="expected the same number of rows on every rank"):
         vocab_parallel_cross_entropy(shard[: 4 + rank], y[: 4 + rank])
+    _check_disagreements(world, rank, bounds, x, y, shard)
     # global_num_items: the non-ignored count (weighted) over micro-batches and ranks
     mine = [torch.tensor([1, -100, 2 + rank]), torch.tensor([-100] * rank + [0])]
     everyone = dist.group.WORLD
@@ -253,6 +272,52 @@ def _check_errors(world, rank, bounds):
     assert global_num_items(*mine, group=everyone) == 3 * world
     w = torch.arange(1.0, 12.0, dtype=torch.float64)
     assert global_num_items(*mine, weight=w, group=everyone) == sum(6 + r for r in range(world))
+
+
+def _check_disagreements(world, rank, bounds, x, y, shard):
+    """Ranks that disagree on what must agree raise the same error on every rank (before:
+    a number, or a wait forever); a rank with a bad argument raises its own error, the
+    others name it (before: they waited forever in the all-gather)."""
+    other = torch.where(y == 3, 4, y) if rank == world - 1 else y
+    with pytest.raises(ValueError, match=rf"^target: expected the same class indices \(the "
+                       rf"global targets\) on every rank, got different ones on rank\(s\) "
+                       rf"\[{world - 1}\] than on rank 0$"):  # fmt: skip
+        vocab_parallel_cross_entropy(shard, other)
+    loss = vocab_parallel_cross_entropy(shard, other, check_ranks=False)  # the switch: a number
+    assert loss.isfinite()
+    ls = [0.0] * (world - 1) + [0.1]
+    with pytest.raises(ValueError, match=rf"^label_smoothing: expected the same value on every "
+                       rf"rank, got {re.escape(str(ls))} by rank$"):  # fmt: skip
+        vocab_parallel_cross_entropy(shard, y, label_smoothing=ls[rank])
+    with pytest.raises(ValueError, match=r"^check_ranks: expected the same value on every rank"):
+        vocab_parallel_cross_entropy(shard, y, check_ranks=rank > 0)
+    with pytest.raises(ValueError, match=r"^logits_shard: expected the same dtype on every "
+                       r"rank, got \['float32', .*'float64'\] by rank$"):  # fmt: skip
+        vocab_parallel_cross_entropy(shard.float() if rank < world - 1 else shard, y)
+    with pytest.raises(ValueError, match=r"^logits_shard: expected the same batch shape"):
+        vocab_parallel_cross_entropy(shard.reshape(2, 5, -1) if rank else shard.reshape(5, 2, -1),
+                                     y.reshape(2, 5) if rank else y.reshape(5, 2), class_dim=-1)  # fmt: skip
+    # the fused head: a different hidden width per rank, different chunks
+    width = 4 + rank
+    h, w = torch.ones(N, width), torch.ones(bounds[rank + 1] - bounds[rank], width)
+    with pytest.raises(ValueError, match=r"^input: expected the same hidden width D on every "
+                       rf"rank, got {re.escape(str(list(range(4, 4 + world))))} by rank$"):  # fmt: skip
+        vocab_parallel_linear_cross_entropy(h, w, y)
+    h, w = torch.ones(N, 4), torch.ones(bounds[rank + 1] - bounds[rank], 4)
+    with pytest.raises(ValueError, match=r"^chunk_size: expected the same value on every rank"):
+        vocab_parallel_linear_cross_entropy(h, w, y, chunk_size=3 + rank)
+    # one rank's own mistake: its error there, its rank named on the others
+    bad_y = y[:-1] if rank == 1 else y
+    want = (r"^target: expected integer class indices of shape \(10,\)" if rank == 1 else
+            r"^logits_shard: expected valid arguments on every rank, got an error on rank\(s\) "
+            r"\[1\]")  # fmt: skip
+    with pytest.raises((TypeError, ValueError), match=want):
+        vocab_parallel_cross_entropy(shard, bad_y)
+    want = want.replace("target: expected integer class indices of shape \\(10,\\)",
+                        "chunk_size: expected an int >= 1 or None, got 0").replace(
+        "logits_shard", "input")  # fmt: skip
+    with pytest.raises(ValueError, match=want):
+        vocab_parallel_linear_cross_entropy(h, w, y, chunk_size=0 if rank == 1 else None)
 
 
 def _worker(rank, world, store):
@@ -385,3 +450,25 @@ def test_unsupported_derivatives_raise_instead_of_silence(world_of_one):
     (g,) = torch.autograd.grad(loss, x)
     (ref,) = torch.autograd.grad(cross_entropy(x, y), x)
     torch.testing.assert_close(g, ref)
+
+
+def test_the_vocabulary_dimension_is_never_guessed(world_of_one):
+    """Megatron's ``[s, b, V_r]`` with ``b = V_r`` was read as PyTorch's ``(N, C, d)`` (a wrong
+    loss, silently): k-dimensional logits now need ``class_dim``."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.randn(3, 4, 4, dtype=torch.float64, generator=g)  # [s, b, V] with b = V
+    y = torch.randint(0, 4, (3, 4), generator=g)
+    with pytest.raises(ValueError, match=r"^class_dim: expected 1 \(PyTorch's layout .*got None"):
+        vocab_parallel_cross_entropy(x, y)
+    megatron = vocab_parallel_cross_entropy(x, y, class_dim=-1)
+    torch.testing.assert_close(megatron, cross_entropy(x.reshape(-1, 4), y.reshape(-1)))
+    pytorch = vocab_parallel_cross_entropy(x, y, class_dim=1)
+    torch.testing.assert_close(pytorch, cross_entropy(x, y))
+    assert abs(float(megatron - pytorch)) > 0.01  # the two readings differ
+    with pytest.raises(ValueError, match=r"^class_dim: expected a dimension of logits_shard of "
+                       r"shape \(3, 4, 4\) \(from -3 to 2\), got 3$"):  # fmt: skip
+        vocab_parallel_cross_entropy(x, y, class_dim=3)
+    with pytest.raises(TypeError, match=r"^class_dim: expected an int or None, got 1\.0$"):
+        vocab_parallel_cross_entropy(x, y, class_dim=1.0)
+    with pytest.raises(TypeError, match=r"^check_ranks: expected a bool, got 'no'$"):
+        vocab_parallel_cross_entropy(x, y, class_dim=1, check_ranks="no")

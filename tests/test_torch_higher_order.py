@@ -24,7 +24,8 @@ from crossent.torch import (  # noqa: E402
     cross_entropy,
     linear_cross_entropy,
 )
-from crossent.torch._ops import cross_entropy_op  # noqa: E402
+from crossent.torch._ops import cross_entropy_op, op_options  # noqa: E402
+from crossent.torch._options import make_options  # noqa: E402
 
 D64 = torch.float64
 
@@ -116,7 +117,8 @@ def test_modules_and_the_custom_op_have_second_derivatives():
     assert gradgradcheck(lambda a: loss_fn(a, y), (x,))
 
     def op(a):  # the torch.library op that torch.compile runs
-        return cross_entropy_op(a, y, w, -100, "mean", 0.1, 0.01, None, 1.0, None, "auto", True)[0]
+        opts = op_options(make_options(label_smoothing=0.1, z_loss=0.01))
+        return cross_entropy_op(a, y, w, True, **opts)[0]
 
     assert gradgradcheck(op, (x,))
     torch.testing.assert_close(op(x), cross_entropy(x, y, w, label_smoothing=0.1, z_loss=0.01))
@@ -179,7 +181,7 @@ def test_every_entry_point_gives_the_target_its_gradient():
     for call in (
         lambda q: cross_entropy(x, q, w),
         lambda q: CrossEntropyLoss(weight=w)(x, q),
-        lambda q: cross_entropy_op(x, q, w, -100, "mean", 0.0, 0.0, None, 1.0, None, "auto", False)[0],
+        lambda q: cross_entropy_op(x, q, w, False, **op_options(make_options()))[0],
         lambda q: linear_cross_entropy(torch.eye(4, dtype=D64), x.T.contiguous(), q,
                                        class_weight=w),
     ):  # fmt: skip

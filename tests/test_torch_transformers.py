@@ -184,17 +184,19 @@ def test_autocast_runs_the_head_in_bfloat16_as_the_model_does():
         assert err_got <= 1.5 * err_want + 2**-7, f"{name}: {err_got:.2e} vs {err_want:.2e}"
 
 
-@pytest.mark.parametrize("as_tensor", [True, False])
-def test_num_items_in_batch_divides_the_summed_loss(as_tensor):
+@pytest.mark.parametrize("n", [37, "tensor", "below", "one-element"])
+def test_num_items_in_batch_divides_the_summed_loss(n):
+    """Also a count below this batch's own (16 labelled tokens): Trainer divides its count by
+    the tensor-parallel size; and a one-element tensor (issue 23), as transformers takes it."""
     model = make("gemma2")
     ids, mask, labels = batch(3)
-    n = torch.tensor(37) if as_tensor else 37
+    n = {"tensor": torch.tensor(37), "below": 5, "one-element": torch.tensor([5])}.get(n, n)
     want, want_grads = loss_and_grads(model, ids, attention_mask=mask, labels=labels,
                                       num_items_in_batch=n)  # fmt: skip
     patch_model(model)
     got, got_grads = loss_and_grads(model, ids, attention_mask=mask, labels=labels,
                                     num_items_in_batch=n)  # fmt: skip
-    torch.testing.assert_close(got.loss, want.loss, rtol=1e-5, atol=0)
+    torch.testing.assert_close(got.loss, want.loss.reshape(()), rtol=1e-5, atol=0)
     assert_grads_close(got_grads, want_grads, 1e-5)
 
 
@@ -332,7 +334,9 @@ def test_importing_the_module_does_not_import_transformers():
 def test_models_and_options_it_cannot_patch_are_refused():
     llama = make("llama")
     with pytest.raises(
-        TypeError, match="model: expected a transformers PreTrainedModel, got Linear"
+        TypeError,
+        match="model: expected a transformers PreTrainedModel or a PEFT model "
+        "wrapping one, got Linear",
     ):
         patch_model(torch.nn.Linear(2, 2))
     classifier = transformers.LlamaForSequenceClassification(transformers.LlamaConfig(**COMMON))
@@ -340,8 +344,14 @@ def test_models_and_options_it_cannot_patch_are_refused():
         patch_model(classifier)
     t5 = transformers.T5ForConditionalGeneration(transformers.T5Config(
         vocab_size=V, d_model=16, d_kv=8, d_ff=32, num_layers=1, num_heads=2))  # fmt: skip
-    with pytest.raises(ValueError, match="loss is transformers' ForCausalLMLoss, got T5"):
+    with pytest.raises(ValueError, match=r"^model: expected a decoder-only causal language "
+                       r"model \(\*ForCausalLM\), got T5ForConditionalGeneration, an "
+                       r"encoder-decoder model: it computes its loss"):  # fmt: skip
         patch_model(t5)
+    for bad in (None, "model"):
+        with pytest.raises(TypeError, match=r"^model: expected a transformers PreTrainedModel "
+                           r"or a PEFT model wrapping one, got (NoneType|str)$"):  # fmt: skip
+            unpatch_model(bad)
     custom = make("llama")
     custom.loss_function = lambda logits, labels, **kw: logits.sum()
     with pytest.raises(ValueError, match="ForCausalLMLoss, got LlamaForCausalLM with '<lambda>'"):
@@ -485,3 +495,124 @@ def test_trainer_with_gradient_accumulation_reports_the_token_mean(tmp_path):
         diff = (p.detach() - theirs).abs().max()
         ulp = torch.finfo(torch.float32).eps * theirs.abs().max()  # the parameters' resolution
         assert diff <= 1e-4 * moved + 4 * ulp, f"{name}: {float(diff):.2e} of {float(moved):.2e}"
+
+
+# peft 0.21 calls a transformers property that transformers 5 deprecates
+PEFT_WARNING = "ignore:`is_gradient_checkpointing` is deprecated:FutureWarning"
+
+
+def _lora(model, targets=("q_proj", "v_proj")):
+    peft = pytest.importorskip("peft")
+    config = peft.LoraConfig(r=4, lora_alpha=8, target_modules=list(targets), lora_dropout=0.0,
+                             init_lora_weights=False)  # fmt: skip
+    with torch.random.fork_rng():  # LoRA initializes from the global generator
+        torch.manual_seed(1)
+        return peft.get_peft_model(model, config)
+
+
+@pytest.mark.filterwarnings(PEFT_WARNING)
+def test_a_peft_model_is_patched_through_its_base_model():
+    """``patch_model(peft_model)`` was refused; the LoRA model's loss and the gradients of its
+    adapters now equal the unpatched PEFT model's, and unpatching restores it."""
+    model = _lora(make("llama"))
+    ids, mask, labels = batch(4)
+    want, want_grads = loss_and_grads(model, ids, attention_mask=mask, labels=labels)
+    assert want_grads and all("lora_" in name for name in want_grads)  # only the adapters train
+    assert patch_model(model) is model
+    base = model.get_base_model()
+    assert "_crossent_patch" in base.__dict__
+    got, got_grads = loss_and_grads(model, ids, attention_mask=mask, labels=labels)
+    assert got.logits is None
+    torch.testing.assert_close(got.loss, want.loss, rtol=1e-5, atol=0)
+    assert_grads_close(got_grads, want_grads, 1e-5)
+    assert patch_model(model.base_model) is model.base_model  # the LoraModel inside: the same
+    assert unpatch_model(model) is model
+    assert "_crossent_patch" not in base.__dict__ and "forward" not in base.__dict__
+    again = model(ids, attention_mask=mask, labels=labels)
+    assert torch.equal(again.loss, want.loss)
+
+
+@pytest.mark.filterwarnings(PEFT_WARNING)
+def test_a_peft_adapter_on_the_head_is_refused():
+    model = _lora(make("llama"), targets=("q_proj", "lm_head"))
+    with pytest.raises(ValueError, match=r"output embedding is a torch\.nn\.Linear, got "
+                       r"LlamaForCausalLM with Linear \(a PEFT adapter on the output layer: leave "
+                       r"lm_head out of target_modules\)$"):  # fmt: skip
+        patch_model(model)
+
+
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+def test_trl_fused_head_patched_before_and_after():
+    """TRL's trainers install their own fused head (``add_fused_lm_head``) when built. Patched
+    before: TRL's head serves its ``fused_lm_head=True`` calls, bit-identically, and crossent's
+    every other call with labels. Patched after: refused at once, with the order to use."""
+    pytest.importorskip("trl")
+    from trl.trainer.utils import add_fused_lm_head
+
+    ids, mask, labels = batch(5)
+    plain = make("llama")
+    add_fused_lm_head(plain)
+    want = plain(ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    want_grads = torch.autograd.grad(want.loss, list(plain.parameters()))
+    model = patch_model(make("llama"))
+    add_fused_lm_head(model)  # what building the trainer does
+    got = model(ids, attention_mask=mask, labels=labels, fused_lm_head=True)
+    assert torch.equal(got.loss, want.loss) and torch.equal(got.log_probs, want.log_probs)
+    got_grads = torch.autograd.grad(got.loss, list(model.parameters()))
+    assert all(torch.equal(a, b) for a, b in zip(got_grads, want_grads, strict=True))
+    ours = model(ids, attention_mask=mask, labels=labels)  # no fused_lm_head: crossent's head
+    theirs = make("llama")(ids, attention_mask=mask, labels=labels)
+    assert ours.logits is None
+    torch.testing.assert_close(ours.loss, theirs.loss, rtol=1e-5, atol=0)
+    with pytest.raises(RuntimeError, match=r"forward was replaced after patch_model \(by trl"):
+        unpatch_model(model)
+    late = make("llama")
+    add_fused_lm_head(late)
+    with pytest.raises(ValueError, match=r"^model: expected a model whose forward TRL has not "
+                       r"replaced, got LlamaForCausalLM with TRL's fused head .*patch the model "
+                       r"before building the trainer"):  # fmt: skip
+        patch_model(late)
+
+
+@pytest.mark.slow
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")
+@pytest.mark.filterwarnings("ignore::FutureWarning")
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_trl_sft_trainer_patched_before_trains_bit_identically(tmp_path):
+    """A real ``SFTTrainer``: patched before it is built, the logged losses are the unpatched
+    run's, bit for bit (TRL's own head trains); patched after, refused."""
+    trl = pytest.importorskip("trl")
+    datasets = pytest.importorskip("datasets")
+    from tokenizers import Tokenizer, models, pre_tokenizers
+
+    vocab = {f"w{i}": i for i in range(200)} | {"<pad>": 200, "<eos>": 201}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="<pad>"))
+    tok.pre_tokenizer = pre_tokenizers.Whitespace()
+    tokenizer = transformers.PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>",
+                                                     eos_token="<eos>")  # fmt: skip
+    texts = [" ".join(f"w{(i * 7 + j) % 200}" for j in range(5 + i % 7)) for i in range(32)]
+    data = datasets.Dataset.from_dict({"text": texts})
+
+    def trainer(patched):
+        model = make("llama", vocab_size=202)
+        if patched:
+            patch_model(model)
+        args = trl.SFTConfig(
+            output_dir=str(tmp_path / f"run{int(patched)}"), max_steps=4,
+            per_device_train_batch_size=4, logging_steps=1, report_to="none", use_cpu=True,
+            save_strategy="no", disable_tqdm=True, seed=0, learning_rate=0.1,
+            dataloader_num_workers=0,
+        )  # fmt: skip
+        return trl.SFTTrainer(model=model, args=args, train_dataset=data,
+                              processing_class=tokenizer)  # fmt: skip
+
+    runs = []
+    for patched in (False, True):
+        t = trainer(patched)
+        t.train()
+        runs.append([h["loss"] for h in t.state.log_history if "loss" in h])
+    assert len(runs[0]) == 4 and runs[0] == runs[1]
+    late = trainer(False)
+    with pytest.raises(ValueError, match="patch the model before building the trainer"):
+        patch_model(late.model)

@@ -32,9 +32,17 @@ too: :func:`check_row_maxima` and :func:`logits_error`.
 
 The functions take and return arrays of one namespace (found with :func:`namespace`) and use
 only the Python array API standard's operators and ``where``, so the same lines run on every
-backend; nothing here converts, copies to the host or writes in place, except the checks
-(which read one boolean back). The readable, unoptimized definition of the same loss is
-:mod:`crossent.reference`.
+backend (a new backend, JAX's included, gathers the statistics and calls these). Nothing here
+converts or copies to the host, except the checks (which read one boolean back), and nothing
+writes in place but :func:`row_loss` on the NumPy array it made and
+:func:`chain_factor` when asked to (``overwrite=True``). The readable, unoptimized
+definition of the same loss is :mod:`crossent.reference`; :func:`smoothed_target` is the
+smoothed target for a backend that holds it whole.
+
+Names for the backends, kept stable (add, do not rename): :func:`namespace`,
+:func:`logits_error`, :func:`check_row_maxima`, :data:`SAFE_RANGE`, :func:`no_shift_range`,
+:func:`target_sums`, :func:`smoothed_target`, :func:`row_loss`, :class:`GradCoefficients`,
+:func:`grad_coefficients`, :func:`chain_factor`, :func:`reduce_rows`.
 """
 
 from __future__ import annotations
@@ -69,7 +77,7 @@ def namespace(*arrays: Any) -> Any:
     torch tensors (whose functions accept the array API's ``axis``/``keepdims`` names).
     """
     for x in arrays:
-        if type(x) is np.ndarray:  # the common case, without __array_namespace__'s checks
+        if type(x) is np.ndarray:  # the common case first: this runs per block of rows
             return np
         if hasattr(x, "__array_namespace__"):
             return x.__array_namespace__()
@@ -137,8 +145,14 @@ def no_shift_range(dtype: Any, n_classes: int) -> tuple[float, float]:
     ``C·exp(m) = exp(m + log C)``, finite: the bound is on ``m + log C``, not ``m`` alone
     (``C = 100000`` logits of 79 overflow float32's sum though ``exp(79)`` does not).
     """
-    lo, hi = SAFE_RANGE["float64" if "64" in str(dtype) else "float32"]
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:  # str() of a NumPy dtype costs microseconds: once per dtype
+        name = _DTYPE_NAMES[dtype] = "float64" if "64" in str(dtype) else "float32"
+    lo, hi = SAFE_RANGE[name]
     return lo, hi - math.log(max(n_classes, 1))
+
+
+_DTYPE_NAMES: dict[Any, str] = {}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -184,12 +198,18 @@ def row_loss(
     (exp/log round-off can leave ``-1e-17`` where the loss is 0). ``lin = -inf`` (target mass
     on a masked class) gives ``+inf``."""
     xp = namespace(log_s, a)
-    loss = (log_s if type(a) is float and a == 1.0 else a * log_s) - lin  # 1·x: a pass saved
+    loss = (log_s if type(a) is float and a == 1.0 else a * log_s) - lin  # 1.0: no product
     if z_loss:
         loss = loss + z_loss * (lse * lse)
     if valid is not None:
         loss = xp.where(valid, loss, 0.0)
-    return xp.where(loss > 0.0, loss, 0.0)
+    if xp is np:  # in place (the array is ours), as fast as it gets on small blocks
+        return (
+            np.maximum(loss, 0.0, out=loss)
+            if isinstance(loss, np.ndarray)
+            else np.maximum(loss, 0.0)
+        )
+    return xp.where(loss < 0.0, 0.0, loss)  # NaN stays NaN: it is never hidden
 
 
 class GradCoefficients(NamedTuple):
@@ -257,9 +277,15 @@ def chain_factor(tanh_u: Any, temperature: float, *, overwrite: bool = False) ->
         f = 1.0 - tanh_u * tanh_u
         return f if temperature == 1.0 else f * (1.0 / temperature)
     f = tanh_u
-    f *= f
-    f -= 1.0
-    f *= -1.0 / temperature
+    if isinstance(f, np.ndarray):  # two passes with out= (the block engine's scratch)
+        np.multiply(f, f, out=f)
+        np.subtract(1.0, f, out=f)
+    else:  # the array API's in-place operators: tanh_u² - 1, then its negative
+        f *= f
+        f -= 1.0
+        f *= -1.0
+    if temperature != 1.0:
+        f *= 1.0 / temperature
     return f
 
 

@@ -23,7 +23,7 @@ from crossent._algebra import no_shift_range
 from crossent._exp import exp_rows
 from crossent._kernel import Problem
 from crossent._spec import LossOptions, Scales
-from crossent._validation import as_float_array, normalize_axis
+from crossent._validation import as_array, as_float_array, normalize_axis
 
 
 @dataclass
@@ -105,7 +105,7 @@ def prepare(
     idx_shape = moved_shape[:-1]
     class_axis, user_shape = layout if layout is not None else (ax, idx_shape)
 
-    tgt = np.asarray(target)
+    tgt = as_array(target, "target")
     kind = _spec.classify_target(tgt.dtype.kind, tgt.dtype, tgt.shape, idx_shape, x.shape)
     y = valid = wy = q = None
     if kind == "index":
@@ -175,7 +175,7 @@ def compute(
     return prep.reduce(loss, lse), lse, prep.finish_grad(buf, ret)
 
 
-_MEAN, _SUM = _spec.DEFAULT_OPTIONS, _spec.LossOptions(reduction="sum")
+_MEAN = _spec.DEFAULT_OPTIONS  # 'mean' without num_items: the batch's own denominator
 
 # at most this many logits take the lean path below (when its conditions hold)
 SMALL_MAX_ELEMENTS = 1 << 15
@@ -236,7 +236,7 @@ def small_simple(
     lse = log_s.astype(np.float64) if shift is None else (log_s + shift).astype(np.float64)
     # the algebra in unshifted coordinates (m = 0): a = 1, lin = x_y, log Σ exp = lse
     loss = _algebra.row_loss(1.0, logits.take(flat), lse, lse)
-    scale = _spec.mean_scales(_MEAN if reduction == "mean" else _SUM, n, n, weighted=False).ce
+    scale = _spec.mean_scales(_MEAN, n, n, weighted=False).ce if reduction == "mean" else 1.0
     out = loss if reduction == "none" else float(loss.sum()) * scale
     if not want_grad:
         return out, lse, None

@@ -1,6 +1,7 @@
-"""A training run's directory, reloaded: its metrics (checked), model and test split.
+"""A training run's directory: what it holds (:class:`Run`) and its metrics, checked.
 
-Re-exported by :mod:`crossent.io`, where it is documented.
+Re-exported by :mod:`crossent.io`, where it is documented (and where :func:`load_run`, which
+needs the model loader, lives).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from numpy.typing import NDArray
 
 from crossent._files import open_regular, read_regular
 
-__all__ = ["Run", "check_data_fingerprint", "data_fingerprint", "load_run", "read_run_metrics"]
+__all__ = ["Run", "check_data_fingerprint", "data_fingerprint", "read_run_metrics"]
 
 _MAX_METRICS = 1 << 28  # 256 MiB: far above any metrics.json crossent writes
 
@@ -43,16 +44,16 @@ class Run:
     @property
     def classifier(self) -> Any:
         """The crossent estimator itself (``coef_`` acts on standardized features)."""
-        from crossent.io import _split_pipeline
+        from crossent.models import split_pipeline
 
-        return _split_pipeline(self.model)[1]
+        return split_pipeline(self.model)[1]
 
     @property
     def scaler(self) -> Any:
         """The fitted ``StandardScaler`` or ``None``."""
-        from crossent.io import _split_pipeline
+        from crossent.models import split_pipeline
 
-        return _split_pipeline(self.model)[0]
+        return split_pipeline(self.model)[0]
 
 
 def read_run_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -124,29 +125,3 @@ def check_data_fingerprint(spec: Any, recorded: Any) -> None:
                 f"{now[path]['sha256'][:12]}...): its test split would be other rows, some "
                 "of them trained on; restore the file, or train a new run on it"
             )
-
-
-def load_run(run_dir: str | os.PathLike[str]) -> Run:
-    """Reload a ``crossent train --out RUN_DIR`` directory: model, test split and metrics."""
-    from crossent.data import DataSpec, load_dataset
-    from crossent.io import _split_pipeline, load_model
-
-    run_dir = Path(run_dir)
-    metrics = read_run_metrics(run_dir)
-    model = load_model(run_dir / metrics["model_file"])
-    spec = DataSpec.from_dict(metrics.get("data", {}))
-    check_data_fingerprint(spec, metrics.get("data_fingerprint"))
-    ds = load_dataset(spec)
-    clf = _split_pipeline(model)[1]
-    image_shape = ds.image_shape
-    return Run(
-        run_dir=run_dir,
-        model=model,
-        classes=clf.classes_.tolist(),
-        X_test=ds.X_test,
-        y_test=ds.y_test,
-        image_shape=image_shape,
-        metrics=metrics,
-        class_names=ds.class_names,
-        data_spec=spec.to_dict(),
-    )

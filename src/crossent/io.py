@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from crossent._files import atomic_open, read_regular
 from crossent._npz import read_npz
+from crossent._runs import Run, check_data_fingerprint, read_run_metrics
 
 __all__ = ["FORMAT", "ModelFileError", "Run", "load_model", "load_run", "read_run_metrics",
            "save_model", "write_json_atomic"]  # fmt: skip
@@ -96,8 +97,9 @@ def save_model(
     check_is_fitted(clf)
     fitted, arrays = clf.to_arrays()  # the estimator owns its array form (and the state's)
     if scaler is not None:
-        arrays["scaler_mean"] = np.asarray(scaler.mean_, dtype=np.float64)
-        arrays["scaler_scale"] = np.asarray(scaler.scale_, dtype=np.float64)
+        from crossent.models._pipeline import scaler_to_arrays
+
+        arrays.update(scaler_to_arrays(scaler))
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -243,22 +245,37 @@ def load_model(path: str | os.PathLike[str], *, with_extra: bool = False) -> Any
     n_features = clf.n_features_in_
     model: Any = clf
     if meta.get("scaler"):
-        from sklearn.pipeline import Pipeline
-        from sklearn.preprocessing import StandardScaler
+        from crossent.models._pipeline import join_pipeline
 
-        scaler = StandardScaler()
-        scaler.mean_ = _array(arrays, "scaler_mean", path, (n_features,))
-        scaler.scale_ = _array(arrays, "scaler_scale", path, (n_features,))
-        if not np.all(scaler.scale_ > 0):
-            raise ModelFileError(
-                f"{path}: expected positive scaler_scale, got "
-                f"{float(scaler.scale_.min())} (features are divided by it)"
-            )
-        scaler.var_ = scaler.scale_**2
-        scaler.n_features_in_ = n_features
-        scaler.n_samples_seen_ = 0
-        model = Pipeline([("scaler", scaler), ("clf", clf)])
+        mean = _array(arrays, "scaler_mean", path, (n_features,))
+        scale = _array(arrays, "scaler_scale", path, (n_features,))
+        try:
+            model = join_pipeline(mean, scale, clf)
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: {exc}") from None
     return (model, meta.get("extra", {})) if with_extra else model
 
 
-from crossent._runs import Run, load_run, read_run_metrics  # noqa: E402  (they use load_model)
+def load_run(run_dir: str | os.PathLike[str]) -> Run:
+    """Reload a ``crossent train --out RUN_DIR`` directory: model, test split and metrics."""
+    from crossent.data import DataSpec, load_dataset
+
+    run_dir = Path(run_dir)
+    metrics = read_run_metrics(run_dir)
+    model = load_model(run_dir / metrics["model_file"])
+    spec = DataSpec.from_dict(metrics.get("data", {}))
+    check_data_fingerprint(spec, metrics.get("data_fingerprint"))
+    ds = load_dataset(spec)
+    clf = _split_pipeline(model)[1]
+    image_shape = ds.image_shape
+    return Run(
+        run_dir=run_dir,
+        model=model,
+        classes=clf.classes_.tolist(),
+        X_test=ds.X_test,
+        y_test=ds.y_test,
+        image_shape=image_shape,
+        metrics=metrics,
+        class_names=ds.class_names,
+        data_spec=spec.to_dict(),
+    )

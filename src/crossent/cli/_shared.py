@@ -8,12 +8,13 @@ Heavy dependencies (rich, scikit-learn) are imported inside the functions that u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import math
 import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -211,13 +212,37 @@ def load_data(spec: Any) -> Any:
     from crossent.data import load_dataset
 
     try:
-        return load_dataset(spec)
+        with _reading(spec) as progress:
+            return load_dataset(spec, progress=progress)
     except (OSError, ValueError, TypeError) as exc:
         if isinstance(exc, OSError) and exc.filename is not None:
             raise CLIError(f"--data: cannot read {exc.filename} ({exc.strerror})") from None
         if isinstance(exc, NotARegularFileError):
             raise CLIError(f"--data: {exc}") from None
-        raise as_option_error(exc) from None
+        raise as_option_error(exc, "--data: ") from None  # the data, not a training option
+
+
+BAR_MIN_BYTES = 16 << 20  # a CSV file read in about a second: no bar
+
+
+@contextlib.contextmanager
+def _reading(spec: Any) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on a terminal's stderr while a large CSV file is read, else nothing."""
+    path = Path(spec.path) if spec.source == "csv" and spec.path else None
+    if path is None or not sys.stderr.isatty() or not path.is_file():
+        yield None
+        return
+    if path.stat().st_size < BAR_MIN_BYTES:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(f"reading {path.name}"), BarColumn(), DownloadColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("read", total=path.stat().st_size)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
 
 
 def fingerprint(spec: Any) -> dict[str, Any]:
@@ -404,7 +429,7 @@ def fit_metrics(
     import numpy as np
 
     _, y_fit, _, y_val = parts
-    weights = getattr(clf, "coefs_", [clf.coef_])
+    weights = clf.penalized_weights()
     return {
         "train_accuracy": float(np.mean(clf.predict(Z_fit) == y_fit)),
         "val_accuracy": float(np.mean(clf.predict(Z_val) == y_val)) if Z_val is not None else None,

@@ -16,18 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from crossent._penalties import PENALTY_KINDS
+from crossent._spec import options_for
 from crossent.cli import CLIError
 from crossent.explain._messages import LANGS
+
+# the loss options of `crossent explain`: the table's options for crossent.explain.explain
+_LOSS_FLAGS = options_for("explain")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
 
 # the argument names of crossent.explain.explain (and of the penalty functions) -> options
 _OPTION = {
     "scores": "SCORES",
     "classes": "--classes",
     "weight": "--weight",
-    "label_smoothing": "--label-smoothing",
-    "z_loss": "--z-loss",
-    "softcap": "--softcap",
-    "temperature": "--temperature",
+    **{o.name: _flag(o.name) for o in _LOSS_FLAGS},
     "penalty": "--penalty",
     "alpha": "--alpha",
     "strength": "--alpha",
@@ -63,14 +69,9 @@ _TARGET: _Table = [
 _LOSS: _Table = [
     (("--weight",), dict(nargs="+", type=float, metavar="W",
         help="class weights, one per class (>= 0)")),
-    (("--label-smoothing",), dict(type=float, default=0.0, metavar="EPS",
-        help="the target becomes (1 - EPS)·q + EPS/C (0 <= EPS <= 1; default 0)")),
-    (("--temperature",), dict(type=float, default=1.0, metavar="T",
-        help="divide the scores by T > 0 first (default 1)")),
-    (("--z-loss",), dict(type=float, default=0.0, metavar="LAMBDA",
-        help="add LAMBDA·(log sum exp)² to the loss (PaLM's z-loss; default 0)")),
-    (("--softcap",), dict(type=float, default=None, metavar="CAP",
-        help="soft-cap the scores to CAP·tanh(score/CAP) first (Gemma 2; CAP > 0)")),
+    # the rest from the table of options: each option that explain takes
+    *(((_flag(o.name),), dict(type=float, default=o.default, metavar=(o.cli or ("", ""))[0],
+        help=(o.cli or ("", ""))[1])) for o in _LOSS_FLAGS),
 ]  # fmt: skip
 _REGULARIZATION: _Table = [
     (("--penalty",), dict(choices=PENALTY_KINDS, help="R: L1, L2 or both")),
@@ -194,12 +195,9 @@ def _from_model(args: argparse.Namespace) -> dict[str, Any]:
     if shape is not None and int(np.prod(shape)) == X[i].size:
         image = X[i].reshape(shape)
     # the penalized weights: every weight matrix of an MLP, coef_ of a linear model (no biases)
-    clf = getattr(run, "classifier", run.model)
-    mats = getattr(clf, "coefs_", None) or (
-        [clf.coef_] if getattr(clf, "coef_", None) is not None else []
-    )
-    params = np.concatenate([np.ravel(m) for m in mats]).astype(np.float64) if mats else None
-    alpha = getattr(clf, "alpha_", getattr(clf, "alpha", None))  # alpha_: "auto" resolved
+    clf = run.classifier
+    params = np.concatenate([np.ravel(m) for m in clf.penalized_weights()]).astype(np.float64)
+    alpha = clf.alpha_  # the strength used ("auto" resolved)
     pred = classes[int(np.argmax(scores))]
     source = (
         f"test example {i} of {n} from the model in {args.model}: true class {classes[matches[0]]}"
@@ -212,7 +210,7 @@ def _from_model(args: argparse.Namespace) -> dict[str, Any]:
         "image": image,
         "source": source,
         "model_params": params,
-        "model_alpha": float(alpha) if isinstance(alpha, (int, float)) else None,
+        "model_alpha": float(alpha),
     }
 
 
@@ -250,12 +248,10 @@ def _explain_arguments(args: argparse.Namespace) -> dict[str, Any]:
         got = _from_model(args)
         model_params = got.pop("model_params")
         model_alpha = got.pop("model_alpha")
-        if alpha is None and model_alpha is not None:
+        if alpha is None:
             alpha = model_alpha
         kw.update(got)
         if params is None and args.penalty is not None:
-            if model_params is None:
-                raise CLIError("--weights: expected the weights (the model has no coef_)")
             params = model_params
     else:
         if args.scores:
@@ -273,10 +269,7 @@ def _explain_arguments(args: argparse.Namespace) -> dict[str, Any]:
     return dict(
         kw,
         weight=args.weight,
-        label_smoothing=args.label_smoothing,
-        z_loss=args.z_loss,
-        softcap=args.softcap,
-        temperature=args.temperature,
+        **{o.name: getattr(args, o.name) for o in _LOSS_FLAGS},
         penalty=args.penalty,
         alpha=1.0 if alpha is None else alpha,
         l1_ratio=args.l1_ratio,

@@ -74,7 +74,7 @@ def _read_csv(path: Path, info: dict[str, Any], n_features: int, header: bool | 
         names = None
     known = [*(names or []), *([label] if isinstance(label, str) else [])]
     table = read_csv(path, header=header, names=known)
-    width = len(table.rows[0])
+    width = table.width
     if table.header is not None:
         if names and all(n in table.header for n in names):  # the run's columns, by name
             cols = [table.header.index(n) for n in names]

@@ -108,11 +108,9 @@ def fit_lbfgs(est: Any, X: NDArray[np.float64], y: NDArray[np.intp], callback: A
 
     def on_iteration(intermediate_result: Any) -> None:
         set_theta(intermediate_result.x)
-        est.n_iter_ += 1
-        est.loss_curve_.append(float(intermediate_result.fun))
-        est._state.t += 1
+        info = est.record_epoch(float(intermediate_result.fun))
         if callback is not None:
-            callback({"epoch": est.n_iter_, "loss": est.loss_curve_[-1]})
+            callback(info)
 
     x0, bounds = theta.copy(), None
     if n_split:
@@ -192,14 +190,13 @@ def fit_stochastic(
             if l1 > 0:
                 opt.shrink(theta, spans, lr * l1)
         loss = total / n + est._l1_value(theta, l1)
-        st.t += 1
-        est.n_iter_ += 1
-        est.loss_curve_.append(loss)
-        info: dict[str, Any] = {"epoch": est.n_iter_, "loss": loss}
+        if not (np.isfinite(loss) and np.isfinite(theta).all()):  # the last step overflowed
+            est._refuse_overflow(solver)
+        score = None
         if early_stopping:
             score = float(np.mean(est._scores(est._params(), X_val).argmax(1) == y_val))
-            est.validation_scores_.append(score)
-            info["validation_score"] = score
+        info = est.record_epoch(loss, score)
+        if score is not None:
             st.no_improve = 0 if score > st.best_score + est.tol else st.no_improve + 1
             if score > st.best_score:
                 st.best_score, st.best_theta = score, theta.copy()

@@ -27,8 +27,7 @@ from typing import Any
 import torch
 
 from crossent import _algebra
-from crossent.torch._cpu import transform
-from crossent.torch._options import LossOptions, Scales, scales_for
+from crossent.torch._options import LossOptions, Scales, scales_for, transform
 
 
 def _compute_dtype(x: torch.Tensor) -> torch.dtype:

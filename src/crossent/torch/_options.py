@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from crossent import _algebra, _spec
-from crossent._spec import LossOptions, Scales, make_options, options_from
+from crossent._spec import LossOptions, Scales, make_options, options_for, options_from
 
 __all__ = [
     "FLOAT_DTYPES",
@@ -24,9 +24,11 @@ __all__ = [
     "check_float_tensor",
     "flatten_target",
     "make_options",
+    "options_for",
     "options_from",
     "reduce_rows",
     "scales_for",
+    "transform",
     "use_triton",
 ]
 
@@ -132,3 +134,8 @@ def use_triton(x: torch.Tensor, opts: LossOptions) -> bool:
             )
         return True
     return False
+
+
+def transform(z: torch.Tensor, opts: LossOptions) -> torch.Tensor:
+    """The spec's temperature then soft-capping, on a tensor (a new one)."""
+    return _spec.transform(z, opts.temperature, opts.softcap)

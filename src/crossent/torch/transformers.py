@@ -36,6 +36,7 @@ from __future__ import annotations
 
 import inspect
 import math
+import sys
 from typing import Any
 
 import torch
@@ -43,7 +44,7 @@ import torch.nn.functional as F
 
 from crossent.torch._compile import eager_under_compile
 from crossent.torch._linear import linear_cross_entropy
-from crossent.torch._options import make_options
+from crossent.torch._options import make_options, options_for
 
 __all__ = ["patch_model", "unpatch_model"]
 
@@ -270,10 +271,14 @@ def patch_model(
 
     Parameters
     ----------
-    model : transformers.PreTrainedModel
-        A causal language model on transformers' standard head: an ``nn.Linear`` output
-        embedding (tied or not, with or without bias) and the causal-LM loss
-        (``model.loss_function`` is transformers' ``ForCausalLMLoss``).
+    model : transformers.PreTrainedModel, or a PEFT model wrapping one
+        A decoder-only causal language model on transformers' standard head: an
+        ``nn.Linear`` output embedding (tied or not, with or without bias) and the causal-LM
+        loss (``model.loss_function`` is transformers' ``ForCausalLMLoss``, called by its
+        forward). Encoder-decoder models (T5, BART) are refused: they compute their loss
+        themselves, on labels aligned with the decoder's positions. A PEFT model
+        (``get_peft_model``, LoRA...) is patched through its base model; an adapter on the
+        output layer itself is refused.
     z_loss, label_smoothing : float, default 0.0
         As :func:`crossent.torch.linear_cross_entropy` (0: transformers' loss exactly).
     temperature : float > 0, default 1.0
@@ -285,35 +290,94 @@ def patch_model(
     Returns
     -------
     model : transformers.PreTrainedModel
-        The same model, patched in place (three instance attributes: its ``forward``, its
-        ``loss_function`` and its head's ``forward``; see :func:`unpatch_model`). Patching
-        again replaces the options.
+        The same model (or PEFT model), patched in place (three instance attributes of the
+        transformers model: its ``forward``, its ``loss_function`` and its head's
+        ``forward``; see :func:`unpatch_model`). Patching again replaces the options.
 
     Raises
     ------
     TypeError, ValueError
         A model this cannot patch (named, with the reason), or a bad option.
     """
+    args = locals()
+    options = {o.name: args[o.name] for o in options_for("patch_model")}
     transformers = _require_transformers()
-    make_options(z_loss=z_loss, label_smoothing=label_smoothing, temperature=temperature)
+    make_options(**options)
     if not isinstance(keep_logits, bool):
         raise TypeError(f"keep_logits: expected a bool, got {keep_logits!r}")
-    if not isinstance(model, transformers.PreTrainedModel):
+    base = _transformers_model(model, transformers)
+    unpatch_model(base)
+    head = _check_patchable(base)
+    patch = _Patch(base, head, {**options, "keep_logits": keep_logits})
+    try:
+        base.loss_function = patch.loss_function
+    except AttributeError as err:  # transformers < 4.48: a read-only property
         raise TypeError(
-            f"model: expected a transformers PreTrainedModel, got {type(model).__name__}"
+            "model: its loss_function cannot be replaced in transformers "
+            f"{transformers.__version__}; crossent.torch.transformers needs a newer one"
+        ) from err
+    head.forward = patch.head_forward_patched  # type: ignore[method-assign, assignment]
+    base.forward = patch
+    object.__setattr__(base, _ATTR, patch)
+    return model
+
+
+def _transformers_model(model: Any, transformers: Any) -> Any:
+    """The transformers model itself: ``model``, or the base model of a PEFT wrapper (PEFT's
+    forward calls the base model's ``forward``, so patching it patches the wrapper)."""
+    base = _peft_base(model)
+    if not isinstance(base, transformers.PreTrainedModel):
+        what = type(model).__name__
+        if base is not model:
+            what += f" wrapping {type(base).__name__}"
+        raise TypeError(
+            f"model: expected a transformers PreTrainedModel or a PEFT model wrapping one, "
+            f"got {what}"
         )
-    unpatch_model(model)
+    return base
+
+
+def _peft_base(model: Any) -> Any:
+    """The model a PEFT wrapper wraps (``model`` itself if it is none)."""
+    peft = sys.modules.get("peft")  # a PEFT model exists only once peft is imported
+    if peft is not None and isinstance(model, peft.PeftModel):
+        return model.get_base_model()
+    if peft is not None and isinstance(model, peft.tuners.tuners_utils.BaseTuner):
+        return model.model  # a PeftModel's .base_model (LoraModel, ...)
+    return model
+
+
+def _check_patchable(model: Any) -> torch.nn.Linear:
+    """The head of a model this can patch, or a ``ValueError`` saying why not."""
     name = type(model).__name__
+    if getattr(model.config, "is_encoder_decoder", False):
+        raise ValueError(
+            f"model: expected a decoder-only causal language model (*ForCausalLM), got {name}, "
+            "an encoder-decoder model: it computes its loss on the decoder's logits itself, "
+            "with labels aligned to the decoder's positions, not with transformers' causal-LM "
+            "loss (ForCausalLMLoss), which is what the fused head replaces"
+        )
     head = model.get_output_embeddings()
     if type(head) is not torch.nn.Linear:
+        hint = ""
+        if type(head).__module__.split(".")[0] == "peft":
+            hint = " (a PEFT adapter on the output layer: leave lm_head out of target_modules)"
         raise ValueError(
             f"model: expected a causal LM whose output embedding is a torch.nn.Linear, "
-            f"got {name} with {type(head).__name__}"
+            f"got {name} with {type(head).__name__}{hint}"
+        )
+    forward = model.__dict__.get("forward")
+    if _module_of(forward).split(".")[0] == "trl":
+        raise ValueError(
+            f"model: expected a model whose forward TRL has not replaced, got {name} with TRL's "
+            "fused head (a TRL trainer installs it when built); patch the model before building "
+            "the trainer: the trainer then trains with its own head, and crossent's serves "
+            "every other call with labels"
         )
     from transformers.loss.loss_utils import ForCausalLMLoss
 
     loss_fn = model.loss_function
-    if getattr(model.config, "is_encoder_decoder", False) or loss_fn is not ForCausalLMLoss:
+    if loss_fn is not ForCausalLMLoss:
         raise ValueError(
             f"model: expected a causal LM whose loss is transformers' ForCausalLMLoss, got "
             f"{name} with {getattr(loss_fn, '__name__', loss_fn)!r}"
@@ -329,32 +393,47 @@ def patch_model(
             f"model: expected a forward that calls self.loss_function, got {name}, which "
             "computes its loss without it"
         )
-    options = {"z_loss": z_loss, "label_smoothing": label_smoothing, "temperature": temperature}
-    patch = _Patch(model, head, {**options, "keep_logits": keep_logits})
-    try:
-        model.loss_function = patch.loss_function
-    except AttributeError as err:  # transformers < 4.48: a read-only property
-        raise TypeError(
-            "model: its loss_function cannot be replaced in transformers "
-            f"{transformers.__version__}; crossent.torch.transformers needs a newer one"
-        ) from err
-    head.forward = patch.head_forward_patched  # type: ignore[method-assign, assignment]
-    model.forward = patch
-    object.__setattr__(model, _ATTR, patch)
-    return model
+    return head
+
+
+def _module_of(fn: Any) -> str:
+    """The module that defined a function or bound method (``''`` if unknown)."""
+    fn = getattr(fn, "__func__", fn)
+    return str(getattr(fn, "__globals__", {}).get("__name__", ""))
 
 
 def unpatch_model(model: Any) -> Any:
-    """Undo :func:`patch_model` (nothing happens to a model that is not patched)."""
+    """Undo :func:`patch_model` (nothing happens to a model that is not patched).
+
+    Raises
+    ------
+    TypeError
+        ``model`` is not a ``torch.nn.Module`` (a transformers or PEFT model).
+    RuntimeError
+        The model's ``forward`` was replaced after it was patched (by a TRL trainer): undoing
+        the patch would remove that one too.
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(
+            "model: expected a transformers PreTrainedModel or a PEFT model wrapping one, got "
+            f"{type(model).__name__}"
+        )
+    wrapper, model = model, _peft_base(model)
     patch: _Patch | None = model.__dict__.get(_ATTR)
     if patch is None:
-        return model
+        return wrapper
+    if model.__dict__.get("forward") is not patch:
+        raise RuntimeError(
+            f"model: {type(model).__name__}'s forward was replaced after patch_model (by "
+            f"{_module_of(model.__dict__.get('forward')) or 'another library'}); unpatching "
+            "would remove that too"
+        )
     if patch.forward_before is not None:
         model.forward = patch.forward_before
     else:
         del model.forward
     if patch.head_forward is not None:
-        patch.linear.forward = patch.head_forward  # type: ignore[method-assign]
+        patch.linear.forward = patch.head_forward
     else:
         del patch.linear.forward
     if patch.loss_function_before is not None:
@@ -362,4 +441,4 @@ def unpatch_model(model: Any) -> Any:
     else:
         del model._loss_function
     del model.__dict__[_ATTR]
-    return model
+    return wrapper

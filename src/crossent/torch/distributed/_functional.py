@@ -8,14 +8,13 @@ import torch
 import torch.distributed as dist
 
 from crossent import _spec
-from crossent.torch import _cpu
 from crossent.torch._autograd import (
     FORWARD_AD_ERROR,
     VOCAB_PARALLEL_ERROR,
-    _scale_grad,
     check_no_func_transform,
+    scale_grad,
 )
-from crossent.torch._functional import flatten_logits
+from crossent.torch._buffers import grad_buffer
 from crossent.torch._grad import scale_target_grad
 from crossent.torch._options import (
     LossOptions,
@@ -25,12 +24,13 @@ from crossent.torch._options import (
     options_from,
     reduce_rows,
     scales_for,
+    transform,
 )
+from crossent.torch.distributed import _agree
 from crossent.torch.distributed._shard import (
     VocabShard,
     check_shard_inputs,
     shard_loss_grad,
-    vocab_shard,
 )
 
 # rows per chunk: about this many logits (16 MiB in float32), two small all-reduces per chunk
@@ -55,7 +55,7 @@ class VocabParallelFunction(torch.autograd.Function):
         cd = torch.float64 if logits.dtype == torch.float64 else torch.float32
         grad = None
         if want_grad:
-            grad = (_cpu.grad_buffer((n, vr), logits.dtype) if logits.device.type == "cpu"
+            grad = (grad_buffer((n, vr), logits.dtype) if logits.device.type == "cpu"
                     else torch.empty_like(logits))  # fmt: skip
         rows = max(1, min(n, CHUNK_ELEMENTS // vr))
         tmp = None  # a float32 chunk for low-precision logits, or without a gradient
@@ -91,11 +91,11 @@ class VocabParallelFunction(torch.autograd.Function):
         saved = ctx.saved_tensors
         grad_x = grad_t = None
         if ctx.needs_input_grad[0]:
-            grad_x = _scale_grad(saved[0], grad_loss, opts)
+            grad_x = scale_grad(saved[0], grad_loss, opts)
         if ctx.needs_input_grad[1]:  # probability targets: -(1-ε)·w·log p, p the global softmax
             logits, lse, weight = saved[1:]
             cd = torch.float64 if logits.dtype == torch.float64 else torch.float32
-            logp = _cpu.transform(logits.detach().to(cd), opts).sub_(lse.to(cd)[:, None])
+            logp = transform(logits.detach().to(cd), opts).sub_(lse.to(cd)[:, None])
             if weight is not None:
                 weight = weight[ctx.offset : ctx.offset + logits.shape[1]]
             grad_t = scale_target_grad(logp, weight, grad_loss, opts, ctx.scale)
@@ -122,6 +122,8 @@ def vocab_parallel_cross_entropy(
     softcap: float | None = None,
     temperature: float = 1.0,
     num_items: float | None = None,
+    class_dim: int | None = None,
+    check_ranks: bool = True,
 ) -> torch.Tensor:
     r"""Cross-entropy of logits whose classes are split over the ranks of ``group``.
 
@@ -135,22 +137,32 @@ def vocab_parallel_cross_entropy(
 
     Parameters
     ----------
-    logits_shard : Tensor, shape (N, V_r) or (N, V_r, d1, ..., dK)
+    logits_shard : Tensor, shape (N, V_r), (V_r,) or k-dimensional with ``class_dim``
         This rank's columns of the logits (any float dtype; ``-inf`` masks a class: a rank
         whose columns are all masked is fine).
     target : Tensor
-        Global class indices (integer, the same on every rank, ``ignore_index`` allowed) or
-        probabilities split like the logits (this rank's columns; they may require grad).
+        Global class indices (integer, the same on every rank, ``ignore_index`` allowed) of
+        the logits' shape without the class dimension, or probabilities split like the
+        logits (this rank's columns; they may require grad).
     group : ProcessGroup, optional
         The ranks that share the vocabulary (default: the default group).
     weight : Tensor, shape (V,), optional
         The class weights of the full vocabulary (the same on every rank).
     ignore_index, reduction, label_smoothing, z_loss, softcap, temperature
         As :func:`crossent.torch.cross_entropy`.
-    num_items : float, optional
+    num_items : float > 0, optional
         With ``reduction='mean'``: divide the summed loss by this instead of this batch's
         ``Σ w_{y_n}``, e.g. the count over all data-parallel ranks and accumulation steps
-        (:func:`global_num_items`).
+        (:func:`global_num_items`); it may be below this batch's own count.
+    class_dim : int, optional
+        The dimension of the vocabulary, required for logits of 3 or more dimensions: ``1``
+        for PyTorch's ``(N, V_r, d1, ...)``, ``-1`` for Megatron's ``[s, b, V_r]`` (the
+        vocabulary last). A shape alone cannot tell them apart (``[s, b, V_r]`` with
+        ``b = V_r`` reads either way), so it is never guessed.
+    check_ranks : bool, default True
+        Check that every rank passed the same rows, batch shape, dtype, targets, class weights
+        and options (hashes carried by the all-gather that finds the shards: no extra
+        collective); a disagreement raises the same error on every rank.
 
     Returns
     -------
@@ -162,23 +174,65 @@ def vocab_parallel_cross_entropy(
     RuntimeError
         ``torch.distributed`` is not initialized.
     TypeError, ValueError
-        As :func:`crossent.torch.cross_entropy` (raised on every rank, also for problems
-        found in one rank's shard); a rank with no columns; ranks with different row counts.
+        As :func:`crossent.torch.cross_entropy`, raised on every rank, also for problems
+        found in one rank's arguments (that rank raises its own error; the others name it);
+        ranks that disagree; a rank with no columns; a k-dimensional ``logits_shard``
+        without ``class_dim``.
     """
     check_no_func_transform("distributed.vocab_parallel_cross_entropy")
-    opts = options_from(locals())
-    check_float_tensor(logits_shard, "logits_shard")
-    x = flatten_logits(logits_shard)
-    class_dim = 1 if logits_shard.ndim > 1 else 0
-    shape = tuple(logits_shard.shape)
-    batch = (shape[0], *shape[2:]) if logits_shard.ndim > 1 else ()
-    t = flatten_target(target, x.device, batch, shape, class_dim)
-    shard = vocab_shard(x.shape[1], x.shape[0], group, x.device, "logits_shard")
+    args = dict(locals())
+    local, err = _agree.run_locally(lambda: _prepare(args))
+    shard, local = _agree.find_shard(local, err, logits_shard, group, _NAMES)
+    x, t, batch, opts = local.x, local.target, local.batch, local.opts
     w = check_shard_inputs(t, weight, shard, opts, batch, "weight")
     if not t.is_floating_point():
         t = t.long()
     loss = VocabParallelFunction.apply(x, t, w, opts, shard, scales_for(t, w, opts))
     return loss.reshape(batch) if opts.reduction == "none" else loss
+
+
+_NAMES = {"x": "logits_shard", "layout": "class_dim", "layout_what": "value", "weight": "weight"}
+
+
+def _class_dim(logits: torch.Tensor, class_dim: Any) -> int:
+    """The vocabulary's dimension of ``logits`` (``>= 0``): the last for up to 2-D, else
+    ``class_dim``, which must then be given."""
+    nd, shape = logits.ndim, tuple(logits.shape)
+    if nd == 0:
+        raise ValueError(
+            "logits_shard: expected a tensor of shape (V_r,), (N, V_r) or one of more "
+            "dimensions with class_dim, got 0-d"
+        )
+    if class_dim is None:
+        if nd >= 3:
+            raise ValueError(
+                f"class_dim: expected 1 (PyTorch's layout (N, V_r, d1, ...)) or -1 (Megatron's "
+                f"[s, b, V_r], vocabulary last) for logits_shard of shape {shape}, got None; "
+                "the vocabulary's dimension cannot be told from the shape"
+            )
+        return nd - 1
+    if isinstance(class_dim, bool) or not isinstance(class_dim, int):
+        raise TypeError(f"class_dim: expected an int or None, got {class_dim!r}")
+    if not -nd <= class_dim < nd:
+        raise ValueError(
+            f"class_dim: expected a dimension of logits_shard of shape {shape} (from {-nd} to "
+            f"{nd - 1}), got {class_dim}"
+        )
+    return class_dim % nd
+
+
+def _prepare(a: dict[str, Any]) -> _agree.Local:
+    """This rank's arguments checked and flattened: ``(M, V_r)`` logits, with the entries the
+    ranks must agree on."""
+    opts = options_from(a)
+    logits = check_float_tensor(a["logits_shard"], "logits_shard")
+    cdim = _class_dim(logits, a["class_dim"])
+    shape = tuple(logits.shape)
+    batch = shape[:cdim] + shape[cdim + 1 :]
+    x = logits.movedim(cdim, -1).reshape(-1, shape[cdim])  # a view for the vocabulary last
+    t = flatten_target(a["target"], x.device, batch, shape, cdim)
+    entries = _agree.entries_if(a["check_ranks"], x, batch, cdim, None, t, a["weight"], opts)
+    return _agree.Local(x, t, batch, opts, shape[cdim], entries)
 
 
 def global_num_items(

@@ -12,12 +12,8 @@ from crossent.torch import _linear
 from crossent.torch._autograd import check_no_func_transform
 from crossent.torch._head import default_chunk_size, prepare_head
 from crossent.torch._options import LossOptions, Scales, options_from
-from crossent.torch.distributed._shard import (
-    VocabShard,
-    check_shard_inputs,
-    shard_loss_grad,
-    vocab_shard,
-)
+from crossent.torch.distributed import _agree
+from crossent.torch.distributed._shard import VocabShard, check_shard_inputs, shard_loss_grad
 
 
 def _chunk_loss(
@@ -57,6 +53,7 @@ def vocab_parallel_linear_cross_entropy(
     temperature: float = 1.0,
     num_items: float | None = None,
     chunk_size: int | None = None,
+    check_ranks: bool = True,
 ) -> torch.Tensor:
     r"""Cross-entropy of ``input @ weight.T + bias`` with the rows of ``weight`` split over ranks.
 
@@ -91,25 +88,53 @@ def vocab_parallel_linear_cross_entropy(
     chunk_size : int, optional
         Rows per chunk, the same on every rank. Default: as many as fit a 64 MiB float32
         buffer of the largest rank's columns.
+    check_ranks : bool, default True
+        As :func:`vocab_parallel_cross_entropy`; also the hidden width ``D`` and ``chunk_size``
+        must agree (ranks with different chunks would wait on each other forever).
 
     Returns
     -------
     Tensor
         A scalar, or the shape ``(...)`` for ``'none'``; the same on every rank.
+
+    Raises
+    ------
+    TypeError, ValueError
+        As :func:`crossent.torch.linear_cross_entropy` and
+        :func:`vocab_parallel_cross_entropy`, on every rank.
     """
     check_no_func_transform("distributed.vocab_parallel_linear_cross_entropy")
-    opts = options_from(locals())
-    x, t, _, chunk, batch = prepare_head(
-        input, weight_shard, target, bias_shard, None, chunk_size,
-        names=("weight_shard", "bias_shard"),
-    )  # fmt: skip
-    shard = vocab_shard(weight_shard.shape[0], x.shape[0], group, x.device, "weight_shard")
+    args = dict(locals())
+    local, err = _agree.run_locally(lambda: _prepare(args))
+    shard, local = _agree.find_shard(local, err, input, group, _NAMES)
+    x, t, batch, opts = local.x, local.target, local.batch, local.opts
     cw = check_shard_inputs(t, class_weight, shard, opts, batch, "class_weight")
+    chunk = local.chunk
     if chunk_size is None:  # the same chunks on every rank: each chunk has its all-reduces
         chunk = default_chunk_size(x.shape[0], shard.max_size, x.device)
     head = _linear.Head(
         chunk_loss=partial(_chunk_loss, shard=shard),
         reduce_input_grad=partial(_sum_over_ranks, group=group),
     )
-    loss = _linear._apply(x, weight_shard, t, bias_shard, cw, opts, chunk, head)
+    loss = _linear.apply_head(x, weight_shard, t, bias_shard, cw, opts, chunk, head)
     return loss.reshape(batch) if opts.reduction == "none" else loss
+
+
+_NAMES = {
+    "x": "input",
+    "layout": "input",
+    "layout_what": "hidden width D",
+    "weight": "class_weight",
+}
+
+
+def _prepare(a: dict[str, Any]) -> _agree.Local:
+    """This rank's arguments checked, with the entries the ranks must agree on."""
+    opts = options_from(a)
+    x, t, _, chunk, batch = prepare_head(
+        a["input"], a["weight_shard"], a["target"], a["bias_shard"], None, a["chunk_size"],
+        names=("weight_shard", "bias_shard"),
+    )  # fmt: skip
+    entries = _agree.entries_if(a["check_ranks"], x, batch, x.shape[1], a["chunk_size"], t,
+                                a["class_weight"], opts)  # fmt: skip
+    return _agree.Local(x, t, batch, opts, a["weight_shard"].shape[0], entries, chunk)

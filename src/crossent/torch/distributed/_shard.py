@@ -21,6 +21,7 @@ Then every rank knows ``lse = M + log S`` and ``a = Σ_c b_c``, hence the loss
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +30,7 @@ import torch
 import torch.distributed as dist
 
 from crossent import _algebra, _spec
-from crossent.torch._cpu import transform
-from crossent.torch._options import LossOptions, check_class_weight
+from crossent.torch._options import LossOptions, check_class_weight, transform
 
 _NAN, _POSINF = 2.0, 1.0  # flag values of bad logits (MAX keeps the worse)
 
@@ -67,17 +67,30 @@ def _check_initialized(group: Any) -> None:
 
 
 def vocab_shard(
-    n_local: int, n_rows: int, group: Any, device: torch.device, name: str
+    n_local: int,
+    n_rows: int,
+    group: Any,
+    device: torch.device,
+    name: str,
+    extra: torch.Tensor | None = None,
+    check: Callable[[list[list[int]]], None] | None = None,
 ) -> VocabShard:
     """Where this rank's ``n_local`` columns sit: one all-gather of the ranks' column and row
-    counts (the rows must agree: every rank takes part in every row's all-reduces)."""
+    counts (the rows must agree: every rank takes part in every row's all-reduces), and of
+    ``extra`` (int64, the same length on every rank); ``check`` sees every rank's
+    ``[columns, rows, *extra]`` first."""
     _check_initialized(group)
     world = dist.get_world_size(group)
     mine = torch.tensor([n_local, n_rows], dtype=torch.int64, device=device)
+    if extra is not None:
+        mine = torch.cat([mine, extra])
     sizes = [torch.empty_like(mine) for _ in range(world)]
     dist.all_gather(sizes, mine, group=group)
-    counts = [int(s[0]) for s in sizes]
-    row_counts = [int(s[1]) for s in sizes]
+    table: list[list[int]] = torch.stack(sizes).tolist()  # one read-back
+    if check is not None:
+        check(table)
+    counts = [row[0] for row in table]
+    row_counts = [row[1] for row in table]
     if len(set(row_counts)) > 1:
         raise ValueError(
             f"{name}: expected the same number of rows on every rank, got {row_counts}"
