@@ -91,3 +91,16 @@ def test_predict_table_and_errors(tmp_path, run_dir, capsys):
     assert "expected 64 features per row, got 10" in capsys.readouterr().err
     assert main(["predict", str(run_dir), str(tmp_path / "none.csv")]) == 2
     assert "no file" in capsys.readouterr().err
+
+
+def test_predict_refuses_a_header_with_two_columns_of_one_name(tmp_path, run_dir, capsys):
+    X = load_digits().data[:6]
+    names = [f"p{i}" for i in range(64)]
+    names[5] = "p3"  # pandas would read 'p3' and 'p3.1'; a reader by name would take the first
+    path = tmp_path / "dup.csv"
+    np.savetxt(path, X, delimiter=",", header=",".join(names), comments="")
+    capsys.readouterr()
+    assert main(["predict", str(run_dir), str(path)]) == 2
+    err = capsys.readouterr().err
+    assert "dup.csv, line 1: expected distinct column names, got 'p3' in columns 4 and 6" in err
+    assert err.count("\n") == 1

@@ -39,6 +39,7 @@ def test_default_train_prints_json_and_writes_the_run_directory(tmp_path, capsys
     assert metrics["data"]["source"] == "digits"
     files = sorted(p.name for p in out.iterdir())
     assert files == [
+        ".crossent-run",  # the marker that says: a run crossent wrote
         "checkpoint.npz",
         "confusion_matrix.png",
         "curves.png",

@@ -158,3 +158,61 @@ def test_the_gpu_benchmark_fails_when_nothing_can_run():
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert proc.returncode == 2 and "nothing ran" in proc.stderr
+
+
+def _write(path: Path, text: str) -> str:
+    path.write_text(text)
+    return str(path)
+
+
+def _data_cases(d: Path) -> list[tuple[list[str], str]]:
+    """Files that used to train without a word (issue 20), each with its one-line error."""
+    X, y = _iris_like()
+    rows = [",".join(map(str, r)) for r in X]
+    classes = {"setosa": 0, "versicolor": 1, "virginica": 2}
+    nums = [classes[c] for c in y]
+    rng = np.random.default_rng(0)
+    for part, n in (("train", 40), ("t10k", 10)):
+        images = rng.random((n, 4, 4)).astype(np.float32)
+        images[3, 0, 1] = np.nan
+        write_idx(d / f"{part}-images-idx3-ubyte.gz", images)
+        write_idx(d / f"{part}-labels-idx1-ubyte.gz", (np.arange(n) % 2).astype(np.uint8))
+    from sklearn.datasets import load_digits
+
+    pixels = load_digits().data.astype(int)
+    return [
+        (["--data", "mnist", "--data-dir", str(d)],
+         "--data: mnist train images, row 3, column 1: expected a number, got 'nan'"),
+        (["--data", _write(d / "dup.csv", "a,b,a,d,label\n" + "".join(
+            f"{r},{c}\n" for r, c in zip(rows, nums, strict=True)))],
+         "dup.csv, line 1: expected distinct column names, got 'a' in columns 1 and 3"),
+        (["--data", _write(d / "zeros.csv", "a,b,c,d,label\n" + "".join(
+            f"{r},{'0' * (i % 3)}7\n" for i, r in enumerate(rows)))],
+         "labels '007', '07' and '7' are one class (7) written differently"),
+        (["--data", _write(d / "comma.csv", "".join(
+            f"{r},{c},\n" for r, c in zip(rows, nums, strict=True)))],
+         "comma.csv: column 6 is empty on every line (each line ends with a comma); remove"),
+        (["--data", _write(d / "pixels.csv", "".join(
+            ",".join(map(str, p)) + "\n" for p in pixels))],
+         "pixels.csv: the last column (column 64), taken as the labels, looks like a feature"),
+    ]  # fmt: skip
+
+
+def test_data_that_was_misread_is_one_line_naming_the_data(tmp_path, capsys):
+    for argv, message in _data_cases(tmp_path):
+        code = main(["train", "--out", str(tmp_path / "run"), *FAST, *argv])
+        err = capsys.readouterr().err
+        assert code == 2 and message in err and err.count("\n") == 1, err
+        assert "lower" not in err and not (tmp_path / "run").exists()
+
+
+def test_reading_a_large_csv_shows_a_progress_bar_on_a_terminal(tmp_path, capsys, monkeypatch):
+    from crossent.cli import _shared
+
+    X, y = _iris_like()
+    path = _write(tmp_path / "d.csv", "a,b,c,d,label\n" + "".join(
+        f"{','.join(map(str, r))},{c}\n" for r, c in zip(X, y, strict=True)))  # fmt: skip
+    monkeypatch.setattr(_shared, "BAR_MIN_BYTES", 0)
+    monkeypatch.setattr(sys.stderr, "isatty", lambda: True)
+    assert main(["train", "--out", str(tmp_path / "run"), *FAST, "--data", path]) == 0
+    assert "reading d.csv" in capsys.readouterr().err

@@ -126,3 +126,31 @@ def test_penalty_bad_input():
         crossent.l1_penalty([np.nan], 1.0)
     with pytest.raises(ValueError, match=r"W, b, X: expected shapes"):
         crossent.regularized_objective(np.zeros((3, 2)), np.zeros(2), np.zeros((4, 2)), [0] * 4)
+
+
+MASKED = np.ma.masked_array(X, mask=[[False, True, False], [False, False, False]])
+
+
+@pytest.mark.parametrize(
+    ("call", "name"),
+    [
+        (lambda: crossent.cross_entropy(MASKED, Y), "logits"),
+        (lambda: crossent.cross_entropy_grad(MASKED, Y), "logits"),
+        (lambda: crossent.cross_entropy_with_grad(MASKED, Y), "logits"),
+        (lambda: crossent.cross_entropy(X, np.ma.masked_array(Y, [True, False])), "target"),
+        (lambda: crossent.cross_entropy(X, Y, weight=np.ma.masked_array([1.0] * 3)), "weight"),
+        (lambda: crossent.softmax(MASKED), "x"),
+        (lambda: crossent.log_softmax(MASKED), "x"),
+        (lambda: crossent.logsumexp(MASKED), "x"),
+        (lambda: crossent.binary_cross_entropy_with_logits(MASKED, np.zeros((2, 3))), "logits"),
+        (lambda: crossent.binary_cross_entropy_with_logits(X, np.ma.zeros((2, 3))), "target"),
+        (lambda: crossent.l2_penalty(MASKED, 1.0), "w"),
+    ],
+)
+def test_a_masked_array_is_refused_not_read_without_its_mask(call, name):
+    with pytest.raises(
+        TypeError,
+        match=rf"^{name}: expected a plain array, got a numpy masked array \(its mask would be "
+        r"ignored\); select the entries you mean, or fill them with np\.ma\.filled",
+    ):
+        call()

@@ -89,7 +89,7 @@ def test_the_reported_stall_and_tol_reaching_the_solver():
     for tol in (1e-4, 1e-6, 1e-8):
         clf = SoftmaxClassifier(tol=tol, **kw).fit(X, y)
         Js.append(objective(X, y, clf.coef_, clf.intercept_, alpha, 0.5))
-    assert Js[0] >= Js[1] >= Js[2]  # a smaller tol gets closer
+    assert Js[0] >= Js[1] - 1e-13 >= Js[2] - 2e-13  # a smaller tol gets closer (to rounding)
     assert Js[2] - SAGA["iris", 100, 0.5] < 1e-10
     # below what float64 resolves: the fit says it stopped above tol
     with pytest.warns(ConvergenceWarning, match=r"above tol=1e-14.*smallest subgradient"):

@@ -153,8 +153,9 @@ def test_the_example_script_runs(capsys):
 
 def test_lbfgs_takes_an_l1_penalty_with_exact_zeros():
     """L-BFGS handles L1 by the split W = W⁺ − W⁻ (it used to refuse any non-smooth penalty)."""
-    from scipy.special import logsumexp
     from sklearn.datasets import make_blobs
+
+    from crossent import reference
 
     X, y = make_blobs(n_samples=120, centers=3, n_features=5, random_state=0)
     alpha = 0.02
@@ -164,6 +165,41 @@ def test_lbfgs_takes_an_l1_penalty_with_exact_zeros():
     assert np.mean(W1 == 0) > 0.3 and np.mean(W2 == 0) > 0.1
     H = np.maximum(X @ W1.T + clf.intercepts_[0], 0.0)
     S = H @ W2.T + clf.intercepts_[1]
-    J = np.mean(logsumexp(S, axis=1) - S[np.arange(len(y)), y])
+    J = reference.cross_entropy(S, y)
     J += alpha * (np.abs(W1).sum() + np.abs(W2).sum())
     assert clf.loss_curve_[-1] == pytest.approx(J, rel=1e-9)
+
+
+@pytest.mark.parametrize("sizes", [(5.5,), 5.5, (4, 2.0), (np.float64(3),), ("8",), (True,)])
+def test_hidden_layer_sizes_must_be_ints(sizes):
+    with pytest.raises(TypeError, match=r"^hidden_layer_sizes: expected a non-empty tuple of "
+                       r"ints >= 1, got "):  # fmt: skip
+        MLPClassifier(hidden_layer_sizes=sizes).fit([[0.0], [1.0]], [0, 1])
+
+
+@pytest.mark.parametrize("solver", ["adam", "sgd", "lbfgs"])
+@pytest.mark.parametrize("model", [MLPClassifier((8,), random_state=0), SoftmaxClassifier()])
+def test_features_whose_scores_overflow_are_refused_before_training(model, solver):
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    model.set_params(solver=solver, max_iter=5)
+    with pytest.raises(ValueError, match=r"^X, row 0, column 0: expected a number of magnitude "
+                       r"at most 1e\+150, got 5\.1e\+306, which overflows when squared in "
+                       r"training; rescale this column$"):  # fmt: skip
+        model.fit(X * 1e306, y)
+    with pytest.raises(ValueError, match=r"^X, row 0, column 0: expected a number of magnitude"):
+        model.partial_fit(X * 1e306, y, classes=[0, 1, 2])
+
+
+@pytest.mark.parametrize("model", [MLPClassifier((8,), random_state=0), SoftmaxClassifier()])
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_a_loss_that_leaves_float64_is_an_error_not_a_score(model, solver):
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    model.set_params(solver=solver, max_iter=5, learning_rate_init=1e200)
+    with pytest.raises(ValueError, match=r"^learning_rate_init: expected a training loss that "
+                       r"stays finite, got a loss of NaN or inf at epoch \d; lower it \(now "
+                       r"1e\+200\) or scale X \(e\.g\. StandardScaler\)$"):  # fmt: skip
+        model.fit(X * 1e100, y)

@@ -77,13 +77,16 @@ def test_linear_cross_entropy_under_compile():
     ids=["mean-smoothing", "none-zloss-softcap-temperature"],
 )
 def test_custom_op_passes_opcheck(options):
-    from crossent.torch._ops import cross_entropy_op
+    from crossent.torch._ops import cross_entropy_op, op_options
+    from crossent.torch._options import make_options
 
     reduction, eps, zl, cap, temp = options
     x = torch.randn(5, 7, requires_grad=True)
     y = torch.tensor([1, 2, -100, 0, 6])
-    args = (x, y, torch.rand(7) + 0.5, -100, reduction, eps, zl, cap, temp, None, "auto", True)
-    result = torch.library.opcheck(cross_entropy_op, args)
+    opts = make_options(reduction=reduction, label_smoothing=eps, z_loss=zl, softcap=cap,
+                        temperature=temp)  # fmt: skip
+    args = (x, y, torch.rand(7) + 0.5, True)
+    result = torch.library.opcheck(cross_entropy_op, args, op_options(opts))
     assert all(v == "SUCCESS" for v in result.values()), result
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from crossent._validation import as_float_array, check_reduction
+from crossent._validation import as_array, as_float_array, check_reduction
 
 __all__ = ["binary_cross_entropy_with_logits", "binary_cross_entropy_with_logits_grad"]
 
@@ -23,7 +23,7 @@ def _prepare(
     reduction = check_reduction(reduction)
     if np.isnan(x).any() or np.isinf(x).any():
         raise ValueError("logits: expected finite values, got NaN or inf")
-    y = np.asarray(target)
+    y = as_array(target, "target")
     if y.dtype.kind not in "biuf":
         raise TypeError(f"target: expected numbers in [0, 1], got dtype {y.dtype}")
     if y.shape != x.shape:

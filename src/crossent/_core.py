@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from crossent import _engine, _spec
-from crossent._kernel import Problem, no_shift_range, row_sums
+from crossent import _algebra, _engine, _spec
+from crossent._algebra import no_shift_range
+from crossent._kernel import Problem, row_sums
 from crossent._spec import LossOptions, Scales
-from crossent._validation import as_float_array, normalize_axis
+from crossent._validation import as_array, as_float_array, normalize_axis
 
 
 @dataclass
@@ -38,11 +39,7 @@ class Prepared:
         """Per-row losses (``'none'``, float64, the batch shape) or the reduced float."""
         if self.opts.reduction == "none":
             return loss.reshape(self.moved_shape[:-1])
-        zsq = 0.0
-        if self.pb.z_loss and self.scales.z != self.scales.ce:
-            sq = lse * lse
-            zsq = float(np.sum(sq if self.pb.valid is None else sq[self.pb.valid]))
-        return _spec.reduced_loss(float(np.sum(loss)), zsq, self.scales, self.pb.z_loss)
+        return float(_algebra.reduce_rows(loss, lse, self.pb.valid, self.scales, self.pb.z_loss))
 
     def grad_buffer(self, out: NDArray[Any] | None) -> tuple[NDArray[Any], NDArray[Any]]:
         """(buffer in (M, C) layout for the engine, array to return in the user's layout)."""
@@ -106,7 +103,7 @@ def prepare(
     idx_shape = moved_shape[:-1]
     class_axis, user_shape = layout if layout is not None else (ax, idx_shape)
 
-    tgt = np.asarray(target)
+    tgt = as_array(target, "target")
     kind = _spec.classify_target(tgt.dtype.kind, tgt.dtype, tgt.shape, idx_shape, x.shape)
     y = valid = wy = q = None
     if kind == "index":
@@ -176,6 +173,8 @@ def compute(
     return prep.reduce(loss, lse), lse, prep.finish_grad(buf, ret)
 
 
+_MEAN = _spec.DEFAULT_OPTIONS  # 'mean' without num_items: the batch's own denominator
+
 # at most this many logits take the lean path below (when its conditions hold)
 SMALL_MAX_ELEMENTS = 1 << 15
 
@@ -218,18 +217,19 @@ def small_simple(
     s = row_sums(z, z.dtype)  # (n,) float64: float32 sums lose digits on long rows
     flat = np.arange(0, n * c, c) + target.astype(np.intp, copy=False)  # [n, target[n]]
     log_s = np.log(s)
-    zy = logits.take(flat).astype(np.float64)  # (n,) the target's logit
+    lin = logits.take(flat).astype(np.float64)  # (n,) the target's logit
     if shift is None:
-        lse, loss = log_s, log_s - zy
-    else:  # log s - (z_y - m): no cancellation of m where the loss is small
-        lse, loss = log_s + shift, log_s - (zy - shift)
-    np.maximum(loss, 0.0, out=loss)  # round-off can leave -1e-17 where the loss is 0
-    scale = 1.0 / n if reduction == "mean" else 1.0
+        lse = log_s
+    else:  # shifted coordinates: log s - (x_y - m), no cancellation of m where the loss is small
+        lse, lin = log_s + shift, lin - shift
+    loss = _algebra.row_loss(1.0, lin, log_s, lse)
+    scale = _spec.mean_scales(_MEAN, n, n, weighted=False).ce if reduction == "mean" else 1.0
     out = loss if reduction == "none" else float(loss.sum()) * scale
     if not want_grad:
         return out, lse, None
-    z *= (scale / s).astype(z.dtype)[:, None]
-    z.ravel()[flat] -= scale
+    co = _algebra.grad_coefficients(1.0, lse, s, scale=scale)
+    z *= co.p.astype(z.dtype)[:, None]
+    z.ravel()[flat] -= co.target
     return out, lse, z
 
 

@@ -13,29 +13,14 @@ from typing import Any
 from numpy.typing import ArrayLike, NDArray
 
 from crossent import _core
-from crossent._spec import DEFAULT_OPTIONS, LossOptions, options_from
+from crossent._spec import options_from
 
 __all__ = ["cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad"]
 
 
-def _options(args: dict[str, Any]) -> LossOptions:
-    """The validated options from a public function's arguments; the defaults (checked by
-    type too: ``True == 1.0`` must not pass) without a validation call, as the classifier
-    calls this every step."""
-    if (
-        type(args["ignore_index"]) is int
-        and args["ignore_index"] == -100
-        and args["reduction"] == "mean"
-        and all(
-            type(args[n]) in (float, int) and args[n] == 0 for n in ("label_smoothing", "z_loss")
-        )
-        and args["softcap"] is None
-        and type(args["temperature"]) in (float, int)
-        and args["temperature"] == 1
-        and args["num_items"] is None
-    ):
-        return DEFAULT_OPTIONS
-    return options_from(args)
+# the validated options of a public function's arguments; the defaults (checked by type, over
+# the whole table of options) without a validation call, as the classifier calls this every step
+_options = options_from
 
 
 def cross_entropy(

@@ -16,6 +16,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
+from crossent._files import open_regular
+
 __all__ = ["read_npy", "read_npz"]
 
 _DEFLATE_MAX_RATIO = 1100  # deflate cannot compress better than ~1032:1
@@ -44,12 +46,14 @@ def read_npz(source: str | os.PathLike[str] | bytes) -> dict[str, NDArray[Any]]:
     where = "the archive" if isinstance(source, bytes) else str(source)
     if isinstance(source, bytes) and source.startswith(b"\x93NUMPY"):
         raise ValueError(f"{where}: expected an .npz archive, got a single .npy array, not an .npz")
+    fh = io.BytesIO(source) if isinstance(source, bytes) else open_regular(source)
     try:
-        zf = zipfile.ZipFile(io.BytesIO(source) if isinstance(source, bytes) else source)
+        zf = zipfile.ZipFile(fh)
     except zipfile.BadZipFile as exc:
+        fh.close()
         raise ValueError(f"{where}: expected an .npz archive, got {exc}") from None
     arrays: dict[str, NDArray[Any]] = {}
-    with zf:
+    with fh, zf:
         for info in zf.infolist():
             name = info.filename.removesuffix(".npy")
             what = f"{where}: array {name!r}"
@@ -75,7 +79,7 @@ def read_npz(source: str | os.PathLike[str] | bytes) -> dict[str, NDArray[Any]]:
 
 def read_npy(path: str | os.PathLike[str]) -> NDArray[Any]:
     """An ``.npy`` file's array, its header checked against the file's size first."""
-    with open(path, "rb") as fh:
+    with open_regular(path) as fh:
         shape, _, nbytes = _header(fh, str(path))
         held = os.fstat(fh.fileno()).st_size - fh.tell()
         if nbytes != held:

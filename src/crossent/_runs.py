@@ -1,10 +1,12 @@
-"""A training run's directory, reloaded: its metrics (checked), model and test split.
+"""A training run's directory: what it holds (:class:`Run`) and its metrics, checked.
 
-Re-exported by :mod:`crossent.io`, where it is documented.
+Re-exported by :mod:`crossent.io`, where it is documented (and where :func:`load_run`, which
+needs the model loader, lives).
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from dataclasses import dataclass, field
@@ -14,7 +16,11 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-__all__ = ["Run", "load_run", "read_run_metrics"]
+from crossent._files import open_regular, read_regular
+
+__all__ = ["Run", "check_data_fingerprint", "data_fingerprint", "read_run_metrics"]
+
+_MAX_METRICS = 1 << 28  # 256 MiB: far above any metrics.json crossent writes
 
 
 @dataclass
@@ -38,16 +44,16 @@ class Run:
     @property
     def classifier(self) -> Any:
         """The crossent estimator itself (``coef_`` acts on standardized features)."""
-        from crossent.io import _split_pipeline
+        from crossent.models import split_pipeline
 
-        return _split_pipeline(self.model)[1]
+        return split_pipeline(self.model)[1]
 
     @property
     def scaler(self) -> Any:
         """The fitted ``StandardScaler`` or ``None``."""
-        from crossent.io import _split_pipeline
+        from crossent.models import split_pipeline
 
-        return _split_pipeline(self.model)[0]
+        return split_pipeline(self.model)[0]
 
 
 def read_run_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
@@ -55,13 +61,13 @@ def read_run_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     name inside the directory and whose ``data`` is a data description."""
     path = Path(run_dir) / "metrics.json"
     try:
-        metrics = json.loads(path.read_text(encoding="utf-8"))
+        metrics = json.loads(read_regular(path, max_bytes=_MAX_METRICS).decode("utf-8"))
     except FileNotFoundError:
         raise FileNotFoundError(
             f"{run_dir}: expected a run directory with metrics.json, got "
             "none (train one with `crossent train --out DIR`)"
         ) from None
-    except (ValueError, OSError) as exc:
+    except (ValueError, OSError, RecursionError) as exc:  # RecursionError: [[[[... nested
         raise ValueError(
             f"{path}: expected the JSON crossent train writes, got a damaged file ({exc})"
         ) from None
@@ -73,26 +79,49 @@ def read_run_metrics(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return {**metrics, "model_file": name}
 
 
-def load_run(run_dir: str | os.PathLike[str]) -> Run:
-    """Reload a ``crossent train --out RUN_DIR`` directory: model, test split and metrics."""
-    from crossent.data import DataSpec, load_dataset
-    from crossent.io import _split_pipeline, load_model
+def _data_files(spec: Any) -> list[Path]:
+    """The files a data description reads: none for the bundled digits, the file of a CSV
+    or NPZ, the four IDX files of MNIST (those present)."""
+    from crossent.data import MNIST_FILES, _find, default_data_home
 
-    run_dir = Path(run_dir)
-    metrics = read_run_metrics(run_dir)
-    model = load_model(run_dir / metrics["model_file"])
-    spec = DataSpec.from_dict(metrics.get("data", {}))
-    ds = load_dataset(spec)
-    clf = _split_pipeline(model)[1]
-    image_shape = ds.image_shape
-    return Run(
-        run_dir=run_dir,
-        model=model,
-        classes=clf.classes_.tolist(),
-        X_test=ds.X_test,
-        y_test=ds.y_test,
-        image_shape=image_shape,
-        metrics=metrics,
-        class_names=ds.class_names,
-        data_spec=spec.to_dict(),
-    )
+    if spec.source in MNIST_FILES:
+        root = Path(spec.path) if spec.path is not None else default_data_home() / spec.source
+        found = (_find(root, name) for name in MNIST_FILES[spec.source])
+        return [p for p in found if p is not None]
+    return [] if spec.path is None else [Path(spec.path)]
+
+
+def data_fingerprint(spec: Any) -> dict[str, dict[str, Any]]:
+    """``{path: {"size": bytes, "sha256": hex}}`` of every file a
+    :class:`~crossent.data.DataSpec` reads, recorded in a run so that a changed file is noticed
+    (its test split would be other rows, some of them trained on)."""
+    prints: dict[str, dict[str, Any]] = {}
+    for path in _data_files(spec):
+        digest = hashlib.sha256()
+        with open_regular(path) as fh:
+            size = os.fstat(fh.fileno()).st_size
+            left = size
+            while left > 0 and (chunk := fh.read(min(left, 1 << 22))):
+                digest.update(chunk)
+                left -= len(chunk)
+        prints[str(path)] = {"size": size, "sha256": digest.hexdigest()}
+    return prints
+
+
+def check_data_fingerprint(spec: Any, recorded: Any) -> None:
+    """Raise ``ValueError`` if a file ``spec`` reads differs from the ``recorded`` fingerprint
+    (runs made before fingerprints were recorded, and missing files, pass: the loader
+    reports a missing file)."""
+    if not isinstance(recorded, dict) or not recorded:
+        return
+    now = data_fingerprint(spec)
+    for path, then in recorded.items():
+        if path in now and now[path] != then:
+            size = then.get("size") if isinstance(then, dict) else None
+            raise ValueError(
+                f"{path}: expected the data file this run was trained on ({size} bytes, "
+                f"SHA-256 {str(then.get('sha256') if isinstance(then, dict) else '')[:12]}...), "
+                f"got a changed file ({now[path]['size']} bytes, SHA-256 "
+                f"{now[path]['sha256'][:12]}...): its test split would be other rows, some "
+                "of them trained on; restore the file, or train a new run on it"
+            )

@@ -12,22 +12,41 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from crossent._algebra import check_row_maxima
+
 # the scalar checks live with the loss's options, where their messages are written once
 from crossent._spec import (  # noqa: F401  (re-exported)
-    _describe,
     check_nonnegative,
     check_positive,
     check_reduction,
     check_unit_interval,
 )
+from crossent._spec import describe_value as describe
+
+
+def refuse_masked(x: Any, name: str) -> None:
+    """A masked array is refused: ``np.asarray`` drops its mask, and every value under it
+    would be read as if it were data."""
+    if isinstance(x, np.ma.MaskedArray):
+        raise TypeError(
+            f"{name}: expected a plain array, got a numpy masked array (its mask would be "
+            "ignored); select the entries you mean, or fill them with np.ma.filled"
+        )
+
+
+def as_array(x: ArrayLike, name: str) -> NDArray[Any]:
+    """``np.asarray(x)``, a masked array refused."""
+    refuse_masked(x, name)
+    return np.asarray(x)
 
 
 def as_float_array(x: ArrayLike, name: str, *, min_ndim: int = 1) -> NDArray[np.floating]:
     """Return ``x`` as a float16/32/64 array; integers and booleans become float64."""
+    refuse_masked(x, name)
     try:
         arr = np.asarray(x)
     except (ValueError, TypeError) as exc:
-        raise TypeError(f"{name}: expected a numeric array, got {_describe(x)} ({exc})") from None
+        raise TypeError(f"{name}: expected a numeric array, got {describe(x)} ({exc})") from None
     if arr.dtype.kind in "biu":
         arr = arr.astype(np.float64)
     elif arr.dtype.kind == "f":
@@ -45,7 +64,7 @@ def as_float_array(x: ArrayLike, name: str, *, min_ndim: int = 1) -> NDArray[np.
 
 def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
     if isinstance(axis, bool) or not isinstance(axis, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {_describe(axis)}")
+        raise TypeError(f"{name}: expected an int, got {describe(axis)}")
     axis = int(axis)
     if not -ndim <= axis < ndim:
         raise ValueError(f"{name}: expected an int in [{-ndim}, {ndim - 1}], got {axis}")
@@ -54,7 +73,4 @@ def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
 
 def check_logits_values(row_max: NDArray[np.floating], name: str = "logits") -> None:
     """Reject NaN and +inf, detected cheaply through the row maxima (max propagates NaN)."""
-    if np.isnan(row_max).any():
-        raise ValueError(f"{name}: expected finite values or -inf (masked), got NaN")
-    if np.isposinf(row_max).any():
-        raise ValueError(f"{name}: expected finite values or -inf (masked), got +inf")
+    check_row_maxima(row_max, name=name)

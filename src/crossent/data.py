@@ -19,6 +19,7 @@ import gzip
 import hashlib
 import os
 import urllib.request
+import zlib
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,9 +27,10 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from crossent._files import atomic_open, atomic_write
-from crossent._npz import read_npz
-from crossent._tabular import check_features, check_labels, csv_labels, read_csv
+from crossent._files import atomic_open, atomic_write, open_regular
+from crossent._labels import check_labels, csv_labels
+from crossent._npz import _DEFLATE_MAX_RATIO, read_npz
+from crossent._tabular import Progress, check_features, read_csv
 
 __all__ = ["SOURCES", "DataSpec", "Dataset", "default_data_home", "load_csv", "load_dataset",
            "load_mnist", "load_npz", "parse_source", "read_idx", "write_idx"]  # fmt: skip
@@ -94,7 +96,7 @@ class DataSpec:
                              "a column name, an index or None"),
             "test_size": (num(self.test_size, (int, float)) and 0 < self.test_size < 1,
                           "a number in (0, 1)"),
-            "seed": (num(self.seed, int) and self.seed >= 0, "an integer >= 0"),
+            "seed": (num(self.seed, int) and 0 <= self.seed < 2**32, "an integer in [0, 2**32)"),
             "limit": (self.limit is None or (num(self.limit, int) and self.limit >= 1),
                       "an integer >= 1 or None"),
             "download": (isinstance(self.download, bool), "true or false"),
@@ -149,36 +151,66 @@ def read_idx(path: str | os.PathLike[str]) -> NDArray[Any]:
 
     The format: two zero bytes, a type code (0x08 uint8 ... 0x0E float64), the number of
     dimensions ``k``, ``k`` big-endian uint32 sizes, then the data, big-endian, row-major.
+    The header is read first: no more than the size it declares is ever read or decompressed,
+    and a declared size that the file cannot hold is refused before reading the data.
     """
-    raw = Path(path).read_bytes()
-    if raw[:2] == b"\x1f\x8b":
+    with open_regular(path, "rb") as raw_fh:  # a FIFO or /dev/zero is refused unopened
+        size = os.fstat(raw_fh.fileno()).st_size
+        gz = raw_fh.read(2) == b"\x1f\x8b"
+        raw_fh.seek(0)
+        fh: Any = gzip.GzipFile(fileobj=raw_fh, mode="rb") if gz else raw_fh
         try:
-            raw = gzip.decompress(raw)
-        except (OSError, EOFError) as exc:
+            return _read_idx(fh, str(path), size, gz)
+        except (OSError, EOFError, zlib.error) as exc:
+            if not gz:
+                raise
             raise ValueError(
                 f"{path}: expected a valid gzip file, got a damaged one ({exc})"
             ) from None
-    if len(raw) < 4 or raw[0] != 0 or raw[1] != 0 or raw[2] not in _IDX_DTYPES:
+
+
+def _read_exactly(fh: Any, n: int) -> bytes:
+    """Up to ``n`` bytes, read in chunks (a gzip stream is decompressed no further)."""
+    out = bytearray()
+    while len(out) < n:
+        chunk = fh.read(min(n - len(out), 1 << 20))
+        if not chunk:
+            break
+        out += chunk
+    return bytes(out)
+
+
+def _read_idx(fh: Any, path: str, size: int, gz: bool) -> NDArray[Any]:
+    magic = _read_exactly(fh, 4)
+    if len(magic) < 4 or magic[0] != 0 or magic[1] != 0 or magic[2] not in _IDX_DTYPES:
         raise ValueError(
             f"{path}: expected an IDX file (magic 00 00 <type> <ndim>), got "
-            f"bytes {raw[:4].hex(' ') or '(empty)'}"
+            f"bytes {magic.hex(' ') or '(empty)'}"
         )
-    dtype, ndim = np.dtype(_IDX_DTYPES[raw[2]]), raw[3]
-    header = 4 + 4 * ndim
-    if len(raw) < header:
+    dtype, ndim = np.dtype(_IDX_DTYPES[magic[2]]), magic[3]
+    dims = _read_exactly(fh, 4 * ndim)
+    if len(dims) < 4 * ndim:
         raise ValueError(f"{path}: expected {ndim} dimension sizes, got a truncated header")
-    shape = tuple(int(s) for s in np.frombuffer(raw, dtype=">u4", count=ndim, offset=4))
-    expected = int(np.prod(shape)) * dtype.itemsize
-    if len(raw) - header != expected:
+    shape = tuple(int(s) for s in np.frombuffer(dims, dtype=">u4"))
+    expected = int(np.prod(shape, dtype=object)) * dtype.itemsize
+    # deflate compresses at most ~1032:1, so a gzip file of `size` bytes cannot hold more
+    if expected > (_DEFLATE_MAX_RATIO if gz else 1) * size:
+        raise ValueError(
+            f"{path}: its header declares shape {shape} ({expected} bytes), more than a "
+            f"{'gzip ' if gz else ''}file of {size} bytes can hold"
+        )
+    data = _read_exactly(fh, expected)
+    if len(data) != expected:
         raise ValueError(
             f"{path}: expected {expected} data bytes for shape {shape}, got "
-            f"{len(raw) - header} (truncated or damaged)"
+            f"{len(data)} (truncated or damaged)"
         )
-    return (
-        np.frombuffer(raw, dtype=dtype, offset=header)
-        .reshape(shape)
-        .astype(dtype.newbyteorder("="))
-    )
+    if fh.read(1):
+        raise ValueError(
+            f"{path}: expected {expected} data bytes for shape {shape}, got more (damaged or "
+            "hostile)"
+        )
+    return np.frombuffer(data, dtype=dtype).reshape(shape).astype(dtype.newbyteorder("="))
 
 
 def write_idx(path: str | os.PathLike[str], array: ArrayLike) -> None:
@@ -194,10 +226,6 @@ def write_idx(path: str | os.PathLike[str], array: ArrayLike) -> None:
     body += arr.astype(arr.dtype.newbyteorder(">")).tobytes()
     data = gzip.compress(body) if str(path).endswith(".gz") else body
     atomic_write(path, data)
-
-
-def _md5(path: Path) -> str:
-    return hashlib.md5(path.read_bytes(), usedforsecurity=False).hexdigest()
 
 
 def _fetch(url: str, dest: Path, md5: str, timeout: float = 20.0) -> None:
@@ -274,6 +302,10 @@ def _mnist_images(
                 f"{kind} {part}: expected images (N, H, W) and labels (N,), got "
                 f"{X.shape} and {y.shape}"
             )
+        if len(X) == 0:
+            raise ValueError(f"{kind} {part}: expected at least one example, got none")
+        if X.dtype.kind == "f":  # NaN or inf pixels: say so now, not after the training
+            check_features(X.reshape(len(X), -1), f"{kind} {part} images")
     if X_train.shape[1:] != X_test.shape[1:]:
         raise ValueError(
             f"{kind}: expected train and t10k images of one size, got "
@@ -294,6 +326,7 @@ def load_csv(
     label_column: str | int | None = None,
     *,
     header: bool | None = None,
+    progress: Progress | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[Any]]:
     """Features (N, D) and labels (N,) from a CSV file with an optional header row.
 
@@ -301,23 +334,29 @@ def load_csv(
     default the column named ``"label"`` if there is one, else the last. ``header`` says
     whether the first line is a header; by default it is decided from the columns, and a
     file that cannot tell is refused (see :func:`crossent._tabular.read_csv`). Labels are
-    integers if all are, else strings.
+    integers if all are, else strings; an unnamed last column that looks like a feature (most
+    rows in one of 3+ values, or more values than half the rows) is refused. ``progress(done,
+    total)`` is called with the bytes read while a large file is read.
     """
-    X, y, _ = _load_csv_named(path, label_column, header)
+    X, y, _ = _load_csv_named(path, label_column, header, progress)
     return X, y
 
 
 def _load_csv_named(
-    path: str | os.PathLike[str], label_column: str | int | None, header: bool | None
+    path: str | os.PathLike[str],
+    label_column: str | int | None,
+    header: bool | None,
+    progress: Progress | None = None,
 ) -> tuple[NDArray[np.float64], NDArray[Any], list[str] | None]:
     names = (label_column,) if isinstance(label_column, str) else ()
-    table = read_csv(path, header=header, names=names)
+    table = read_csv(path, header=header, names=names, progress=progress)
     col = table.column_index(label_column)
-    if len(table.rows[0]) < 2:
+    if table.width < 2:
         raise ValueError(f"{path}: expected feature columns and a label column, got 1 column")
-    features = [j for j in range(len(table.rows[0])) if j != col]
+    features = [j for j in range(table.width) if j != col]
     feature_names = [table.header[j] for j in features] if table.header else None
-    return table.numbers(features), csv_labels(table, col), feature_names
+    implicit = label_column is None and not (table.header and "label" in table.header)
+    return table.numbers(features), csv_labels(table, col, implicit=implicit), feature_names
 
 
 def load_npz(path: str | os.PathLike[str]) -> tuple[NDArray[np.float64], NDArray[Any]]:
@@ -328,6 +367,8 @@ def load_npz(path: str | os.PathLike[str]) -> tuple[NDArray[np.float64], NDArray
     X, y = arrays["X"], arrays["y"]
     if X.ndim < 2 or y.ndim != 1 or len(X) != len(y):
         raise ValueError(f"{path}: expected X (N, D) and y (N,), got {X.shape} and {y.shape}")
+    if len(X) == 0:
+        raise ValueError(f"{path}: expected at least one example, got none (X has shape {X.shape})")
     return check_features(X.reshape(len(X), -1), f"{path}: X"), check_labels(y, f"{path}: y")
 
 
@@ -338,11 +379,12 @@ def _subsample(X: Any, y: Any, limit: int | None, seed: int) -> tuple[Any, Any]:
     return X[keep], y[keep]
 
 
-def load_dataset(spec: DataSpec | str = "digits") -> Dataset:
+def load_dataset(spec: DataSpec | str = "digits", *, progress: Progress | None = None) -> Dataset:
     """Load the dataset ``spec`` describes, split into a fixed train and test part.
 
     ``"digits"`` is scikit-learn's bundled 1797 8×8 images (offline); MNIST has its own split;
     digits, CSV and NPZ are split by ``train_test_split(test_size, random_state=seed)``.
+    ``progress(done, total)``: called with the bytes read while a CSV file is read.
     """
     from sklearn.model_selection import train_test_split
 
@@ -365,7 +407,7 @@ def load_dataset(spec: DataSpec | str = "digits") -> Dataset:
     elif spec.path is None:
         raise ValueError(f"path: expected a file for source {spec.source!r}, got None")
     elif spec.source == "csv":
-        X, y, features = _load_csv_named(spec.path, spec.label_column, spec.header)
+        X, y, features = _load_csv_named(spec.path, spec.label_column, spec.header, progress)
     else:
         X, y = load_npz(spec.path)
     if len(y) < 2:

@@ -20,8 +20,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from crossent._files import atomic_open
+from crossent._files import atomic_open, read_regular
 from crossent._npz import read_npz
+from crossent._runs import Run, check_data_fingerprint, read_run_metrics
 
 __all__ = ["FORMAT", "ModelFileError", "Run", "load_model", "load_run", "read_run_metrics",
            "save_model", "write_json_atomic"]  # fmt: skip
@@ -96,8 +97,9 @@ def save_model(
     check_is_fitted(clf)
     fitted, arrays = clf.to_arrays()  # the estimator owns its array form (and the state's)
     if scaler is not None:
-        arrays["scaler_mean"] = np.asarray(scaler.mean_, dtype=np.float64)
-        arrays["scaler_scale"] = np.asarray(scaler.scale_, dtype=np.float64)
+        from crossent.models._pipeline import scaler_to_arrays
+
+        arrays.update(scaler_to_arrays(scaler))
     meta = {
         "format": FORMAT,
         "version": VERSION,
@@ -125,11 +127,13 @@ def write_json_atomic(path: str | os.PathLike[str], obj: Any) -> None:
 
 def _read(path: Path) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
     try:
-        raw = path.read_bytes()
+        raw = read_regular(path)  # a FIFO or a device is refused before it is opened
     except FileNotFoundError:
         raise ModelFileError(f"{path}: expected a crossent model file, got no such file") from None
     except OSError as exc:
-        raise ModelFileError(f"{path}: cannot read the model file ({exc})") from None
+        raise ModelFileError(f"{path}: cannot read the model file ({exc.strerror})") from None
+    except ValueError as exc:
+        raise ModelFileError(str(exc)) from None
     try:
         arrays = read_npz(raw)
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile, RuntimeError) as exc:
@@ -146,33 +150,53 @@ def _read(path: Path) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
         meta = json.loads(arrays.pop(_META).astype(np.uint8).tobytes().decode())
     except (ValueError, UnicodeDecodeError) as exc:
         raise ModelFileError(f"{path}: damaged metadata ({exc})") from None
+    except RecursionError:  # [[[[... nested deeper than the JSON parser recurses
+        raise ModelFileError(
+            f"{path}: damaged metadata (nested too deeply to be crossent's metadata)"
+        ) from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise ModelFileError(
             f"{path}: expected format {FORMAT!r}, got "
-            f"{meta.get('format') if isinstance(meta, dict) else meta!r}"
+            f"{_short(meta.get('format') if isinstance(meta, dict) else meta)}"
         )
     if meta.get("version") != VERSION:
         raise ModelFileError(
-            f"{path}: expected format version {VERSION}, got {meta.get('version')!r}"
+            f"{path}: expected format version {VERSION}, got {_short(meta.get('version'))}"
         )
     for key, (kinds, expected) in _META_TYPES.items():
         value = meta.get(key)
         if not isinstance(value, kinds) or (isinstance(value, bool) and bool not in kinds):
             raise ModelFileError(
-                f"{path}: expected metadata {key!r} to be {expected}, got {value!r}"
+                f"{path}: expected metadata {key!r} to be {expected}, got {_short(value)}"
             )
     if meta["n_features_in"] < 1 or meta["n_iter"] < 0:
         raise ModelFileError(
             f"{path}: expected n_features_in >= 1 and n_iter >= 0, got "
             f"{meta['n_features_in']} and {meta['n_iter']}"
         )
+    scaler_arrays = sorted(k for k in arrays if k.startswith("scaler_"))
+    if not meta["scaler"] and scaler_arrays:  # a scaler would be dropped without a word
+        raise ModelFileError(
+            f"{path}: inconsistent metadata: 'scaler' is false but the file holds "
+            f"{' and '.join(scaler_arrays)} (a damaged or edited file)"
+        )
     return meta, arrays
+
+
+def _short(value: Any, width: int = 60) -> str:
+    """``repr(value)``, cut to ``width`` characters: a damaged file's value can be huge."""
+    text = repr(value)
+    return text if len(text) <= width else text[: width - 3] + "..."
 
 
 def _restore_params(cls: Any, params: Any, path: Path) -> dict[str, Any]:
     allowed = set(cls().get_params())
     if not isinstance(params, dict) or not set(params) <= allowed:
-        raise ModelFileError(f"{path}: unexpected estimator parameters {params!r}")
+        unknown = sorted(map(str, set(params) - allowed)) if isinstance(params, dict) else []
+        raise ModelFileError(
+            f"{path}: expected estimator parameters of {cls.__name__}, got "
+            + (f"unknown ones {_short(unknown)}" if unknown else _short(params))
+        )
     out = dict(params)
     cw = out.get("class_weight")
     if isinstance(cw, dict):
@@ -221,22 +245,37 @@ def load_model(path: str | os.PathLike[str], *, with_extra: bool = False) -> Any
     n_features = clf.n_features_in_
     model: Any = clf
     if meta.get("scaler"):
-        from sklearn.pipeline import Pipeline
-        from sklearn.preprocessing import StandardScaler
+        from crossent.models._pipeline import join_pipeline
 
-        scaler = StandardScaler()
-        scaler.mean_ = _array(arrays, "scaler_mean", path, (n_features,))
-        scaler.scale_ = _array(arrays, "scaler_scale", path, (n_features,))
-        if not np.all(scaler.scale_ > 0):
-            raise ModelFileError(
-                f"{path}: expected positive scaler_scale, got "
-                f"{float(scaler.scale_.min())} (features are divided by it)"
-            )
-        scaler.var_ = scaler.scale_**2
-        scaler.n_features_in_ = n_features
-        scaler.n_samples_seen_ = 0
-        model = Pipeline([("scaler", scaler), ("clf", clf)])
+        mean = _array(arrays, "scaler_mean", path, (n_features,))
+        scale = _array(arrays, "scaler_scale", path, (n_features,))
+        try:
+            model = join_pipeline(mean, scale, clf)
+        except ValueError as exc:
+            raise ModelFileError(f"{path}: {exc}") from None
     return (model, meta.get("extra", {})) if with_extra else model
 
 
-from crossent._runs import Run, load_run, read_run_metrics  # noqa: E402  (they use load_model)
+def load_run(run_dir: str | os.PathLike[str]) -> Run:
+    """Reload a ``crossent train --out RUN_DIR`` directory: model, test split and metrics."""
+    from crossent.data import DataSpec, load_dataset
+
+    run_dir = Path(run_dir)
+    metrics = read_run_metrics(run_dir)
+    model = load_model(run_dir / metrics["model_file"])
+    spec = DataSpec.from_dict(metrics.get("data", {}))
+    check_data_fingerprint(spec, metrics.get("data_fingerprint"))
+    ds = load_dataset(spec)
+    clf = _split_pipeline(model)[1]
+    image_shape = ds.image_shape
+    return Run(
+        run_dir=run_dir,
+        model=model,
+        classes=clf.classes_.tolist(),
+        X_test=ds.X_test,
+        y_test=ds.y_test,
+        image_shape=image_shape,
+        metrics=metrics,
+        class_names=ds.class_names,
+        data_spec=spec.to_dict(),
+    )

@@ -6,7 +6,9 @@ functions. None of them re-derives an option check, a target classification, a d
 or the temperature/soft-cap transform, and every error message about them is written here,
 so that the same bad input gets the same message through every entry point.
 
-Names for internal use, kept stable: :class:`LossOptions`, :func:`make_options`,
+The options are declared once, as the fields of :class:`LossOptions` (see
+:mod:`crossent._spec._options`). Names for internal use, kept stable: :class:`LossOptions`,
+:data:`OPTIONS`, :func:`make_options`,
 :func:`classify_target`, :func:`check_class_indices`, :func:`check_probabilities`,
 :func:`prob_sum_tolerance`, :func:`check_class_weight`, :func:`count_items`, :class:`Scales`,
 :func:`mean_scales`, :func:`reduced_loss`, :func:`transform`, :func:`describe_shape`.
@@ -50,13 +52,30 @@ are refused.
 from __future__ import annotations
 
 import math
-import numbers
-from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
+from crossent._spec._options import (
+    BACKENDS,
+    DEFAULT_OPTIONS,
+    ENTRY_POINTS,
+    OPTIONS,
+    REDUCTIONS,
+    LossOptions,
+    Option,
+    check_bool,
+    check_int,
+    check_nonnegative,
+    check_positive,
+    check_reduction,
+    check_unit_interval,
+    describe_value,
+    make_options,
+    options_for,
+    options_from,
+)
 from crossent._spec._targets import (
     check_class_indices,
     check_class_weight,
@@ -70,170 +89,35 @@ from crossent._spec._targets import (
 __all__ = [
     "BACKENDS",
     "DEFAULT_OPTIONS",
+    "ENTRY_POINTS",
+    "OPTIONS",
     "REDUCTIONS",
+    "SAFE_RANGE",
     "LossOptions",
+    "Option",
     "Scales",
+    "check_bool",
     "check_class_indices",
     "check_class_weight",
+    "check_int",
+    "check_nonnegative",
+    "check_positive",
     "check_probabilities",
+    "check_reduction",
+    "check_unit_interval",
     "classify_target",
     "count_items",
     "describe_shape",
+    "describe_value",
     "dtype_name",
     "make_options",
     "mean_scales",
+    "options_for",
     "options_from",
     "prob_sum_tolerance",
     "reduced_loss",
     "transform",
 ]
-
-REDUCTIONS = ("mean", "sum", "none")
-BACKENDS = ("auto", "cpu", "triton")
-
-
-# ----------------------------------------------------------------------------------------------
-# options
-
-
-def _describe(value: Any) -> str:
-    if isinstance(value, np.ndarray):
-        return f"array of shape {value.shape} and dtype {value.dtype}"
-    text = repr(value)
-    return text if len(text) <= 60 else text[:57] + "..."
-
-
-def _real(value: Any, name: str, expected: str) -> float:
-    """``value`` as a float; a TypeError naming ``name`` when it is not a real number."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise TypeError(f"{name}: expected {expected}, got {_describe(value)}")
-    return float(value)
-
-
-def check_nonnegative(value: Any, name: str) -> float:
-    """A finite number >= 0 (NaN and inf included in the one message)."""
-    val = _real(value, name, "a real number")
-    if not 0.0 <= val < math.inf:
-        raise ValueError(f"{name}: expected a finite number >= 0, got {value!r}")
-    return val
-
-
-def check_positive(value: Any, name: str) -> float:
-    val = _real(value, name, "a real number")
-    if not 0.0 < val < math.inf:
-        raise ValueError(f"{name}: expected a finite number > 0, got {value!r}")
-    return val
-
-
-def check_unit_interval(value: Any, name: str) -> float:
-    val = _real(value, name, "a real number")
-    if not 0.0 <= val <= 1.0:
-        raise ValueError(f"{name}: expected a number in [0, 1], got {value!r}")
-    return val
-
-
-def check_reduction(reduction: Any) -> str:
-    if not isinstance(reduction, str) or reduction not in REDUCTIONS:
-        raise ValueError(
-            f"reduction: expected one of {', '.join(map(repr, REDUCTIONS))}, got {reduction!r}"
-        )
-    return reduction
-
-
-def check_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise TypeError(f"{name}: expected an int, got {_describe(value)}")
-    return int(value)
-
-
-@dataclass(frozen=True)
-class LossOptions:
-    """Every option of the loss, validated (build it with :func:`make_options`).
-
-    ``softcap=None`` means no capping; ``num_items=None`` the batch's own ``'mean'``
-    denominator. ``return_lse``, ``inplace`` and ``backend`` concern the PyTorch layer only
-    (``backend='triton'`` forces the Triton kernels, in the interpreter on CPU tensors).
-    """
-
-    ignore_index: int = -100
-    reduction: str = "mean"
-    label_smoothing: float = 0.0
-    z_loss: float = 0.0
-    softcap: float | None = None
-    temperature: float = 1.0
-    num_items: float | None = None
-    return_lse: bool = False
-    inplace: bool = False
-    backend: str = "auto"
-
-    @property
-    def plain(self) -> bool:
-        """No smoothing, z-loss, soft-capping, temperature or ``num_items``."""
-        return (
-            self.label_smoothing == 0.0
-            and self.z_loss == 0.0
-            and self.softcap is None
-            and self.temperature == 1.0
-            and self.num_items is None
-        )
-
-
-def _num_items(value: Any, reduction: str) -> float | None:
-    if value is None:
-        return None
-    if getattr(value, "ndim", None) == 0 and hasattr(value, "item"):  # a 0-d array or tensor
-        value = value.item()
-    k = _real(value, "num_items", "a real number or None")
-    if not 0.0 <= k < math.inf:
-        raise ValueError(
-            f"num_items: expected a finite number >= 0 (the non-ignored target weight of the "
-            f"global batch), got {value!r}"
-        )
-    if reduction != "mean":
-        raise ValueError(
-            f"num_items: expected None with reduction={reduction!r} (num_items replaces the "
-            f"'mean' denominator), got {value!r}"
-        )
-    return k
-
-
-def make_options(
-    *,
-    ignore_index: Any = -100,
-    reduction: Any = "mean",
-    label_smoothing: Any = 0.0,
-    z_loss: Any = 0.0,
-    softcap: Any = None,
-    temperature: Any = 1.0,
-    num_items: Any = None,
-    return_lse: Any = False,
-    inplace: Any = False,
-    backend: Any = "auto",
-) -> LossOptions:
-    """Validate every option once: a ``TypeError``/``ValueError`` naming the argument."""
-    ii = check_int(ignore_index, "ignore_index")
-    red = check_reduction(reduction)
-    eps = check_unit_interval(label_smoothing, "label_smoothing")
-    zl = check_nonnegative(z_loss, "z_loss")
-    cap = None if softcap is None else check_positive(softcap, "softcap")
-    temp = check_positive(temperature, "temperature")
-    k = _num_items(num_items, red)
-    for name, flag in (("return_lse", return_lse), ("inplace", inplace)):
-        if not isinstance(flag, bool):
-            raise TypeError(f"{name}: expected a bool, got {_describe(flag)}")
-    if backend not in BACKENDS:
-        raise ValueError(f"backend: expected 'auto', 'cpu' or 'triton', got {backend!r}")
-    return LossOptions(ii, red, eps, zl, cap, temp, k, return_lse, inplace, str(backend))
-
-
-DEFAULT_OPTIONS = LossOptions()
-_FIELDS = tuple(f.name for f in fields(LossOptions))
-
-
-def options_from(args: Mapping[str, Any]) -> LossOptions:
-    """:func:`make_options` of the options among a public function's ``locals()``."""
-    return make_options(**{name: args[name] for name in _FIELDS if name in args})
-
 
 # ----------------------------------------------------------------------------------------------
 # the 'mean' denominator
@@ -325,7 +209,12 @@ def reduced_loss(loss_sum: Any, zsq_sum: Any, scales: Scales, z_loss: float) -> 
 
 
 # ----------------------------------------------------------------------------------------------
-# the transform
+# the transform, and the range where exp of its result is safe
+
+# exp(z) for z in [lo, hi] neither overflows nor underflows its largest terms, and a sum of
+# exponentials up to exp(hi) is finite (float32 overflows above exp(88.7), float64 exp(709.8)):
+# the NumPy engine and the vocabulary-parallel path shift their rows by the same rule
+SAFE_RANGE = {np.dtype(np.float32): (-60.0, 80.0), np.dtype(np.float64): (-600.0, 700.0)}
 
 
 def transform(x: Any, temperature: float, softcap: float | None) -> Any:

@@ -9,6 +9,7 @@ stderr and exit status 2, never a traceback.
 
 from __future__ import annotations
 
+import errno
 import importlib
 import os
 import sys
@@ -76,10 +77,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:  # the system refused a file (disk full, permissions): not a bug
         if exc.filename is None:
             raise
-        print(
-            f"crossent {args.command}: error: cannot use {exc.filename} ({exc.strerror})",
-            file=sys.stderr,
-        )
+        full = exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)  # atomic: nothing written
+        what = f"write {exc.filename} ({exc.strerror}); nothing was written" if full else (
+            f"use {exc.filename} ({exc.strerror})"
+        )  # fmt: skip
+        print(f"crossent {args.command}: error: cannot {what}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

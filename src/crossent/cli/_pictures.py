@@ -15,11 +15,24 @@ def save_pictures(out: Path, pipe: Any, metrics: dict[str, Any]) -> list[str]:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     from crossent.models import split_pipeline
 
-    saved: list[str] = []
+    labels = [str(c) for c in metrics.get("class_names") or metrics["classes"]]
+    saved = [
+        _save(_curves(plt, metrics), out / "curves.png"),
+        _save(_confusion(plt, metrics, labels), out / "confusion_matrix.png"),
+    ]
+    shape = metrics.get("image_shape")
+    if shape and metrics["config"]["model"] == "linear":
+        W = split_pipeline(pipe)[1].coef_  # (C, D): one template per class, standardized pixels
+        saved.append(_save(_templates(plt, W, shape, labels), out / "weights.png"))
+    return saved
+
+
+def _curves(plt: Any, metrics: dict[str, Any]) -> Any:
+    import numpy as np
+
     hist = metrics["history"]
     fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
     epochs = np.arange(1, len(hist["loss"]) + 1)
@@ -31,10 +44,13 @@ def save_pictures(out: Path, pipe: Any, metrics: dict[str, Any]) -> list[str]:
         ax2.plot(epochs, hist["val_accuracy"], label="validation")
     ax2.set(xlabel=unit, ylabel="accuracy", title="accuracy")
     ax2.legend()
-    saved.append(_save(fig, out / "curves.png"))
+    return fig
+
+
+def _confusion(plt: Any, metrics: dict[str, Any], labels: list[str]) -> Any:
+    import numpy as np
 
     cm = np.asarray(metrics["confusion_matrix"])
-    labels = [str(c) for c in metrics.get("class_names") or metrics["classes"]]
     fig, ax = plt.subplots(figsize=(6, 5))
     im = ax.imshow(cm, cmap="Blues")
     ax.set(
@@ -48,35 +64,27 @@ def save_pictures(out: Path, pipe: Any, metrics: dict[str, Any]) -> list[str]:
     ax.set_yticklabels(labels)
     if cm.shape[0] <= 20:
         for (i, j), v in np.ndenumerate(cm):
-            ax.text(
-                j,
-                i,
-                str(v),
-                ha="center",
-                va="center",
-                color="white" if v > cm.max() / 2 else "black",
-                fontsize=8,
-            )
+            color = "white" if v > cm.max() / 2 else "black"
+            ax.text(j, i, str(v), ha="center", va="center", color=color, fontsize=8)
     fig.colorbar(im)
-    saved.append(_save(fig, out / "confusion_matrix.png"))
+    return fig
 
-    shape = metrics.get("image_shape")
-    clf = split_pipeline(pipe)[1]
-    if shape and metrics["config"]["model"] == "linear":
-        W = clf.coef_  # (C, D): one template per class, acting on standardized pixels
-        n = W.shape[0]
-        cols = min(n, 5)
-        rows = -(-n // cols)
-        fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.2 * rows), squeeze=False)
-        lim = float(np.percentile(np.abs(W), 99.5)) or 1.0
-        for k, ax in enumerate(axes.flat):
-            ax.axis("off")
-            if k < n:
-                ax.imshow(W[k].reshape(shape), cmap="RdBu_r", vmin=-lim, vmax=lim)
-                ax.set_title(labels[k])
-        fig.suptitle("weight templates: row c of W in y = Wx + b (red: evidence for class c)")
-        saved.append(_save(fig, out / "weights.png"))
-    return saved
+
+def _templates(plt: Any, W: Any, shape: Any, labels: list[str]) -> Any:
+    import numpy as np
+
+    n = W.shape[0]
+    cols = min(n, 5)
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(2 * cols, 2.2 * rows), squeeze=False)
+    lim = float(np.percentile(np.abs(W), 99.5)) or 1.0
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k < n:
+            ax.imshow(W[k].reshape(shape), cmap="RdBu_r", vmin=-lim, vmax=lim)
+            ax.set_title(labels[k])
+    fig.suptitle("weight templates: row c of W in y = Wx + b (red: evidence for class c)")
+    return fig
 
 
 def _save(fig: Any, path: Path) -> str:

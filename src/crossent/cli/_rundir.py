@@ -4,21 +4,32 @@
 per-epoch checkpoint lives there, so Ctrl-C or ``kill -9`` can be resumed) and, only once the run
 is complete, renames it into place; the old ``runs/latest`` is kept until then and survives any
 failure, interruption or divergence. A lock on ``runs/.latest.lock`` keeps a second writer out.
+
+A run directory holds a marker, ``.crossent-run``, that only crossent writes: a directory is
+replaced only if it has the marker, is empty, or (a run made before the marker) holds the whole
+set of files crossent writes and nothing else. A user's own ``metrics.json`` is never taken
+for a run.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import tempfile
 from pathlib import Path
 from typing import IO
 
+from crossent._files import atomic_write, read_regular
 from crossent.cli._shared import CLIError
 
+# the marker of a run directory, and what it holds
+MARKER = ".crossent-run"
+_MARK = {"format": "crossent.run", "version": 1}
 # the files `crossent train` writes; a directory holding anything else is not replaced
 RUN_FILES = frozenset(
     {
+        MARKER,
         "model.npz",
         "checkpoint.npz",
         "metrics.json",
@@ -27,6 +38,20 @@ RUN_FILES = frozenset(
         "weights.png",
     }
 )
+# what every run holds (with --no-plots too): how a run made before the marker is recognised
+_ALWAYS = frozenset({"model.npz", "checkpoint.npz", "metrics.json"})
+
+
+def is_run(directory: Path) -> bool:
+    """Whether ``directory`` is a run crossent wrote: nothing but a run's files, and its
+    marker or (a run made before the marker) every file a run always holds."""
+    names = {p.name for p in directory.iterdir()}
+    if not names <= RUN_FILES:
+        return False
+    try:
+        return json.loads(read_regular(directory / MARKER, max_bytes=1024)) == _MARK
+    except (OSError, ValueError):
+        return names >= _ALWAYS
 
 
 def partial_dir(out: Path) -> Path:
@@ -40,7 +65,7 @@ def check_out(out: Path) -> None:
         raise CLIError(f"--out: expected a directory name, got {str(out)!r}")
     if out.exists() and not out.is_dir():
         raise CLIError(f"--out: expected a run directory, got the file {out}")
-    if out.is_dir():
+    if out.is_dir() and any(out.iterdir()) and not is_run(out):
         names = sorted(p.name for p in out.iterdir() if p.name not in RUN_FILES)
         foreign = sorted(names, key=lambda n: n.startswith("."))  # visible names first
         if foreign:
@@ -49,6 +74,12 @@ def check_out(out: Path) -> None:
                 f"{', ...' if len(foreign) > 1 else ''}); a run replaces its whole "
                 "directory, so pass a new or run directory"
             )
+        held = sorted(p.name for p in out.iterdir())
+        raise CLIError(
+            f"--out: {out} holds {', '.join(map(repr, held[:3]))}{', ...' if len(held) > 3 else ''}"
+            f" but is not a crossent run (no {MARKER} marker, and not the files a run "
+            "holds); a run replaces its whole directory, so pass a new or run directory"
+        )
     parent = out.parent
     while not parent.exists():  # the nearest existing ancestor must let us create the rest
         parent = parent.parent
@@ -83,6 +114,7 @@ class RunWriter:
         return partial if partial.is_file() else self.out / name
 
     def commit(self) -> None:
+        atomic_write(self.work / MARKER, json.dumps(_MARK).encode())
         backup = None
         if self.out.exists():
             backup = Path(tempfile.mkdtemp(dir=self.out.parent, prefix=f".{self.out.name}.old-"))
@@ -107,6 +139,8 @@ class RunWriter:
 
 
 def _take_lock(path: Path, out: Path) -> IO[str]:
+    if path.exists() and not path.is_file():  # a FIFO here would block the read below
+        raise CLIError(f"--out: expected {path} to be crossent's lock file, got no regular file")
     fh = open(path, "a+")  # noqa: SIM115  (held until the run ends)
     try:
         import fcntl

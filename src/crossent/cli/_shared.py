@@ -8,11 +8,13 @@ Heavy dependencies (rich, scikit-learn) are imported inside the functions that u
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import math
+import os
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, NoReturn
 
@@ -70,16 +72,20 @@ class Parser(argparse.ArgumentParser):
 
 
 # ---- argument types: each check once, with the option in the message (argparse adds it) -----
-def integer(low: int) -> Callable[[str], int]:
+# the largest --seed: scikit-learn's random_state and NumPy's legacy seeds are 32-bit
+SEED_MAX = 2**32 - 1
+
+
+def integer(low: int, high: int | None = None) -> Callable[[str], int]:
+    expected = f"an integer >= {low}" if high is None else f"an integer in [{low}, {high}]"
+
     def parse(text: str) -> int:
         try:
             value = int(text)
         except ValueError:
-            raise argparse.ArgumentTypeError(
-                f"expected an integer >= {low}, got {text!r}"
-            ) from None
-        if value < low:
-            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}") from None
+        if value < low or (high is not None and value > high):
+            raise argparse.ArgumentTypeError(f"expected {expected}, got {value}")
         return value
 
     parse.__name__ = "integer"
@@ -200,14 +206,76 @@ def data_spec(args: argparse.Namespace, seed: int) -> Any:
 
 
 def load_data(spec: Any) -> Any:
+    from crossent._files import NotARegularFileError
     from crossent.data import load_dataset
 
     try:
-        return load_dataset(spec)
+        with _reading(spec) as progress:
+            return load_dataset(spec, progress=progress)
     except (OSError, ValueError, TypeError) as exc:
         if isinstance(exc, OSError) and exc.filename is not None:
             raise CLIError(f"--data: cannot read {exc.filename} ({exc.strerror})") from None
-        raise as_option_error(exc) from None
+        if isinstance(exc, NotARegularFileError):
+            raise CLIError(f"--data: {exc}") from None
+        raise as_option_error(exc, "--data: ") from None  # the data, not a training option
+
+
+BAR_MIN_BYTES = 16 << 20  # a CSV file read in about a second: no bar
+
+
+@contextlib.contextmanager
+def _reading(spec: Any) -> Iterator[Callable[[int, int], None] | None]:
+    """A progress bar on a terminal's stderr while a large CSV file is read, else nothing."""
+    path = Path(spec.path) if spec.source == "csv" and spec.path else None
+    if path is None or not sys.stderr.isatty() or not path.is_file():
+        yield None
+        return
+    if path.stat().st_size < BAR_MIN_BYTES:
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn(f"reading {path.name}"), BarColumn(), DownloadColumn(),
+               TimeRemainingColumn())  # fmt: skip
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("read", total=path.stat().st_size)
+        yield lambda done, total: bar.update(task, completed=done, total=total)
+
+
+def fingerprint(spec: Any) -> dict[str, Any]:
+    """Size and SHA-256 of the data files, recorded in the run (see ``data_fingerprint``)."""
+    from crossent._runs import data_fingerprint
+
+    try:
+        return data_fingerprint(spec)
+    except (OSError, ValueError) as exc:  # the file changed under us since it was loaded
+        raise CLIError(f"--data: {exc}") from None
+
+
+def check_data_unchanged(spec: Any, info: dict[str, Any], option: str = "MODEL") -> None:
+    """Refuse to re-split a data file that changed since the run was trained."""
+    from crossent._runs import check_data_fingerprint
+
+    try:
+        check_data_fingerprint(spec, info.get("data_fingerprint"))
+    except (OSError, ValueError) as exc:
+        raise CLIError(f"{option}: {exc}") from None
+
+
+def check_matplotlib(alternative: str) -> None:
+    """Import matplotlib before the work starts: an ``MPLBACKEND`` that names no backend makes
+    the import fail, and a finished training must not be lost to it."""
+    try:
+        import matplotlib  # noqa: F401
+    except ValueError as exc:
+        if "backend" not in str(exc):
+            raise
+        raise CLIError(
+            f"MPLBACKEND: expected a matplotlib backend (agg, svg, tkagg, ...), got "
+            f"{os.environ.get('MPLBACKEND', '')!r}; unset it (crossent draws its pictures "
+            f"with Agg whatever it says), or {alternative}"
+        ) from None
 
 
 # ---- models ----------------------------------------------------------------------------------
@@ -244,6 +312,19 @@ def resolve_model(path_text: str, option: str = "MODEL") -> tuple[Any, dict[str,
 
 
 # ---- output ----------------------------------------------------------------------------------
+def console(*, stderr: bool = False) -> Any:
+    """A rich Console whose reader leaving (``crossent evaluate | head``) ends the command the
+    way ``print`` does: ``main`` sees BrokenPipeError and exits 0 quietly (rich would exit 1)."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console(stderr=stderr)
+
+
 def print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2))
 
@@ -346,7 +427,7 @@ def fit_metrics(
     import numpy as np
 
     _, y_fit, _, y_val = parts
-    weights = getattr(clf, "coefs_", [clf.coef_])
+    weights = clf.penalized_weights()
     return {
         "train_accuracy": float(np.mean(clf.predict(Z_fit) == y_fit)),
         "val_accuracy": float(np.mean(clf.predict(Z_val) == y_val)) if Z_val is not None else None,

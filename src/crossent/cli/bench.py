@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from crossent.cli._shared import CLIError, Parser, integer
+from crossent.cli._shared import CLIError, Parser, integer, missing_module, require
 
 IMPLS = (
     "crossent",
@@ -230,7 +230,12 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument(
         "--dtype", nargs="+", default=["float32", "float64"], choices=["float32", "float64"]
     )
-    parser.add_argument("--impl", nargs="+", default=list(IMPLS), choices=IMPLS)
+    parser.add_argument(
+        "--impl",
+        nargs="+",
+        choices=IMPLS,
+        help="implementations to run (default: all; the torch ones need torch)",
+    )
     parser.add_argument("--repeat", type=integer(1), default=5, help="timed runs per case (median)")
     parser.add_argument("--json", metavar="FILE", help="also write the raw results as JSON")
     return parser  # fmt: skip
@@ -257,11 +262,26 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     """``crossent bench``: check the output file first, then run and print the table."""
+    args.impl = _implementations(args.impl)
     if args.json:
         target = Path(args.json)
         if target.is_dir() or not target.parent.is_dir() or not os.access(target.parent, os.W_OK):
             raise CLIError(f"--json: expected a file name in a writable directory, got {args.json}")
     return report(args)
+
+
+def _implementations(asked: list[str] | None) -> list[str]:
+    """The peers to run: those asked for (torch's need torch), else every one that can run."""
+    torch = [impl for impl in asked or IMPLS if impl.startswith("torch")]
+    try:
+        require("torch")
+    except CLIError:
+        if asked is not None and torch:
+            raise CLIError(f"--impl {torch[0]}: {missing_module('torch')}") from None
+        if torch:
+            print(f"note: torch is not installed; {', '.join(torch)} skipped", file=sys.stderr)
+        return [impl for impl in asked or IMPLS if impl not in torch]
+    return list(asked or IMPLS)
 
 
 def report(args: argparse.Namespace) -> int:

@@ -7,7 +7,7 @@ import argparse
 from typing import Any
 
 from crossent.cli import _shared
-from crossent.cli._shared import CLIError, integer
+from crossent.cli._shared import SEED_MAX, CLIError, integer
 
 
 def add_parser(subparsers: Any) -> None:
@@ -19,16 +19,17 @@ def add_parser(subparsers: Any) -> None:
     )
     p.add_argument("model", metavar="MODEL", help="run directory or model .npz file")
     _shared.add_data_arguments(p, limit=False)
-    p.add_argument("--seed", type=integer(0), default=None, help="split seed (default: the run's)")
+    p.add_argument(
+        "--seed", type=integer(0, SEED_MAX), default=None, help="split seed (default: the run's)"
+    )
     p.add_argument("--json", action="store_true", help="print the metrics as JSON on stdout")
     p.set_defaults(run=run)
 
 
-def _spec(args: argparse.Namespace, info: dict[str, Any]) -> Any:
-    from crossent.data import DataSpec
-
+def _check_data_options(args: argparse.Namespace) -> None:
+    """Refuse data options that describe no --data, before anything heavy is imported."""
     if args.data is not None:
-        return _shared.data_spec(args, 0 if args.seed is None else args.seed)
+        return
     given = [
         option
         for option, value in (
@@ -45,6 +46,13 @@ def _spec(args: argparse.Namespace, info: dict[str, Any]) -> Any:
             f"{given[0]}: describes --data; without --data the model's own test "
             "split is used (pass --data too, or drop it)"
         )
+
+
+def _spec(args: argparse.Namespace, info: dict[str, Any]) -> Any:
+    from crossent.data import DataSpec
+
+    if args.data is not None:
+        return _shared.data_spec(args, 0 if args.seed is None else args.seed)
     try:
         spec = DataSpec.from_dict(info.get("data") or {"source": "digits"})
         if args.seed is not None:
@@ -56,8 +64,11 @@ def _spec(args: argparse.Namespace, info: dict[str, Any]) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     _shared.require("sklearn", *(() if args.json else ("rich",)))
+    _check_data_options(args)
     model, info = _shared.resolve_model(args.model)
     spec = _spec(args, info)
+    if args.data is None:  # the run's own file: its test split only if the file is unchanged
+        _shared.check_data_unchanged(spec, info)
     ds = _shared.load_data(spec)
     n_features = _shared.classifier_of(model).n_features_in_
     if ds.X_test.shape[1] != n_features:
@@ -71,9 +82,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         _shared.print_json(metrics)
         return 0
-    from rich.console import Console
-
-    console = Console()
+    console = _shared.console()
     _shared.print_summary(console, metrics, None, "epoch")
     _shared.print_confusion(console, {**metrics, "class_names": ds.class_names})
     return 0

@@ -16,18 +16,24 @@ from pathlib import Path
 from typing import Any
 
 from crossent._penalties import PENALTY_KINDS
+from crossent._spec import options_for
 from crossent.cli import CLIError
 from crossent.explain._messages import LANGS
+
+# the loss options of `crossent explain`: the table's options for crossent.explain.explain
+_LOSS_FLAGS = options_for("explain")
+
+
+def _flag(name: str) -> str:
+    return "--" + name.replace("_", "-")
+
 
 # the argument names of crossent.explain.explain (and of the penalty functions) -> options
 _OPTION = {
     "scores": "SCORES",
     "classes": "--classes",
     "weight": "--weight",
-    "label_smoothing": "--label-smoothing",
-    "z_loss": "--z-loss",
-    "softcap": "--softcap",
-    "temperature": "--temperature",
+    **{o.name: _flag(o.name) for o in _LOSS_FLAGS},
     "penalty": "--penalty",
     "alpha": "--alpha",
     "strength": "--alpha",
@@ -50,6 +56,45 @@ examples:
 
 Negative scores are fine (crossent explain 1 -2 0.5); put -- before any written like -1e3.
 """
+
+
+_Table = list[tuple[tuple[str, ...], dict[str, Any]]]  # (flags, add_argument's keywords)
+# the options, group by group (a data table; the target's two forms exclude each other)
+_TARGET: _Table = [
+    (("--target",), dict(metavar="CLASS",
+        help="the true class: a class name or an index (a name wins; default: 0)")),
+    (("--probs",), dict(nargs="+", type=float, metavar="Q",
+        help="a probability target instead (one per class, summing to 1): the loss is H(q, p)")),
+]  # fmt: skip
+_LOSS: _Table = [
+    (("--weight",), dict(nargs="+", type=float, metavar="W",
+        help="class weights, one per class (>= 0)")),
+    # the rest from the table of options: each option that explain takes
+    *(((_flag(o.name),), dict(type=float, default=o.default, metavar=(o.cli or ("", ""))[0],
+        help=(o.cli or ("", ""))[1])) for o in _LOSS_FLAGS),
+]  # fmt: skip
+_REGULARIZATION: _Table = [
+    (("--penalty",), dict(choices=PENALTY_KINDS, help="R: L1, L2 or both")),
+    (("--alpha",), dict(type=float, default=None,
+        help="strength (default 1.0; with --model, the model's own alpha)")),
+    (("--l1-ratio",), dict(type=float, default=0.5, help="L1 share of elasticnet (default 0.5)")),
+    (("--weights",), dict(nargs="+", type=float, metavar="W",
+        help="the model weights R is computed on (default with --model: the model's weights)")),
+]  # fmt: skip
+_MODEL: _Table = [
+    (("--model",), dict(type=Path, metavar="RUN_DIR", help="the run directory")),
+    (("--index",), dict(type=int, default=None, metavar="I",
+        help="the test example (default 0)")),
+]  # fmt: skip
+_OUTPUT: _Table = [
+    (("--json",), dict(action="store_true", help="print the numbers as JSON")),
+    (("--plot",), dict(type=Path, metavar="FILE.png", help="write a picture")),
+    (("--html",), dict(type=Path, metavar="FILE.html", help="write an interactive page")),
+    (("--digits",), dict(type=int, default=3,
+        help="decimals shown in text, picture, page (default 3)")),
+    (("--lang",), dict(choices=list(LANGS), default="en",
+        help="language of the words: en (English, default) or zh (Chinese); same numbers")),
+]  # fmt: skip
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -79,87 +124,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         metavar="NAME",
         help="class names (default: cat dog horse for three scores, else 0 1 2 ...)",
     )
-    tgt = p.add_mutually_exclusive_group()
-    tgt.add_argument(
-        "--target",
-        metavar="CLASS",
-        help="the true class: a class name or an index (a name wins; default: 0)",
-    )
-    tgt.add_argument(
-        "--probs",
-        nargs="+",
-        type=float,
-        metavar="Q",
-        help="a probability target instead (one per class, summing to 1): the loss is H(q, p)",
-    )
-    opt = p.add_argument_group("loss options (as in crossent.cross_entropy)")
-    opt.add_argument(
-        "--weight", nargs="+", type=float, metavar="W", help="class weights, one per class (>= 0)"
-    )
-    opt.add_argument(
-        "--label-smoothing",
-        type=float,
-        default=0.0,
-        metavar="EPS",
-        help="the target becomes (1 - EPS)·q + EPS/C (0 <= EPS <= 1; default 0)",
-    )
-    opt.add_argument(
-        "--temperature",
-        type=float,
-        default=1.0,
-        metavar="T",
-        help="divide the scores by T > 0 first (default 1)",
-    )
-    opt.add_argument(
-        "--z-loss",
-        type=float,
-        default=0.0,
-        metavar="LAMBDA",
-        help="add LAMBDA·(log sum exp)² to the loss (PaLM's z-loss; default 0)",
-    )
-    opt.add_argument(
-        "--softcap",
-        type=float,
-        default=None,
-        metavar="CAP",
-        help="soft-cap the scores to CAP·tanh(score/CAP) first (Gemma 2; CAP > 0)",
-    )
-    reg = p.add_argument_group("regularization: objective = loss term + alpha·R(weights)")
-    reg.add_argument("--penalty", choices=PENALTY_KINDS, help="R: L1, L2 or both")
-    reg.add_argument(
-        "--alpha",
-        type=float,
-        default=None,
-        help="strength (default 1.0; with --model, the model's own alpha)",
-    )
-    reg.add_argument(
-        "--l1-ratio", type=float, default=0.5, help="L1 share of elasticnet (default 0.5)"
-    )
-    reg.add_argument(
-        "--weights",
-        nargs="+",
-        type=float,
-        metavar="W",
-        help="the model weights R is computed on (default with --model: the model's weights)",
-    )
-    mdl = p.add_argument_group("a real example through a model saved by `crossent train`")
-    mdl.add_argument("--model", type=Path, metavar="RUN_DIR", help="the run directory")
-    mdl.add_argument(
-        "--index", type=int, default=None, metavar="I", help="the test example (default 0)"
-    )
-    out = p.add_argument_group("output")
-    out.add_argument("--json", action="store_true", help="print the numbers as JSON")
-    out.add_argument("--plot", type=Path, metavar="FILE.png", help="write a picture")
-    out.add_argument("--html", type=Path, metavar="FILE.html", help="write an interactive page")
-    out.add_argument(
-        "--digits", type=int, default=3, help="decimals shown in text, picture, page (default 3)"
-    )
-    out.add_argument(
-        "--lang",
-        choices=list(LANGS),
-        default="en",
-        help="language of the words: en (English, default) or zh (Chinese); same numbers",
-    )
+    groups: list[tuple[Any, _Table]] = [
+        (p.add_mutually_exclusive_group(), _TARGET),
+        (p.add_argument_group("loss options (as in crossent.cross_entropy)"), _LOSS),
+        (p.add_argument_group("regularization: objective = loss term + alpha·R(weights)"),
+         _REGULARIZATION),
+        (p.add_argument_group("a real example through a model saved by `crossent train`"),
+         _MODEL),
+        (p.add_argument_group("output"), _OUTPUT),
+    ]  # fmt: skip
+    for group, table in groups:
+        for flags, kwargs in table:
+            group.add_argument(*flags, **kwargs)
     p.set_defaults(run=run)
     return p
 
@@ -219,12 +195,9 @@ def _from_model(args: argparse.Namespace) -> dict[str, Any]:
     if shape is not None and int(np.prod(shape)) == X[i].size:
         image = X[i].reshape(shape)
     # the penalized weights: every weight matrix of an MLP, coef_ of a linear model (no biases)
-    clf = getattr(run, "classifier", run.model)
-    mats = getattr(clf, "coefs_", None) or (
-        [clf.coef_] if getattr(clf, "coef_", None) is not None else []
-    )
-    params = np.concatenate([np.ravel(m) for m in mats]).astype(np.float64) if mats else None
-    alpha = getattr(clf, "alpha_", getattr(clf, "alpha", None))  # alpha_: "auto" resolved
+    clf = run.classifier
+    params = np.concatenate([np.ravel(m) for m in clf.penalized_weights()]).astype(np.float64)
+    alpha = clf.alpha_  # the strength used ("auto" resolved)
     pred = classes[int(np.argmax(scores))]
     source = (
         f"test example {i} of {n} from the model in {args.model}: true class {classes[matches[0]]}"
@@ -237,7 +210,7 @@ def _from_model(args: argparse.Namespace) -> dict[str, Any]:
         "image": image,
         "source": source,
         "model_params": params,
-        "model_alpha": float(alpha) if isinstance(alpha, (int, float)) else None,
+        "model_alpha": float(alpha),
     }
 
 
@@ -251,30 +224,34 @@ def _error(exc: Exception, args: argparse.Namespace) -> CLIError:
     return CLIError(msg)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Run ``crossent explain``; see ``crossent explain --help``."""
-    from crossent.explain import explain, format_text, save_plot, write_html
-
+def _check_args(args: argparse.Namespace) -> None:
+    """Everything about the options that needs no computation (and no heavy import)."""
     if not 0 <= args.digits <= 12:
         raise CLIError(f"--digits: expected an integer in [0, 12], got {args.digits}")
     if args.index is not None and args.model is None:
         raise CLIError("--index: expected --model RUN_DIR with it (the example's run)")
     _check_output(args.plot, "--plot", (".png",))
     _check_output(args.html, "--html", (".html", ".htm"))
+    if args.penalty is None and args.weights is not None:
+        raise CLIError("--penalty: expected l1, l2 or elasticnet with --weights, got none")
+    if args.plot is not None:
+        from crossent.cli._shared import check_matplotlib
 
+        check_matplotlib("drop --plot")
+
+
+def _explain_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The keyword arguments of :func:`crossent.explain.explain` the options describe."""
     kw: dict[str, Any] = {}
-    params = args.weights
-    alpha = args.alpha
+    params, alpha = args.weights, args.alpha
     if args.model is not None:
         got = _from_model(args)
         model_params = got.pop("model_params")
         model_alpha = got.pop("model_alpha")
-        if alpha is None and model_alpha is not None:
+        if alpha is None:
             alpha = model_alpha
         kw.update(got)
         if params is None and args.penalty is not None:
-            if model_params is None:
-                raise CLIError("--weights: expected the weights (the model has no coef_)")
             params = model_params
     else:
         if args.scores:
@@ -289,35 +266,21 @@ def run(args: argparse.Namespace) -> int:
         kw["target"] = args.probs
     if args.penalty is not None and params is None:
         raise CLIError("--weights: expected the model weights with --penalty, got none")
-    if args.penalty is None and args.weights is not None:
-        raise CLIError("--penalty: expected l1, l2 or elasticnet with --weights, got none")
-    try:
-        ex = explain(
-            weight=args.weight,
-            label_smoothing=args.label_smoothing,
-            z_loss=args.z_loss,
-            softcap=args.softcap,
-            temperature=args.temperature,
-            penalty=args.penalty,
-            alpha=1.0 if alpha is None else alpha,
-            l1_ratio=args.l1_ratio,
-            params=params,
-            **kw,
-        )
-    except (ValueError, TypeError) as exc:
-        raise _error(exc, args) from None
+    return dict(
+        kw,
+        weight=args.weight,
+        **{o.name: getattr(args, o.name) for o in _LOSS_FLAGS},
+        penalty=args.penalty,
+        alpha=1.0 if alpha is None else alpha,
+        l1_ratio=args.l1_ratio,
+        params=params,
+    )
 
-    if args.json:
-        report = json.dumps(ex.to_dict(args.lang), indent=2, ensure_ascii=False)
-    else:
-        report = format_text(ex, digits=args.digits, lang=args.lang)
-    try:
-        sys.stdout.write(report + "\n")
-        sys.stdout.flush()
-    except BrokenPipeError:  # `crossent explain --json | head`: the reader left early
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        os.close(devnull)
+
+def _write_files(ex: Any, args: argparse.Namespace) -> None:
+    """The picture and the page, each written atomically."""
+    from crossent.explain import save_plot, write_html
+
     if args.plot is not None:
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", UserWarning)
@@ -328,4 +291,27 @@ def run(args: argparse.Namespace) -> int:
     if args.html is not None:
         write_html(ex, args.html, digits=args.digits, lang=args.lang)
         print(f"wrote {args.html}", file=sys.stderr)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run ``crossent explain``; see ``crossent explain --help``."""
+    _check_args(args)
+    from crossent.explain import explain, format_text
+
+    try:
+        ex = explain(**_explain_arguments(args))
+    except (ValueError, TypeError) as exc:
+        raise _error(exc, args) from None
+    if args.json:
+        report = json.dumps(ex.to_dict(args.lang), indent=2, ensure_ascii=False)
+    else:
+        report = format_text(ex, digits=args.digits, lang=args.lang)
+    try:
+        sys.stdout.write(report + "\n")
+        sys.stdout.flush()
+    except BrokenPipeError:  # `crossent explain --json | head`: the reader left; files still come
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+    _write_files(ex, args)
     return 0

@@ -40,7 +40,7 @@ def read_features(path_text: str, info: dict[str, Any], n_features: int, header:
     from crossent._tabular import check_features
 
     path = Path(path_text)
-    if not path.is_file():
+    if not path.exists():  # anything else that is not a regular file is refused when read
         raise CLIError(f"INPUT: expected a .csv, .npy or .npz file, got no file at {path}")
     suffix = path.suffix.lower()
     if suffix not in (".npy", ".npz", ".csv"):
@@ -74,7 +74,7 @@ def _read_csv(path: Path, info: dict[str, Any], n_features: int, header: bool | 
         names = None
     known = [*(names or []), *([label] if isinstance(label, str) else [])]
     table = read_csv(path, header=header, names=known)
-    width = len(table.rows[0])
+    width = table.width
     if table.header is not None:
         if names and all(n in table.header for n in names):  # the run's columns, by name
             cols = [table.header.index(n) for n in names]
@@ -112,7 +112,6 @@ def run(args: argparse.Namespace) -> int:
             {"classes": classes.tolist(), "predictions": rows, "probabilities": proba.tolist()}
         )
         return 0
-    from rich.console import Console
     from rich.table import Table
 
     table = Table(title=f"crossent predict ({len(rows)} rows)")
@@ -121,5 +120,5 @@ def run(args: argparse.Namespace) -> int:
     table.add_column(f"top {top} probabilities")
     for i, r in enumerate(rows):
         table.add_row(str(i), str(r["prediction"]), "  ".join(f"{c}: {p:.3f}" for c, p in r["top"]))
-    Console().print(table)
+    _shared.console().print(table)
     return 0

@@ -15,6 +15,7 @@ import html
 import json
 import math
 import os
+from collections.abc import Callable
 from functools import cache
 from importlib.resources import files
 from pathlib import Path
@@ -123,9 +124,27 @@ def render_html(ex: Explanation, *, digits: int = 3, lang: str = "en") -> str:
     True
     """
     check_lang(lang)
-    msg = MESSAGES[lang]
     f = lambda x: format_number(x, digits)  # noqa: E731
-    ft = lambda x: format_number(x, digits, tiny=True)  # noqa: E731
+    parts = {
+        "rows": _score_rows(ex, f, lambda x: format_number(x, digits, tiny=True)),
+        "targets": _target_options(ex, lang),
+        "langs": "".join(
+            f'<option value="{code}"{" selected" if code == lang else ""}>{_e(name)}</option>'
+            for code, name in LANGS.items()
+        ),
+        "fixed": _fixed_options(ex, lang),
+        "penalty": _penalty(ex, lang, f),
+        "source": (f'<p class="note">{_e(ex.source)}</p>' if ex.source else "")
+        + _image_svg(ex.image),
+    }
+    return _document(ex, lang, digits, f, parts)
+
+
+Number = Callable[[float], str]
+
+
+def _score_rows(ex: Explanation, f: Number, ft: Number) -> str:
+    """One table row per class: its score's slider and box, then the computed cells."""
     lo = math.floor(min(float(ex.scores.min()), 0.0) - 10.0)
     hi = math.ceil(max(float(ex.scores.max()), 0.0) + 10.0)
     rows = []
@@ -148,16 +167,22 @@ def render_html(ex: Explanation, *, digits: int = 3, lang: str = "en") -> str:
             f'<td id="q-{i}">{f(ex.target_dist[i])}</td>'
             f'<td id="grad-{i}">{f(ex.grad[i])}</td></tr>'
         )
+    return "\n".join(rows)
+
+
+def _target_options(ex: Explanation, lang: str) -> str:
+    """The target menu: the given distribution (if any), then each class."""
     options = []
     if ex.target_probs is not None:
         options.append(f'<option value="dist" selected>{_msg(lang, "page_given_dist")}</option>')
     for i, name in enumerate(ex.classes):
         sel = " selected" if ex.target_index == i else ""
         options.append(f'<option value="{i}"{sel}>{_e(name)}</option>')
-    langs = "".join(
-        f'<option value="{code}"{" selected" if code == lang else ""}>{_e(name)}</option>'
-        for code, name in LANGS.items()
-    )
+    return "".join(options)
+
+
+def _fixed_options(ex: Explanation, lang: str) -> str:
+    """A note of the options the page has no control for (weights, soft-cap, z-loss), or ''."""
     fixed = []
     if ex.weight is not None:
         fixed.append(("opt_weight", ", ".join(f"{w:g}" for w in ex.weight)))
@@ -165,21 +190,28 @@ def render_html(ex: Explanation, *, digits: int = 3, lang: str = "en") -> str:
         fixed.append(("opt_softcap", f"{ex.softcap:g}"))
     if ex.z_loss:
         fixed.append(("opt_zloss", f"{ex.z_loss:g}"))
-    fixed_html = ""
-    if fixed:
-        parts = [_msg(lang, key, v=v) for key, v in fixed]
-        fixed_html = f'<p class="note">{_msg(lang, "page_fixed")} {" · ".join(parts)}</p>'
-    penalty_html = ""
-    if ex.penalty is not None and ex.objective is not None:
-        pt = ex.penalty
-        kind = pt.kind.upper() if pt.kind != "elasticnet" else "elastic net"
-        penalty_html = (
-            f"<p>{_msg(lang, 'page_regularization', kind=kind, alpha=f'{pt.alpha:g}')}"
-            f'<span id="penalty">{f(pt.value)}</span>{_msg(lang, "page_objective")}'
-            f'<output id="objective">{f(ex.objective)}</output></p>'
-        )
-    source = f'<p class="note">{_e(ex.source)}</p>' if ex.source else ""
-    source += _image_svg(ex.image)
+    if not fixed:
+        return ""
+    parts = [_msg(lang, key, v=v) for key, v in fixed]
+    return f'<p class="note">{_msg(lang, "page_fixed")} {" · ".join(parts)}</p>'
+
+
+def _penalty(ex: Explanation, lang: str, f: Number) -> str:
+    """The regularization term and the objective, or ''."""
+    if ex.penalty is None or ex.objective is None:
+        return ""
+    pt = ex.penalty
+    kind = pt.kind.upper() if pt.kind != "elasticnet" else "elastic net"
+    return (
+        f"<p>{_msg(lang, 'page_regularization', kind=kind, alpha=f'{pt.alpha:g}')}"
+        f'<span id="penalty">{f(pt.value)}</span>{_msg(lang, "page_objective")}'
+        f'<output id="objective">{f(ex.objective)}</output></p>'
+    )
+
+
+def _document(ex: Explanation, lang: str, digits: int, f: Number, parts: dict[str, str]) -> str:
+    """The page's template, filled with the ``parts`` made above."""
+    msg = MESSAGES[lang]
     grad_key = "h_grad_plain" if ex.plain else "h_grad"
     return f"""<!DOCTYPE html>
 <html lang="{lang}">
@@ -192,10 +224,10 @@ def render_html(ex: Explanation, *, digits: int = 3, lang: str = "en") -> str:
 <body>
 {_msg(lang, "page_h1", "h1")}
 {_msg(lang, "page_lead", "p")}
-{source}
+{parts["source"]}
 <div class="controls">
-<label>{_msg(lang, "page_lang")} <select id="lang">{langs}</select></label>
-<label>{_msg(lang, "page_target")} <select id="target">{"".join(options)}</select></label>
+<label>{_msg(lang, "page_lang")} <select id="lang">{parts["langs"]}</select></label>
+<label>{_msg(lang, "page_target")} <select id="target">{parts["targets"]}</select></label>
 <label>{_msg(lang, "page_temperature")} <input type="range" id="temperature" min="0.1" max="5"
  step="0.1" value="{ex.temperature!r}"> <span id="temperature-value">{ex.temperature:g}</span>
 </label>
@@ -203,14 +235,14 @@ def render_html(ex: Explanation, *, digits: int = 3, lang: str = "en") -> str:
  step="0.05" value="{ex.label_smoothing!r}">
  <span id="smoothing-value">{ex.label_smoothing:g}</span></label>
 </div>
-{fixed_html}
+{parts["fixed"]}
 <table>
 <thead><tr>{_msg(lang, "h_class", "th", ' class="name"')}{_msg(lang, "h_score", "th")}
 <th data-msg-title="page_z_title" title="{_e(msg["page_z_title"])}">z</th>
 {_msg(lang, "h_shifted", "th")}<th>exp</th><th></th><th>p</th><th>-log p</th>
 {_msg(lang, "h_target_q", "th")}{_msg(lang, grad_key, "th")}</tr></thead>
 <tbody>
-{chr(10).join(rows)}
+{parts["rows"]}
 <tr>{_msg(lang, "row_sum", "td", ' class="name"')}<td></td><td></td><td></td>
 <td id="sum">{f(ex.sum_exp)}</td><td></td><td>1</td><td></td><td></td><td></td></tr>
 </tbody>
@@ -218,7 +250,7 @@ def render_html(ex: Explanation, *, digits: int = 3, lang: str = "en") -> str:
 <div class="panel">
 <div>
 <p class="result">{_msg(lang, "page_loss")} = <output id="loss">{f(ex.loss)}</output></p>
-{penalty_html}
+{parts["penalty"]}
 <p id="reading">{_e(ex.reading_in(lang))}</p>
 </div>
 <svg id="curve" width="440" height="300" viewBox="0 0 440 300" role="img"

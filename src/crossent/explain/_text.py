@@ -129,14 +129,46 @@ def format_text(ex: Explanation, digits: int = 3, *, lang: str = "en") -> str:
     >>> print(format_text(explain(), lang="zh").splitlines()[-4])
     损失 = -log p(cat) = -log 0.665 = 0.408
     """
-    msg = MESSAGES[check_lang(lang)]
+    w = _Words(lang, digits)
+    out = _heading(ex, w)
+    out += _steps(ex, w)
+    out += _class_table(ex, w)
+    out += _loss_lines(ex, w)
+    if ex.penalty is not None:
+        out += _penalty_lines(ex, w)
+    out.append("")
+    out += _wrap(ex.reading_in(lang), indent="")
+    return "\n".join(out)
 
-    def m(key: str, **args: object) -> str:
-        return fill(msg[key], args)
 
-    f = lambda x: format_number(x, digits)  # noqa: E731
-    ft = lambda x: format_number(x, digits, tiny=True)  # noqa: E731
-    c = ex.n_classes
+class _Words:
+    """The messages of one language, filled, and numbers shown with ``digits`` decimals."""
+
+    def __init__(self, lang: str, digits: int) -> None:
+        self.msg = MESSAGES[check_lang(lang)]
+        self.digits = digits
+
+    def m(self, key: str, **args: object) -> str:
+        return fill(self.msg[key], args)
+
+    def f(self, x: float) -> str:
+        return format_number(x, self.digits)
+
+    def ft(self, x: float) -> str:
+        return format_number(x, self.digits, tiny=True)
+
+
+def _transformed(ex: Explanation) -> bool:
+    return ex.temperature != 1.0 or ex.softcap is not None
+
+
+def _plain_target(ex: Explanation) -> bool:
+    return ex.target_index is not None and ex.label_smoothing == 0.0
+
+
+def _heading(ex: Explanation, w: _Words) -> list[str]:
+    """The title, the source, the image, the scores and target, the options."""
+    m = w.m
     out: list[str] = [m("title")]
     if ex.source:
         out.append(ex.source)
@@ -156,7 +188,7 @@ def format_text(ex: Explanation, digits: int = 3, *, lang: str = "en") -> str:
     out += _wrap(m("scores_line", scores=scores, target=tgt), indent="  ")
     opts = []
     if ex.weight is not None:
-        opts.append(m("opt_weight", v=", ".join(_short(w) for w in ex.weight)))
+        opts.append(m("opt_weight", v=", ".join(_short(x) for x in ex.weight)))
     if ex.label_smoothing:
         opts.append(m("opt_smoothing", v=_short(ex.label_smoothing)))
     if ex.temperature != 1.0:
@@ -166,11 +198,16 @@ def format_text(ex: Explanation, digits: int = 3, *, lang: str = "en") -> str:
     if ex.z_loss:
         opts.append(m("opt_zloss", v=_short(ex.z_loss)))
     if opts:
-        out.append(m("options_line", options=msg["list_sep"].join(opts)))
+        out.append(m("options_line", options=w.msg["list_sep"].join(opts)))
     out.append("")
+    return out
 
-    # the steps
-    transformed = ex.temperature != 1.0 or ex.softcap is not None
+
+def _steps(ex: Explanation, w: _Words) -> list[str]:
+    """The numbered steps: transform, shift, softmax, loss."""
+    m, msg = w.m, w.msg
+    transformed = _transformed(ex)
+    out: list[str] = []
     step = 1
     if transformed:
         how = []
@@ -183,17 +220,22 @@ def format_text(ex: Explanation, digits: int = 3, *, lang: str = "en") -> str:
     src = msg["src_z" if transformed else "src_score"]
     out += _wrap(m("step_shift", step=step, src=src, m=_short(ex.shift)))
     step += 1
-    out += _wrap(m("step_softmax", step=step, sum=f(ex.sum_exp)))
+    out += _wrap(m("step_softmax", step=step, sum=w.f(ex.sum_exp)))
     step += 1
-    plain_target = ex.target_index is not None and ex.label_smoothing == 0.0
-    if plain_target and ex.weight is None:
+    if _plain_target(ex) and ex.weight is None:
         out += _wrap(m("step_loss_plain", step=step))
     else:
         zpart = m("step_loss_z", z=_short(ex.z_loss)) if ex.z_loss else ""
         out += _wrap(m("step_loss", step=step, zpart=zpart))
     out.append("")
+    return out
 
-    # the table
+
+def _class_table(ex: Explanation, w: _Words) -> list[str]:
+    """One row per class (score, [z], shifted, exp, p, -log p, [w], target, [terms], gradient)
+    and a row of sums."""
+    msg, f, ft = w.msg, w.f, w.ft
+    transformed, plain_target = _transformed(ex), _plain_target(ex)
     header = [msg["h_class"], msg["h_score"]]
     if transformed:
         header.append("z")
@@ -206,7 +248,7 @@ def format_text(ex: Explanation, digits: int = 3, *, lang: str = "en") -> str:
         header.append("w·q·(-log p)")
     header.append(msg["h_grad_plain"] if ex.plain else msg["h_grad"])
     rows = []
-    for i in range(c):
+    for i in range(ex.n_classes):
         q = ex.target_dist[i]
         row = [ex.classes[i], f(ex.scores[i])]
         if transformed:
@@ -229,11 +271,14 @@ def format_text(ex: Explanation, digits: int = 3, *, lang: str = "en") -> str:
         total.append(f(float(np.sum(ex.terms))))
     total.append(f(float(np.sum(ex.grad))))
     rows.append(total)
-    out.extend(_table(header, rows, left=1))
-    out.append("")
+    return [*_table(header, rows, left=1), ""]
 
-    # the loss
-    if plain_target and ex.weight is None and not ex.z_loss:
+
+def _loss_lines(ex: Explanation, w: _Words) -> list[str]:
+    """The loss, as -log p of the target or as the sum of the terms (and the z-term)."""
+    m, f, ft = w.m, w.f, w.ft
+    out: list[str] = []
+    if _plain_target(ex) and ex.weight is None and not ex.z_loss:
         y = ex.target_index
         assert y is not None
         out.append(m("loss_plain", name=ex.classes[y], p=ft(ex.probs[y]), loss=f(ex.loss)))
@@ -263,25 +308,27 @@ def format_text(ex: Explanation, digits: int = 3, *, lang: str = "en") -> str:
     if ex.target_index is not None and ex.weight is not None and ex.loss != ex.mean_loss:
         wy = ex.weight[ex.target_index]
         out += _wrap(m("mean_note", w=_short(wy), mean=f(ex.mean_loss)), indent=" ")
-    if ex.penalty is not None:
-        pt = ex.penalty
-        if pt.weights.size <= 8:
-            ws = ", ".join(_short(w) for w in pt.weights)
-        else:
-            ws = m("many_weights", n=pt.weights.size)
-        what = {
-            "l1": "alpha·sum|w|",
-            "l2": "alpha·½·sum w²",
-            "elasticnet": f"alpha·({_short(pt.l1_ratio)}·sum|w| + ½·{_short(1 - pt.l1_ratio)}"
-            "·sum w²)",
-        }[pt.kind]
-        kind = msg["kind_" + pt.kind]
-        line = m(
-            "regularization", kind=kind, alpha=f"{pt.alpha:g}", ws=ws, what=what, value=f(pt.value)
-        )
-        out += _wrap(line, indent="  ")
-        assert ex.objective is not None
-        out.append(m("objective", loss=f(ex.loss), pen=f(pt.value), obj=f(ex.objective)))
-    out.append("")
-    out += _wrap(ex.reading_in(lang), indent="")
-    return "\n".join(out)
+    return out
+
+
+def _penalty_lines(ex: Explanation, w: _Words) -> list[str]:
+    """The regularization term and the objective."""
+    m, f = w.m, w.f
+    pt = ex.penalty
+    assert pt is not None and ex.objective is not None
+    if pt.weights.size <= 8:
+        ws = ", ".join(_short(x) for x in pt.weights)
+    else:
+        ws = m("many_weights", n=pt.weights.size)
+    what = {
+        "l1": "alpha·sum|w|",
+        "l2": "alpha·½·sum w²",
+        "elasticnet": f"alpha·({_short(pt.l1_ratio)}·sum|w| + ½·{_short(1 - pt.l1_ratio)}·sum w²)",
+    }[pt.kind]
+    kind = w.msg["kind_" + pt.kind]
+    line = m(
+        "regularization", kind=kind, alpha=f"{pt.alpha:g}", ws=ws, what=what, value=f(pt.value)
+    )
+    out = _wrap(line, indent="  ")
+    out.append(m("objective", loss=f(ex.loss), pen=f(pt.value), obj=f(ex.objective)))
+    return out

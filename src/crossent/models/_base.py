@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 from numpy.typing import NDArray
@@ -21,37 +21,33 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 import crossent
 from crossent._penalties import check_penalty
+from crossent._tabular import check_features
 from crossent.models._optim import SCHEDULES, make_optimizer
 from crossent.models._solvers import blas_threads, fit_lbfgs, fit_stochastic, unpack
-from crossent.models._state import TrainingState, fitted_from_arrays, fitted_to_arrays
+from crossent.models._state import (
+    TrainingState,
+    classes_from_arrays,
+    fitted_to_arrays,
+    history_from_arrays,
+    make_rng,
+    params_from_arrays,
+)
 
 Params = list[NDArray[np.float64]]
 Callback = Callable[[dict[str, Any]], Any]
 
 
-def make_rng(random_state: Any) -> np.random.Generator:
-    """A ``np.random.Generator`` from ``None``, an int, a ``Generator`` or a ``RandomState``."""
-    if isinstance(random_state, np.random.Generator):
-        return random_state
-    if isinstance(random_state, np.random.RandomState):
-        return np.random.default_rng(int(random_state.randint(np.iinfo(np.int32).max)))
-    if random_state is None or (
-        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
-    ):
-        return np.random.default_rng(None if random_state is None else int(random_state))
-    raise TypeError(
-        "random_state: expected None, an int, a numpy Generator or RandomState, "
-        f"got {random_state!r}"
-    )
-
-
 def _check_number(
     value: Any, name: str, low: float, high: float = np.inf, *, integer=False, what: str = ""
 ):
+    """A number in ``[low, high]``: a ``TypeError`` for a value that is not a number (an int
+    with ``integer``), a ``ValueError`` for one out of range, as the loss's own checks do."""
     kinds = numbers.Integral if integer else numbers.Real
-    if isinstance(value, bool) or not isinstance(value, kinds) or not low <= float(value) <= high:
-        what = what or ("an int" if integer else "a number")
-        bounds = f">= {low:g}" if high == np.inf else f"in [{low:g}, {high:g}]"
+    what = what or ("an int" if integer else "a number")
+    bounds = f">= {low:g}" if high == np.inf else f"in [{low:g}, {high:g}]"
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise TypeError(f"{name}: expected {what} {bounds}, got {value!r}")
+    if not low <= float(value) <= high:
         raise ValueError(f"{name}: expected {what} {bounds}, got {value!r}")
 
 
@@ -93,7 +89,10 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
     # ---- validation ----------------------------------------------------------------------
     def _check_hyperparameters(self) -> str:
         check_penalty(self.penalty)
-        if not (isinstance(self.alpha, str) and self.alpha == "auto"):
+        if isinstance(self.alpha, str):  # a string is a value of alpha's type: 'auto' or wrong
+            if self.alpha != "auto":
+                raise ValueError(f"alpha: expected 'auto' or a number >= 0, got {self.alpha!r}")
+        else:
             _check_number(self.alpha, "alpha", 0.0, what="'auto' or a number")
         _check_number(self.l1_ratio, "l1_ratio", 0.0, 1.0)
         _check_number(self.max_iter, "max_iter", 1, integer=True)
@@ -202,7 +201,14 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         solver: str,
     ) -> float:
         """:meth:`_objective` on the parameter and gradient views (the training loops' path)."""
-        loss = self._loss_grad(params, X, y, grads)
+        try:
+            loss = self._loss_grad(params, X, y, grads)
+        except ValueError as exc:  # the core's check of the scores: NaN or +inf
+            if not str(exc).startswith("logits:"):
+                raise
+            loss = np.nan
+        if not np.isfinite(loss):  # or finite scores whose loss overflows (an MLP)
+            self._refuse_overflow(solver)
         kind, strength = self._smooth_penalty(solver)
         if kind == "l2":  # the hot path of L-BFGS: ½·α·‖W‖² without re-validating W
             for W, g in zip(params[0::2], grads[0::2], strict=True):
@@ -218,6 +224,17 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             ):
                 g += pg
         return loss
+
+    def _refuse_overflow(self, solver: str) -> NoReturn:
+        """The one error for a training loss or parameters that left float64."""
+        name, fix = ("X", "scale X (e.g. StandardScaler)")
+        if solver != "lbfgs":
+            name = "learning_rate_init"
+            fix = f"lower it (now {self.learning_rate_init:g}) or {fix}"
+        raise ValueError(
+            f"{name}: expected a training loss that stays finite, got a loss of NaN or inf at "
+            f"epoch {self.n_iter_ + 1}; {fix}"
+        )
 
     def _l1_value(self, theta: NDArray[np.float64], strength: float) -> float:
         weights = unpack(theta, self._shapes_)[0::2]
@@ -235,6 +252,19 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         for stale in ("validation_scores_", "best_validation_score_"):  # from an earlier fit
             self.__dict__.pop(stale, None)
         self._state = TrainingState.start(rng, optimizer, theta.size, self.momentum)
+
+    def record_epoch(self, loss: float, validation_score: float | None = None) -> dict[str, Any]:
+        """What a solver reports after each epoch (L-BFGS: each iteration): the loss (and the
+        validation score) join the history, the training state counts it; returns what the
+        ``callback`` of :meth:`fit` is given."""
+        self._state.t += 1
+        self.n_iter_ += 1
+        self.loss_curve_.append(loss)
+        info: dict[str, Any] = {"epoch": self.n_iter_, "loss": loss}
+        if validation_score is not None:
+            self.validation_scores_.append(validation_score)
+            info["validation_score"] = validation_score
+        return info
 
     def _rebuild_theta(self) -> None:
         """Copy the public attributes into a fresh ``theta`` and re-publish them as its views."""
@@ -262,6 +292,7 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         warm = bool(self.warm_start) and hasattr(self, "_theta")
         old_features = getattr(self, "n_features_in_", None)
         X, y = validate_data(self, X, y, dtype=np.float64)
+        X = check_features(X, "X", use="in training")  # the data loaders' check: |x| <= 1e150
         check_classification_targets(y)
         classes, y_idx = np.unique(y, return_inverse=True)
         if classes.size < 2:
@@ -282,7 +313,7 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             self._initialize(X.shape[1], make_rng(self.random_state), solver)
         self._weight = self._class_weight_vector(y_idx)
         self.alpha_ = self._resolve_alpha(len(y_idx))
-        with blas_threads(solver, X):
+        with blas_threads(solver, X), np.errstate(over="ignore", invalid="ignore"):
             if solver == "lbfgs":
                 fit_lbfgs(self, X, y_idx, callback)
             else:
@@ -314,6 +345,7 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         solver = "sgd" if solver == "lbfgs" else solver
         first = not hasattr(self, "classes_")
         X, y = validate_data(self, X, y, dtype=np.float64, reset=first)
+        X = check_features(X, "X", use="in training")
         check_classification_targets(y)
         if first:
             if classes is None:
@@ -342,9 +374,15 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
             self._state.optimizer = make_optimizer(solver, self._theta.size, momentum=self.momentum)
         self._weight = self._class_weight_vector(y_idx)
         self.alpha_ = self._resolve_alpha(len(y_idx))
-        with blas_threads(solver, X):
+        with blas_threads(solver, X), np.errstate(over="ignore", invalid="ignore"):
             fit_stochastic(self, X, y_idx, solver, 1, None, False, stop=False)
         return self
+
+    def penalized_weights(self) -> Params:
+        """The weight matrices that the penalty acts on, biases excluded: ``[coef_]`` for the
+        linear model, ``coefs_`` (every layer's) for the MLP."""
+        check_is_fitted(self)
+        return self._params()[0::2]
 
     # ---- the fitted state as arrays (what crossent.io saves and loads) -------------------------
     def to_arrays(self) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
@@ -355,7 +393,7 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         (:func:`crossent.io.save_model` writes these into one ``.npz``).
         """
         check_is_fitted(self)
-        return fitted_to_arrays(self)
+        return fitted_to_arrays(self, self._params(), getattr(self, "_state", None))
 
     @classmethod
     def from_arrays(
@@ -368,7 +406,24 @@ class SoftmaxModelBase(ClassifierMixin, BaseEstimator):
         """
         est = cls(**params)
         est._check_hyperparameters()
-        return fitted_from_arrays(est, meta, arrays)
+        for name, value in classes_from_arrays(meta, arrays).items():
+            setattr(est, name, value)
+        est._shapes_ = est._shapes(est.n_features_in_, est.classes_.size)
+        est._publish(params_from_arrays(arrays, est._shapes_))
+        est._rebuild_theta()
+        for name, value in history_from_arrays(meta, arrays, est.alpha).items():
+            setattr(est, name, value)
+        size = est._theta.size
+        if meta.get("state"):
+            est._state = TrainingState.from_arrays(
+                meta["state"], arrays, size=size, momentum=est.momentum
+            )
+        else:  # no state saved: a continued fit starts a fresh stream
+            solver = est._resolve_solver()
+            optimizer = "sgd" if solver == "lbfgs" else solver
+            rng = make_rng(est.random_state)
+            est._state = TrainingState.start(rng, optimizer, size, est.momentum)
+        return est
 
     # ---- prediction ----------------------------------------------------------------------
     def _raw_scores(self, X: Any) -> NDArray[np.float64]:

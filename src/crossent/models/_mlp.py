@@ -9,6 +9,7 @@ the last layer's ``Zᴸ`` (N, C) are the class scores. Every layer is a pair
 from __future__ import annotations
 
 import itertools
+import numbers
 from typing import Any
 
 import numpy as np
@@ -174,17 +175,18 @@ class MLPClassifier(SoftmaxModelBase):
 
     def _hidden(self) -> tuple[int, ...]:
         sizes = self.hidden_layer_sizes
-        if isinstance(sizes, (int, np.integer)):
-            sizes = (int(sizes),)
+        if isinstance(sizes, numbers.Number):
+            sizes = (sizes,)
+        got = f"hidden_layer_sizes: expected a non-empty tuple of ints >= 1, got {sizes!r}"
         try:
-            out = tuple(int(h) for h in sizes)
-        except (TypeError, ValueError):
-            out = ()
-        if not out or any(h < 1 for h in out) or len(out) != len(tuple(sizes)):
-            raise ValueError(
-                f"hidden_layer_sizes: expected a non-empty tuple of ints >= 1, got {sizes!r}"
-            )
-        return out
+            out = tuple(sizes)
+        except TypeError:
+            raise TypeError(got) from None
+        if any(isinstance(h, bool) or not isinstance(h, numbers.Integral) for h in out):
+            raise TypeError(got)  # 5.5 would silently build 5 units
+        if not out or any(h < 1 for h in out):
+            raise ValueError(got)
+        return tuple(int(h) for h in out)
 
     def _shapes(self, n_features: int, n_classes: int) -> list[tuple[int, ...]]:
         sizes = (n_features, *self._hidden(), n_classes)

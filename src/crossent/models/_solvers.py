@@ -117,15 +117,12 @@ class _Lbfgs:
         """``J`` at ``theta``, the L1 part included."""
         return self.smooth() + self.l1 * float(np.abs(self.theta[self.is_w]).sum())
 
-    def record(self, n_steps: int = 1) -> None:
+    def record(self) -> None:
         """An iteration done: ``loss_curve_`` gets ``J`` at the current ``theta``."""
-        est = self.est
-        est.n_iter_ += n_steps
-        est._state.t += n_steps
-        self.left -= n_steps
-        est.loss_curve_.append(self.objective())
+        self.left -= 1
+        info = self.est.record_epoch(self.objective())
         if self.callback is not None:
-            self.callback({"epoch": est.n_iter_, "loss": est.loss_curve_[-1]})
+            self.callback(info)
 
     def run(self, fun: Any, x0: Any, lo: Any, hi: Any, to_theta: Any) -> Any:
         """SciPy's L-BFGS-B from ``x0`` within ``[lo, hi]``; ``tol`` reaches both its rules."""
@@ -274,14 +271,11 @@ def _end_of_epoch(est: Any, theta: NDArray[np.float64], loss: float, val: Any) -
     """Record an epoch's loss (and validation score, ``val = (X, y)`` held out) and keep the
     best parameters so far; the callback's dictionary."""
     st = est._state
-    st.t += 1
-    est.n_iter_ += 1
-    est.loss_curve_.append(loss)
-    info: dict[str, Any] = {"epoch": est.n_iter_, "loss": loss}
+    score = None
     if val is not None:
         score = float(np.mean(est._scores(est._params(), val[0]).argmax(1) == val[1]))
-        est.validation_scores_.append(score)
-        info["validation_score"] = score
+    info: dict[str, Any] = est.record_epoch(loss, score)
+    if score is not None:
         st.no_improve = 0 if score > st.best_score + est.tol else st.no_improve + 1
         if score > st.best_score:
             st.best_score, st.best_theta = score, theta.copy()
@@ -334,7 +328,10 @@ def fit_stochastic(
             opt.step(theta, grad, lr)
             if l1 > 0:
                 opt.shrink(theta, spans, lr * l1)
-        info = _end_of_epoch(est, theta, total / n + est._l1_value(theta, l1), val)
+        loss = total / n + est._l1_value(theta, l1)
+        if not (np.isfinite(loss) and np.isfinite(theta).all()):  # the last step overflowed
+            est._refuse_overflow(solver)
+        info = _end_of_epoch(est, theta, loss, val)
         if callback is not None:
             callback(info)
         if stop and st.no_improve >= est.n_iter_no_change:

@@ -2,8 +2,9 @@
 
 :class:`TrainingState` is everything ``warm_start``, ``partial_fit`` and a saved checkpoint need
 to continue a run exactly where it stopped. :func:`fitted_to_arrays` and
-:func:`fitted_from_arrays` are the one definition of a fitted estimator's array form — the
-layout of :mod:`crossent.io`'s model files (format version 1):
+the ``*_from_arrays`` readers are the one definition of a fitted estimator's array form — the
+layout of :mod:`crossent.io`'s model files (format version 1); the estimator sets its own
+attributes from what they read (:meth:`~crossent.models.SoftmaxClassifier.from_arrays`):
 
 - metadata: ``n_features_in``, ``n_iter``, ``best_validation_score``, ``alpha`` (the strength
   used) and ``state`` (the training state's scalars: ``t``, ``optimizer``, ``rng``,
@@ -16,6 +17,7 @@ layout of :mod:`crossent.io`'s model files (format version 1):
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,7 +26,15 @@ from numpy.typing import NDArray
 
 from crossent.models._optim import OPTIMIZERS, SGD, Adam, make_optimizer
 
-__all__ = ["TrainingState", "checked_array", "fitted_from_arrays", "fitted_to_arrays"]
+__all__ = [
+    "TrainingState",
+    "checked_array",
+    "classes_from_arrays",
+    "fitted_to_arrays",
+    "history_from_arrays",
+    "make_rng",
+    "params_from_arrays",
+]
 
 
 def checked_array(
@@ -49,6 +59,22 @@ def checked_array(
 
 def _finite_or_none(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
+
+
+def make_rng(random_state: Any) -> np.random.Generator:
+    """A ``np.random.Generator`` from ``None``, an int, a ``Generator`` or a ``RandomState``."""
+    if isinstance(random_state, np.random.Generator):
+        return random_state
+    if isinstance(random_state, np.random.RandomState):
+        return np.random.default_rng(int(random_state.randint(np.iinfo(np.int32).max)))
+    if random_state is None or (
+        isinstance(random_state, numbers.Integral) and not isinstance(random_state, bool)
+    ):
+        return np.random.default_rng(None if random_state is None else int(random_state))
+    raise TypeError(
+        "random_state: expected None, an int, a numpy Generator or RandomState, "
+        f"got {random_state!r}"
+    )
 
 
 @dataclass
@@ -145,71 +171,67 @@ class TrainingState:
         )
 
 
-def fitted_to_arrays(est: Any) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
-    """``(metadata, arrays)`` of a fitted estimator (see the module docstring)."""
+def fitted_to_arrays(
+    est: Any, params: list[NDArray[np.float64]], state: TrainingState | None
+) -> tuple[dict[str, Any], dict[str, NDArray[Any]]]:
+    """``(metadata, arrays)`` of a fitted estimator (see the module docstring): its public
+    fitted attributes, its ``params`` and its training ``state``."""
     classes = np.asarray(est.classes_.tolist())
     if classes.dtype.kind not in "biufU":
         raise TypeError(f"model.classes_: expected numbers or strings, got dtype {classes.dtype}")
     arrays: dict[str, NDArray[Any]] = {"classes": classes}
-    for i, p in enumerate(est._params()):
+    for i, p in enumerate(params):
         arrays[f"param_{i}"] = np.asarray(p, dtype=np.float64)
     arrays["loss_curve"] = np.asarray(est.loss_curve_, dtype=np.float64)
     if hasattr(est, "validation_scores_"):
         arrays["validation_scores"] = np.asarray(est.validation_scores_, dtype=np.float64)
-    state: dict[str, Any] = {}
-    if hasattr(est, "_state"):
-        state, state_arrays = est._state.to_arrays()
+    meta_state: dict[str, Any] = {}
+    if state is not None:
+        meta_state, state_arrays = state.to_arrays()
         arrays.update(state_arrays)
     meta = {
         "n_features_in": int(est.n_features_in_),
         "n_iter": int(est.n_iter_),
         "best_validation_score": _finite_or_none(getattr(est, "best_validation_score_", np.nan)),
         "alpha": float(est.alpha_),
-        "state": state,
+        "state": meta_state,
     }
     return meta, arrays
 
 
-def fitted_from_arrays(est: Any, meta: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> Any:
-    """Make the unfitted ``est`` the fitted model that :func:`fitted_to_arrays` described.
-
-    Raises ``ValueError`` naming the entry that is missing or does not fit (``KeyError`` for a
-    missing metadata field).
-    """
-    from crossent.models._base import make_rng
-
+def classes_from_arrays(meta: dict[str, Any], arrays: dict[str, NDArray[Any]]) -> dict[str, Any]:
+    """``classes_`` and ``n_features_in_`` of a saved model, checked."""
     classes = checked_array(arrays, "classes")
     if classes.ndim != 1 or classes.size < 2 or classes.dtype.kind not in "biufU":
         raise ValueError(f"expected 1-d classes, got {classes.shape} {classes.dtype}")
     if not np.all(classes[1:] > classes[:-1]):  # predictions index into this array
         raise ValueError(f"expected classes sorted and unique, got {classes.tolist()[:10]}")
-    n_features = int(meta["n_features_in"])
-    est.classes_, est.n_features_in_ = classes, n_features
-    est._shapes_ = est._shapes(n_features, classes.size)
-    est._publish(
-        [
-            checked_array(arrays, f"param_{i}", s).astype(np.float64)
-            for i, s in enumerate(est._shapes_)
-        ]
-    )
-    est._rebuild_theta()
-    est.n_iter_ = int(meta["n_iter"])
-    est.loss_curve_ = checked_array(arrays, "loss_curve").astype(float).tolist()
+    return {"classes_": classes, "n_features_in_": int(meta["n_features_in"])}
+
+
+def params_from_arrays(
+    arrays: dict[str, NDArray[Any]], shapes: list[tuple[int, ...]]
+) -> list[NDArray[np.float64]]:
+    """The parameters ``param_0, param_1, ...`` of a saved model, of the ``shapes`` expected."""
+    return [checked_array(arrays, f"param_{i}", s).astype(np.float64) for i, s in enumerate(shapes)]
+
+
+def history_from_arrays(
+    meta: dict[str, Any], arrays: dict[str, NDArray[Any]], alpha: Any
+) -> dict[str, Any]:
+    """The public fitted attributes of a saved run: ``n_iter_``, ``loss_curve_``, ``alpha_``
+    (``alpha``, the parameter, for files written before it was saved) and, when saved,
+    ``validation_scores_`` and ``best_validation_score_``."""
+    out: dict[str, Any] = {
+        "n_iter_": int(meta["n_iter"]),
+        "loss_curve_": checked_array(arrays, "loss_curve").astype(float).tolist(),
+    }
     if "validation_scores" in arrays:
-        est.validation_scores_ = arrays["validation_scores"].astype(float).tolist()
+        out["validation_scores_"] = arrays["validation_scores"].astype(float).tolist()
     if meta.get("best_validation_score") is not None:
-        est.best_validation_score_ = float(meta["best_validation_score"])
-    alpha = meta.get("alpha", est.alpha)  # files written before 'alpha' was saved: the parameter
+        out["best_validation_score_"] = float(meta["best_validation_score"])
+    alpha = meta.get("alpha", alpha)
     if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not alpha >= 0:
         raise ValueError(f"expected metadata 'alpha' to be a number >= 0, got {alpha!r}")
-    est.alpha_ = float(alpha)
-    size = est._theta.size
-    if meta.get("state"):
-        est._state = TrainingState.from_arrays(
-            meta["state"], arrays, size=size, momentum=est.momentum
-        )
-    else:  # no state saved: a continued fit starts a fresh stream
-        solver = est._resolve_solver()
-        optimizer = "sgd" if solver == "lbfgs" else solver
-        est._state = TrainingState.start(make_rng(est.random_state), optimizer, size, est.momentum)
-    return est
+    out["alpha_"] = float(alpha)
+    return out

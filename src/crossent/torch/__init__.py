@@ -13,10 +13,15 @@ step (:func:`empty_cache` gives them back); CUDA tensors run on Triton kernels. 
 
 from __future__ import annotations
 
-from crossent.torch._cpu import empty_cache
+import torch.distributed
+
+from crossent.torch._buffers import empty_cache
 from crossent.torch._functional import cross_entropy
 from crossent.torch._linear import linear_cross_entropy
 from crossent.torch._modules import CrossEntropyLoss, LinearCrossEntropyLoss
+
+if torch.distributed.is_available():  # registers cross_entropy's path for DTensor logits
+    import crossent.torch.distributed  # noqa: F401
 
 __all__ = [
     "CrossEntropyLoss",

@@ -13,11 +13,12 @@ from __future__ import annotations
 import contextlib
 import weakref
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, Protocol
 
 import torch
 
 from crossent.torch import _cpu
+from crossent.torch._buffers import grad_buffer
 from crossent.torch._grad import logits_grad, target_grad
 from crossent.torch._options import Layout, LossOptions, Scales, reduce_rows, scales_for, use_triton
 
@@ -185,14 +186,26 @@ def rebuild_logits(
     return edge + z.to(edge.dtype)
 
 
-def rows_forward(x: torch.Tensor, *args: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
-    """The backend's ``ce_rows(x, target, weight, opts, scales, want_grad[, layout])``: per-row
-    losses, log-sum-exps and the gradient of the rows' losses times ``scales``."""
-    if use_triton(x, args[2]):
+class Backend(Protocol):
+    """A backend: the NumPy engine (:mod:`crossent.torch._cpu`) or the Triton kernels
+    (:mod:`crossent.torch._triton_ce`), chosen by :func:`backend`."""
+
+    def ce_rows(self, x: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None,
+                opts: LossOptions, scales: Scales, want_grad: bool, layout: Layout | None = None,
+                /) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:  # fmt: skip
+        """Per-row losses (M,) and log-sum-exps (M,) of ``(M, C)`` logits and, if
+        ``want_grad``, the gradient of the rows' losses times ``scales`` (written over ``x``
+        when ``opts.inplace``). The options are validated; errors report positions in
+        ``layout``."""
+
+
+def backend(x: torch.Tensor, opts: LossOptions) -> Backend:
+    """The backend that runs ``x``: Triton on CUDA (or with ``backend='triton'``), else NumPy."""
+    if use_triton(x, opts):
         from crossent.torch import _triton_ce
 
-        return _triton_ce.ce_rows(x, *args)
-    return _cpu.ce_rows(x, *args)
+        return _triton_ce
+    return _cpu
 
 
 def loss_forward(
@@ -206,13 +219,13 @@ def loss_forward(
     """``(loss in x's dtype, lse (M,), gradient of the loss or None, scales)`` of ``(M, C)``
     logits: the spec's denominator, the backend, the spec's reduction."""
     scales = scales_for(t, w, opts)
-    rows, lse, grad = rows_forward(x, t, w, opts, scales, want_grad, layout)
+    rows, lse, grad = backend(x, opts).ce_rows(x, t, w, opts, scales, want_grad, layout)
     loss = rows if opts.reduction == "none" else reduce_rows(rows, lse, t, opts, scales)
     lse = lse.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
     return loss.to(x.dtype), lse, grad, scales
 
 
-def _scale_grad(grad: torch.Tensor, grad_out: torch.Tensor, opts: LossOptions) -> torch.Tensor:
+def scale_grad(grad: torch.Tensor, grad_out: torch.Tensor, opts: LossOptions) -> torch.Tensor:
     """The saved gradient times ``grad_out`` (a scalar, or one factor per row for ``'none'``).
 
     An incoming gradient of exactly 1 (``loss.backward()``) hands over the saved buffer itself.
@@ -228,7 +241,7 @@ def _scale_grad(grad: torch.Tensor, grad_out: torch.Tensor, opts: LossOptions) -
     if opts.inplace:
         return grad.mul_(factor)
     if grad.device.type == "cpu":
-        return torch.mul(grad, factor, out=_cpu.grad_buffer(grad.shape, grad.dtype))
+        return torch.mul(grad, factor, out=grad_buffer(grad.shape, grad.dtype))
     return grad * factor
 
 
@@ -259,8 +272,7 @@ class CrossEntropyFunction(torch.autograd.Function):
         ctx.opts, ctx.scales = opts, scales
         # saved (not kept on ctx) so that autograd frees it after a backward without
         # retain_graph, and a leaf's AccumulateGrad can take the buffer without a copy; the
-        # logits only for a probability target's gradient (see LogitsSource otherwise)
-        # the logits: for a probability target's gradient, and (as their edge in the graph
+        # logits: for a probability target's gradient, and (as their edge in the graph
         # only, see LogitsSource.saving) for create_graph=True
         keep = ctx.needs_input_grad[1] or (want_grad and ctx.source.keeps_edge)
         saved = [grad if grad is not None else lse, target, weight, lse if want_grad else None]
@@ -287,7 +299,7 @@ class CrossEntropyFunction(torch.autograd.Function):
                 raise RuntimeError(DOUBLE_BACKWARD_ERROR)
             grad_x = logits_grad(x, target, weight, grad_loss, opts, ctx.scales)
         elif ctx.needs_input_grad[0]:
-            grad_x = _scale_grad(grad, grad_loss, opts)
+            grad_x = scale_grad(grad, grad_loss, opts)
         if ctx.needs_input_grad[1]:
             grad_t = target_grad(logits, weight, grad_loss, opts, ctx.scales.ce)
         return grad_x, grad_t, None, None, None, None

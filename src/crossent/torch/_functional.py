@@ -8,6 +8,7 @@ sees ``(M, C)`` logits only.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -27,6 +28,18 @@ from crossent.torch._options import (
     flatten_target,
     options_from,
 )
+
+# Inputs that another layer handles: (accepts(input), handler(input, target, weight, options)),
+# registered by that layer (crossent.torch.distributed registers DTensors sharded on the classes)
+InputHandler = Callable[[Any, Any, Any, LossOptions], Any]
+_INPUT_HANDLERS: list[tuple[Callable[[Any], bool], InputHandler]] = []
+
+
+def register_input_handler(accepts: Callable[[Any], bool], handler: InputHandler) -> None:
+    """Let :func:`cross_entropy` hand the inputs for which ``accepts`` is true to ``handler``,
+    with the validated options (once per ``handler``)."""
+    if all(h is not handler for _, h in _INPUT_HANDLERS):
+        _INPUT_HANDLERS.append((accepts, handler))
 
 
 def flatten_logits(input: Any) -> torch.Tensor:
@@ -191,16 +204,11 @@ def cross_entropy(
     >>> cross_entropy(masked, torch.tensor([[0.5, 0.5, 0.0]]), label_smoothing=0.1)
     tensor(0.6931)
     """
-    if type(input).__name__ == "DTensor":  # sharded on the class dimension: vocab-parallel
-        from crossent.torch.distributed._dtensor import dtensor_cross_entropy
-
-        return dtensor_cross_entropy(
-            input, target, weight, return_lse, inplace, ignore_index=ignore_index,
-            reduction=reduction, label_smoothing=label_smoothing, z_loss=z_loss,
-            softcap=softcap, temperature=temperature, num_items=num_items,
-        )  # fmt: skip
-    check_no_func_transform("cross_entropy")
     opts = options_from(locals())
+    for accepts, handler in _INPUT_HANDLERS:  # e.g. a DTensor: crossent.torch.distributed
+        if accepts(input):
+            return handler(input, target, weight, opts)
+    check_no_func_transform("cross_entropy")
     x = flatten_logits(input)
     c = x.shape[1]
     if c == 0:

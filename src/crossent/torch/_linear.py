@@ -29,9 +29,10 @@ from crossent.torch import _cpu
 from crossent.torch._autograd import (
     FORWARD_AD_ERROR,
     VOCAB_PARALLEL_ERROR,
+    backend,
     check_no_func_transform,
-    rows_forward,
 )
+from crossent.torch._buffers import grad_buffer
 from crossent.torch._compile import eager_under_compile
 from crossent.torch._grad import linear_target_grad, logits_grad, target_grad
 from crossent.torch._head import prepare_head
@@ -51,17 +52,21 @@ from crossent.torch._options import (
 GEMM_MIN_ROWS = 16
 
 
-def _chunk_rows(*args: Any) -> tuple[torch.Tensor, torch.Tensor, Any]:
-    """A chunk's per-row losses and lses; its gradient (times the scales) overwrites it."""
-    return rows_forward(*args)
+# a head's loss of one chunk of logits: (logits, target, class weights, options, scales,
+# want_grad) -> per-row losses, per-row log-sum-exps, the gradient (written over the logits)
+ChunkLoss = Callable[
+    [torch.Tensor, torch.Tensor, "torch.Tensor | None", LossOptions, Scales, bool],
+    tuple[torch.Tensor, torch.Tensor, "torch.Tensor | None"],
+]
 
 
 @dataclasses.dataclass(frozen=True)
 class Head:
     """What changes when the head's rows (the vocabulary) are split over ranks (default: none):
-    the chunk loss, and a reduction of the input gradient (in place)."""
+    the chunk loss (default: the backend's ``ce_rows``), and a reduction of the input gradient
+    (in place)."""
 
-    chunk_loss: Callable[..., tuple[torch.Tensor, torch.Tensor, Any]] = _chunk_rows
+    chunk_loss: ChunkLoss | None = None
     reduce_input_grad: Callable[[torch.Tensor], None] | None = None
 
     def check_supported(self, what: str) -> None:
@@ -92,6 +97,7 @@ def _run(
     cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
     # the Triton kernel reads any dtype: its logits buffer is in x's dtype, written by the GEMM
     bdt = x.dtype if use_triton(x, opts) else cdt
+    chunk_loss = head.chunk_loss or backend(x, opts).ce_rows
     want_grad = any(grads)
     gx = torch.empty_like(x) if grads[0] else None
     # the chunk's gradient overwrites its logits
@@ -99,7 +105,7 @@ def _run(
 
     def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
         if x.device.type == "cpu":  # recycled memory: no page faults
-            return _cpu.grad_buffer(shape, dtype)
+            return grad_buffer(shape, dtype)
         return torch.empty(shape, dtype=dtype, device=x.device)
 
     gw = empty((v, d), cdt) if grads[1] else None  # written by the first chunk's GEMM (beta=0)
@@ -122,8 +128,7 @@ def _run(
             torch.addmm(b, xc, wt, out=lg)
         else:
             torch.mm(xc, wt, out=lg)
-        rows, lse, _ = head.chunk_loss(lg, target[a0:r1], class_weight, chunk_opts, scales,
-                                       want_grad)  # fmt: skip
+        rows, lse, _ = chunk_loss(lg, target[a0:r1], class_weight, chunk_opts, scales, want_grad)
         losses[r0:r1], lses[r0:r1] = rows[done:], lse[done:]
         if not want_grad:
             continue
@@ -261,7 +266,7 @@ def _check_target(
 
 
 @eager_under_compile
-def _apply(*args: Any) -> torch.Tensor:
+def apply_head(*args: Any) -> torch.Tensor:
     """The autograd Function; run eagerly under ``torch.compile`` (a graph break)."""
     return LinearCrossEntropyFunction.apply(*args)
 
@@ -362,7 +367,7 @@ def linear_cross_entropy(
     opts = options_from(locals())
     x, t, cw, chunk, batch = prepare_head(input, weight, target, bias, class_weight, chunk_size)
     _check_target(t, cw, weight.shape[0], opts, (len(batch), batch))
-    loss = _apply(x, weight, t, bias, cw, opts, chunk, Head())
+    loss = apply_head(x, weight, t, bias, cw, opts, chunk, Head())
     if reduction == "none":
         return loss.reshape(batch)
     return loss

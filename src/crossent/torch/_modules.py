@@ -9,31 +9,30 @@ from torch import nn
 
 from crossent.torch._functional import cross_entropy
 from crossent.torch._linear import linear_cross_entropy
-from crossent.torch._options import options_from
+from crossent.torch._options import options_for, options_from
 
 
 class _LossModule(nn.Module):
-    """What the two modules share: their options (PyTorch's, then crossent's), validated at
-    construction and kept as attributes, passed on to the functions as given."""
+    """What the two modules share: their options, validated at construction and kept as
+    attributes, passed on to the functions as given. Which options a module takes in its
+    constructor and which in ``forward`` is read from the table of options
+    (:data:`crossent._spec.OPTIONS`) for the module's entry point ``ENTRY``."""
 
-    ignore_index: int
-    reduction: str
-    label_smoothing: float
-    z_loss: float
-    softcap: float | None
-    temperature: float
+    ENTRY: str
 
-    def _keep(self, args: dict[str, Any], extra: str) -> None:
+    def _keep(self, args: dict[str, Any], *extra: str) -> None:
         """Validate the constructor's ``args`` (fail early) and keep the options and ``extra``."""
         options_from(args)
-        for name in (*_OPTIONS, extra):
+        self._names = (*(o.name for o in options_for(self.ENTRY, per_call=False)), *extra)
+        for name in self._names:
             setattr(self, name, args[name])
 
     def _options(self) -> dict[str, Any]:
-        return {name: getattr(self, name) for name in _OPTIONS}
+        """The constructor's options and ``extra`` names, as keyword arguments."""
+        return {name: getattr(self, name) for name in self._names}
 
-
-_OPTIONS = tuple(_LossModule.__annotations__)  # the names annotated there, in order
+    def extra_repr(self) -> str:
+        return ", ".join(f"{name}={getattr(self, name)!r}" for name in self._names)
 
 
 class CrossEntropyLoss(_LossModule):
@@ -56,8 +55,8 @@ class CrossEntropyLoss(_LossModule):
     tensor(2.3031)
     """
 
+    ENTRY = "module"
     weight: torch.Tensor | None
-    inplace: bool
 
     def __init__(
         self,
@@ -72,7 +71,7 @@ class CrossEntropyLoss(_LossModule):
         inplace: bool = False,
     ) -> None:
         super().__init__()
-        self._keep(locals(), "inplace")
+        self._keep(locals())
         self.register_buffer("weight", weight)
 
     def forward(
@@ -80,17 +79,7 @@ class CrossEntropyLoss(_LossModule):
     ) -> Any:
         """The loss; ``num_items``: the global batch's ``'mean'`` denominator (it changes from
         batch to batch, so it is an argument of the call, not of the module)."""
-        return cross_entropy(
-            input, target, self.weight, **self._options(), inplace=self.inplace,
-            num_items=num_items,
-        )  # fmt: skip
-
-    def extra_repr(self) -> str:
-        return (
-            f"ignore_index={self.ignore_index}, reduction={self.reduction!r}, "
-            f"label_smoothing={self.label_smoothing}, z_loss={self.z_loss}, "
-            f"softcap={self.softcap}, temperature={self.temperature}, inplace={self.inplace}"
-        )
+        return cross_entropy(input, target, self.weight, **self._options(), num_items=num_items)
 
 
 class LinearCrossEntropyLoss(_LossModule):
@@ -105,7 +94,7 @@ class LinearCrossEntropyLoss(_LossModule):
     tensor(4.6052)
     """
 
-    chunk_size: int | None
+    ENTRY = "linear_module"
 
     def __init__(
         self,
@@ -130,7 +119,5 @@ class LinearCrossEntropyLoss(_LossModule):
         num_items: float | None = None,
     ) -> Any:
         """The loss; ``num_items`` as in :meth:`CrossEntropyLoss.forward`."""
-        return linear_cross_entropy(
-            input, weight, target, bias, **self._options(), chunk_size=self.chunk_size,
-            num_items=num_items,
-        )  # fmt: skip
+        return linear_cross_entropy(input, weight, target, bias, **self._options(),
+                                    num_items=num_items)  # fmt: skip

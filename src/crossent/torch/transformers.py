@@ -43,7 +43,7 @@ import torch.nn.functional as F
 
 from crossent.torch._compile import eager_under_compile
 from crossent.torch._linear import linear_cross_entropy
-from crossent.torch._options import make_options
+from crossent.torch._options import make_options, options_for
 
 __all__ = ["patch_model", "unpatch_model"]
 
@@ -294,8 +294,10 @@ def patch_model(
     TypeError, ValueError
         A model this cannot patch (named, with the reason), or a bad option.
     """
+    args = locals()
+    options = {o.name: args[o.name] for o in options_for("patch_model")}
     transformers = _require_transformers()
-    make_options(z_loss=z_loss, label_smoothing=label_smoothing, temperature=temperature)
+    make_options(**options)
     if not isinstance(keep_logits, bool):
         raise TypeError(f"keep_logits: expected a bool, got {keep_logits!r}")
     if not isinstance(model, transformers.PreTrainedModel):
@@ -329,7 +331,6 @@ def patch_model(
             f"model: expected a forward that calls self.loss_function, got {name}, which "
             "computes its loss without it"
         )
-    options = {"z_loss": z_loss, "label_smoothing": label_smoothing, "temperature": temperature}
     patch = _Patch(model, head, {**options, "keep_logits": keep_logits})
     try:
         model.loss_function = patch.loss_function

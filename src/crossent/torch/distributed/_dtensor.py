@@ -7,6 +7,7 @@ from typing import Any
 
 from torch.distributed.tensor import DTensor, Replicate, Shard
 
+from crossent._spec import OPTIONS, LossOptions, options_for
 from crossent.torch.distributed._functional import vocab_parallel_cross_entropy
 
 
@@ -27,10 +28,11 @@ def _local(t: Any, name: str, sharded_ok: bool) -> Any:
     return t.to_local()
 
 
-def dtensor_cross_entropy(
-    input: Any, target: Any, weight: Any, return_lse: bool, inplace: bool, **options: Any
-) -> DTensor:
-    """The loss as a replicated DTensor; the gradient flows back to ``input``'s shards."""
+def dtensor_cross_entropy(input: Any, target: Any, weight: Any, opts: LossOptions) -> DTensor:
+    """The loss as a replicated DTensor; the gradient flows back to ``input``'s shards.
+
+    The options that :func:`vocab_parallel_cross_entropy` takes are passed on; any other one
+    (``return_lse``, ``inplace``) is refused unless it has its default."""
     class_dim = 1 if input.ndim > 1 else 0
     mesh = input.device_mesh
     p = input.placements[0]
@@ -39,14 +41,16 @@ def dtensor_cross_entropy(
             f"input: expected a DTensor sharded on the class dimension (Shard({class_dim})) "
             f"over a one-dimensional device mesh, got {_placement(input)}"
         )
-    for name, flag in (("return_lse", return_lse), ("inplace", inplace)):
-        if flag:
-            raise ValueError(f"{name}: not supported for DTensor input, got True")
+    passed = options_for("vocab_parallel")
+    for o in OPTIONS:
+        if o not in passed and getattr(opts, o.name) != o.default:
+            got = getattr(opts, o.name)
+            raise ValueError(f"{o.name}: not supported for DTensor input, got {got!r}")
     loss = vocab_parallel_cross_entropy(
         input.to_local(),
         _local(target, "target", sharded_ok=True),
         group=mesh.get_group(),
         weight=_local(weight, "weight", sharded_ok=False),
-        **options,
+        **{o.name: getattr(opts, o.name) for o in passed},
     )
     return DTensor.from_local(loss, mesh, [Replicate()], run_check=False)

@@ -8,13 +8,13 @@ import torch
 import torch.distributed as dist
 
 from crossent import _spec
-from crossent.torch import _cpu
 from crossent.torch._autograd import (
     FORWARD_AD_ERROR,
     VOCAB_PARALLEL_ERROR,
-    _scale_grad,
     check_no_func_transform,
+    scale_grad,
 )
+from crossent.torch._buffers import grad_buffer
 from crossent.torch._functional import flatten_logits
 from crossent.torch._grad import scale_target_grad
 from crossent.torch._options import (
@@ -25,6 +25,7 @@ from crossent.torch._options import (
     options_from,
     reduce_rows,
     scales_for,
+    transform,
 )
 from crossent.torch.distributed._shard import (
     VocabShard,
@@ -55,7 +56,7 @@ class VocabParallelFunction(torch.autograd.Function):
         cd = torch.float64 if logits.dtype == torch.float64 else torch.float32
         grad = None
         if want_grad:
-            grad = (_cpu.grad_buffer((n, vr), logits.dtype) if logits.device.type == "cpu"
+            grad = (grad_buffer((n, vr), logits.dtype) if logits.device.type == "cpu"
                     else torch.empty_like(logits))  # fmt: skip
         rows = max(1, min(n, CHUNK_ELEMENTS // vr))
         tmp = None  # a float32 chunk for low-precision logits, or without a gradient
@@ -91,11 +92,11 @@ class VocabParallelFunction(torch.autograd.Function):
         saved = ctx.saved_tensors
         grad_x = grad_t = None
         if ctx.needs_input_grad[0]:
-            grad_x = _scale_grad(saved[0], grad_loss, opts)
+            grad_x = scale_grad(saved[0], grad_loss, opts)
         if ctx.needs_input_grad[1]:  # probability targets: -(1-ε)·w·log p, p the global softmax
             logits, lse, weight = saved[1:]
             cd = torch.float64 if logits.dtype == torch.float64 else torch.float32
-            logp = _cpu.transform(logits.detach().to(cd), opts).sub_(lse.to(cd)[:, None])
+            logp = transform(logits.detach().to(cd), opts).sub_(lse.to(cd)[:, None])
             if weight is not None:
                 weight = weight[ctx.offset : ctx.offset + logits.shape[1]]
             grad_t = scale_target_grad(logp, weight, grad_loss, opts, ctx.scale)

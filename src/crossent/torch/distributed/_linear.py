@@ -111,5 +111,5 @@ def vocab_parallel_linear_cross_entropy(
         chunk_loss=partial(_chunk_loss, shard=shard),
         reduce_input_grad=partial(_sum_over_ranks, group=group),
     )
-    loss = _linear._apply(x, weight_shard, t, bias_shard, cw, opts, chunk, head)
+    loss = _linear.apply_head(x, weight_shard, t, bias_shard, cw, opts, chunk, head)
     return loss.reshape(batch) if opts.reduction == "none" else loss

@@ -1,0 +1,206 @@
+"""The loss's options are declared once (crossent._spec.OPTIONS): every entry point follows it.
+
+A new option is a new field of ``LossOptions``; these tests fail, rather than let it be dropped,
+wherever it is forgotten: a public signature without it (or with another default), the custom
+op's schema, the defaults fast path, the modules' attributes and ``extra_repr``, the forwarding
+of the modules, the fused head and the DTensor path, the ``crossent explain`` flags.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import inspect
+import math
+
+import numpy as np
+import pytest
+
+import crossent
+from crossent import _spec
+from crossent._spec import OPTIONS, LossOptions, Option, make_options, options_for, options_from
+
+torch = pytest.importorskip("torch")
+import crossent.torch as ct  # noqa: E402
+import crossent.torch.distributed as ctd  # noqa: E402
+from crossent.torch.transformers import patch_model  # noqa: E402
+
+
+def _entry_points():
+    """(table entry point, what to inspect, which of its options: per_call or None for all)."""
+    from crossent.explain import explain
+
+    return [
+        ("core", crossent.cross_entropy, None),
+        ("core", crossent.cross_entropy_grad, None),
+        ("core", crossent.cross_entropy_with_grad, None),
+        ("torch", ct.cross_entropy, None),
+        ("module", ct.CrossEntropyLoss.__init__, False),
+        ("module", ct.CrossEntropyLoss.forward, True),
+        ("linear", ct.linear_cross_entropy, None),
+        ("linear_module", ct.LinearCrossEntropyLoss.__init__, False),
+        ("linear_module", ct.LinearCrossEntropyLoss.forward, True),
+        ("vocab_parallel", ctd.vocab_parallel_cross_entropy, None),
+        ("vocab_parallel_linear", ctd.vocab_parallel_linear_cross_entropy, None),
+        ("patch_model", patch_model, None),
+        ("explain", explain, None),
+    ]
+
+
+def signature_problems(table: tuple[Option, ...]) -> list[str]:
+    """Where a public signature does not take exactly ``table``'s options for its entry point,
+    with the table's defaults."""
+    problems = []
+    names = {o.name for o in table}
+    for entry, fn, per_call in _entry_points():
+        want = {
+            o.name: o.default
+            for o in table
+            if entry in o.where and (per_call is None or o.per_call == per_call)
+        }
+        params = inspect.signature(fn).parameters
+        where = f"{entry}: {fn.__qualname__}"
+        for name, default in want.items():
+            if name not in params:
+                problems.append(f"{where} does not take {name}")
+            elif params[name].default != default or type(params[name].default) is not type(default):
+                problems.append(f"{where}: {name}={params[name].default!r}, table: {default!r}")
+        extra = sorted((names & set(params)) - set(want))
+        if extra:
+            problems.append(f"{where} takes {extra}, which the table does not give it")
+    return problems
+
+
+def test_every_entry_point_takes_the_tables_options_with_its_defaults():
+    assert signature_problems(OPTIONS) == []
+
+
+def test_an_option_added_to_the_table_but_forgotten_fails_the_signature_test():
+    """What a contributor who adds ``focal_gamma`` to the table and nowhere else would see."""
+    new = dataclasses.replace(OPTIONS[2], name="focal_gamma", cli=None)
+    problems = signature_problems((*OPTIONS, new))
+    missing = {p.split(":")[0] for p in problems if "does not take focal_gamma" in p}
+    assert missing == set(new.where)  # every entry point, named
+    wanted = [e for e in _entry_points() if e[0] in new.where and e[2] is not True]
+    assert len(problems) == len(wanted)
+
+
+def test_the_table_is_loss_options_fields():
+    assert [o.name for o in OPTIONS] == [f.name for f in dataclasses.fields(LossOptions)]
+    for o in OPTIONS:
+        assert o.check(o.default, o.name) == o.default, o.name  # the default passes its check
+        assert o.doc and o.where <= set(_spec.ENTRY_POINTS), o.name
+        assert (o.cli is not None) == ("explain" in o.where), o.name
+
+
+# a valid value other than the default for every option: a new option must be added here
+NON_DEFAULT = {
+    "ignore_index": 1,
+    "reduction": "sum",
+    "label_smoothing": 0.25,
+    "z_loss": 0.01,
+    "softcap": 3.0,
+    "temperature": 0.7,
+    "num_items": 9.0,
+    "return_lse": True,
+    "inplace": True,
+    "backend": "cpu",
+}
+
+
+def test_no_option_is_dropped_by_the_defaults_fast_path():
+    assert set(NON_DEFAULT) == {o.name for o in OPTIONS}
+    assert options_from({}) is _spec.DEFAULT_OPTIONS
+    for name, value in NON_DEFAULT.items():
+        args = {name: value, "reduction": "mean"} if name == "num_items" else {name: value}
+        assert getattr(options_from(args), name) == value, name
+    # by type too: True is 1 and 1.0, but not a valid temperature
+    with pytest.raises(TypeError, match=r"temperature: expected a real number, got True"):
+        options_from({"temperature": True})
+
+
+def test_make_options_refuses_an_unknown_option():
+    with pytest.raises(TypeError, match=r"make_options: unknown options \['focal'\]"):
+        make_options(focal=2.0)
+
+
+def test_the_custom_op_carries_every_option_by_name():
+    from crossent.torch._ops import cross_entropy_op
+
+    schema = cross_entropy_op._opoverload._schema
+    kwarg_only = [a.name for a in schema.arguments if a.kwarg_only]
+    assert kwarg_only == [o.name for o in OPTIONS]
+
+
+def test_modules_keep_and_show_their_constructor_options():
+    for cls, entry in (
+        (ct.CrossEntropyLoss, "module"),
+        (ct.LinearCrossEntropyLoss, "linear_module"),
+    ):
+        kw = {o.name: NON_DEFAULT[o.name] for o in options_for(entry, per_call=False)}
+        module = cls(**kw)
+        text = repr(module)
+        for name, value in kw.items():
+            assert getattr(module, name) == value
+            assert f"{name}={value!r}" in text, (cls.__name__, name)
+
+
+def _loss_options():
+    """Options that change the value of a 'mean' loss, one at a time (and all together)."""
+    keys = ("ignore_index", "label_smoothing", "z_loss", "softcap", "temperature", "num_items")
+    one = [{k: NON_DEFAULT[k]} for k in keys]
+    return [*one, {k: NON_DEFAULT[k] for k in keys}]
+
+
+@pytest.mark.parametrize("kw", _loss_options(), ids=lambda kw: "-".join(kw))
+def test_every_entry_point_forwards_the_options(kw):
+    """The modules, the fused head and the functional API give the NumPy core's loss."""
+    g = np.random.default_rng(1)
+    x = g.normal(size=(6, 5)) * 2
+    y = np.array([0, 1, 4, 1, 3, 2])
+    want = crossent.cross_entropy(x, y, **kw)
+    xt, yt = torch.tensor(x), torch.tensor(y)
+    per_call = {k: v for k, v in kw.items() if k == "num_items"}
+    ctor = {k: v for k, v in kw.items() if k != "num_items"}
+    eye = torch.eye(5, dtype=torch.float64)
+    got = {
+        "torch": ct.cross_entropy(xt, yt, **kw),
+        "module": ct.CrossEntropyLoss(**ctor)(xt, yt, **per_call),
+        "linear": ct.linear_cross_entropy(xt, eye, yt, **kw),
+        "linear_module": ct.LinearCrossEntropyLoss(**ctor)(xt, eye, yt, **per_call),
+    }
+    for name, loss in got.items():
+        assert math.isclose(float(loss), float(want), rel_tol=1e-12, abs_tol=1e-12), name
+
+
+def test_the_dtensor_path_refuses_the_options_it_cannot_pass_on():
+    """The options that vocab_parallel_cross_entropy does not take are refused by name."""
+    from crossent.torch.distributed._dtensor import dtensor_cross_entropy
+
+    class FakeDTensor:  # the placement check passes; the options are checked before any work
+        ndim = 2
+        device_mesh = type("Mesh", (), {"ndim": 1})()
+
+        def __init__(self):
+            from torch.distributed.tensor import Shard
+
+            self.placements = [Shard(1)]
+
+    for o in OPTIONS:
+        if o.name in {p.name for p in options_for("vocab_parallel")}:
+            continue
+        opts = dataclasses.replace(_spec.DEFAULT_OPTIONS, **{o.name: NON_DEFAULT[o.name]})
+        with pytest.raises(ValueError, match=rf"{o.name}: not supported for DTensor input"):
+            dtensor_cross_entropy(FakeDTensor(), None, None, opts)
+
+
+def test_explain_flags_come_from_the_table(tmp_path):
+    import argparse
+
+    from crossent.cli import explain as cli_explain
+
+    parser = argparse.ArgumentParser()
+    cli_explain.add_parser(parser.add_subparsers())
+    flags = {a.dest: a for a in parser._subparsers._group_actions[0].choices["explain"]._actions}
+    for o in options_for("explain"):
+        assert flags[o.name].default == o.default
+        assert flags[o.name].metavar == o.cli[0]
