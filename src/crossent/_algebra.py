@@ -180,7 +180,7 @@ def row_loss(
         loss = loss + z_loss * (lse * lse)
     if valid is not None:
         loss = xp.where(valid, loss, 0.0)
-    return xp.where(loss > 0.0, loss, 0.0)
+    return xp.where(loss < 0.0, 0.0, loss)  # NaN stays NaN (a bad label under jax.jit)
 
 
 class GradCoefficients(NamedTuple):
