@@ -96,10 +96,11 @@ def target(
             _spec.check_class_indices(arr.reshape(-1), n_classes or c, opts.ignore_index, batch)
             arr = arr.astype(np.int64 if arr.dtype.itemsize > 4 else np.int32)
         return Target(jnp.asarray(arr).reshape(-1), None)
-    q = jnp.moveaxis(jnp.asarray(arr), axis, -1).reshape(-1, c)
-    if not is_tracer:
-        _spec.check_probabilities(np.asarray(q, dtype=np.float64), arr.dtype, axis, batch)
-    return Target(None, q)
+    if is_tracer:
+        return Target(None, jnp.moveaxis(arr, axis, -1).reshape(-1, c))
+    q = np.moveaxis(arr, axis, -1).reshape(-1, c)
+    _spec.check_probabilities(q.astype(np.float64), arr.dtype, axis, batch)
+    return Target(None, jnp.asarray(q))
 
 
 def rows_of(

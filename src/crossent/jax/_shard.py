@@ -76,9 +76,10 @@ def vocab_parallel_cross_entropy(
     >>> import jax, jax.numpy as jnp
     >>> from jax.sharding import PartitionSpec as P
     >>> from crossent.jax import cross_entropy, vocab_parallel_cross_entropy
-    >>> mesh = jax.make_mesh((1,), ("vocab",))
-    >>> f = jax.shard_map(lambda x, y: vocab_parallel_cross_entropy(x, y, axis_name="vocab"),
-    ...                   mesh=mesh, in_specs=(P(None, "vocab"), P()), out_specs=P())
+    >>> mesh = jax.sharding.Mesh(jax.devices()[:1], ("vocab",))  # the vocabulary's axis
+    >>> f = jax.jit(jax.shard_map(
+    ...     lambda x, y: vocab_parallel_cross_entropy(x, y, axis_name="vocab"),
+    ...     mesh=mesh, in_specs=(P(None, "vocab"), P()), out_specs=P()))
     >>> x, y = jnp.array([[10.0, 9.0, 8.0, 7.0]]), jnp.array([0])
     >>> bool(jnp.allclose(f(x, y), cross_entropy(x, y)))
     True
