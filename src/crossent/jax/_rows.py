@@ -95,15 +95,16 @@ def block(
     m = jnp.where(m == -math.inf, 0.0, m)  # an (ignored) row of all -inf: exp gives 0
     d = z - m[:, None]  # (M, C) <= 0
     d_fin = jnp.where(finite, d, 0.0)  # -inf never meets a weight of 0
-    e = jnp.exp(d)
     w = rows.w
 
     # the per-row sums, stacked for one psum
-    sums = [jnp.sum(e, axis=-1)]
+    sums = [jnp.sum(jnp.exp(d), axis=-1)]
     if rows.q is None:
         local_y = rows.y - comm.offset(c)
         here = rows.valid & (local_y >= 0) & (local_y < c)
-        picked = jnp.take_along_axis(d, jnp.clip(local_y, 0, c - 1)[:, None], axis=-1)[:, 0]
+        # the target's raw logit, then its transform: no (M, C) array is read twice
+        picked = jnp.take_along_axis(x, jnp.clip(local_y, 0, c - 1)[:, None], axis=-1)[:, 0]
+        picked = _algebra.transform(picked, opts.temperature, opts.softcap)[0] - m
         sums.append(jnp.where(here & (rows.wy != 0), picked, 0.0))  # the target's z - m
     else:
         wq = rows.q if w is None else rows.q * w
@@ -135,11 +136,13 @@ def block(
     if not want_grad:
         return Out(loss, lse, None)
 
+    # with s = 1 the coefficient multiplies p = exp(z - lse), not e = exp(z - m): a new
+    # expression, which XLA fuses into the gradient's loop instead of storing e
     co = _algebra.grad_coefficients(
-        a, lse, s_safe, scale=scale, z_scale=z_scale, z_loss=zl, label_smoothing=eps, k=k,
-        valid=rows.valid,
+        a, lse, jnp.ones_like(s_safe), scale=scale, z_scale=z_scale, z_loss=zl,
+        label_smoothing=eps, k=k, valid=rows.valid,
     )  # fmt: skip
-    g = co.p[:, None] * e
+    g = co.p[:, None] * jnp.exp(z - lse[:, None])
     if rows.q is None:
         onehot = jnp.arange(c) == (rows.y - comm.offset(c))[:, None]
         g = g - jnp.where(onehot, co.target[:, None], 0.0) * (1.0 if w is None else w)
