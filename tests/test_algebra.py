@@ -134,3 +134,17 @@ def test_no_shift_range_takes_numpy_torch_and_names():
     assert _algebra.no_shift_range(np.float32, 1) == (-60.0, 80.0)
     assert _algebra.no_shift_range(torch.float64, 1) == (-600.0, 700.0)
     assert _algebra.no_shift_range("float64", 100)[1] == pytest.approx(700.0 - np.log(100))
+
+
+@pytest.mark.parametrize("ns", NAMESPACES)
+def test_chain_factor_in_place_is_the_same_number(ns):
+    u = np.tanh(np.linspace(-3, 3, 7))
+    u[0] = -1.0  # a masked class: factor 0
+    want = (1 - u * u) / 0.7
+    np.testing.assert_allclose(np.asarray(_algebra.chain_factor(_to(ns, u), 0.7)), want)
+    buf = _to(ns, u.copy())
+    got = _algebra.chain_factor(buf, 0.7, overwrite=True)
+    np.testing.assert_allclose(np.asarray(got), want, rtol=1e-15)
+    if ns != "jax":  # NumPy and torch write the factor over their argument
+        np.testing.assert_allclose(np.asarray(buf), want, rtol=1e-15)
+    assert _algebra.chain_factor(None, 0.5) == 2.0

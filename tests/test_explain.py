@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import crossent
+from crossent import reference
 from crossent.cli import main
 from crossent.explain import explain, format_number, format_text, render_html
 
@@ -714,3 +715,21 @@ def test_every_language_has_every_message_with_the_same_fields() -> None:
         assert table.keys() == en.keys(), lang
         for key, text in table.items():
             assert set(fields.findall(text)) == set(fields.findall(en[key])), (lang, key)
+
+
+def test_explain_is_linear_in_the_number_of_classes() -> None:
+    """issue 20: 10⁵ scores once allocated a 10⁵ × 10⁵ one-hot matrix (80 GB): now O(C)."""
+    import tracemalloc
+
+    c = 100_000
+    scores = np.linspace(-5.0, 5.0, c)
+    tracemalloc.start()
+    try:
+        ex = explain(scores, c - 1, label_smoothing=0.1)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 100 * c * 8  # a few dozen vectors of C floats, never C × C
+    want = reference.cross_entropy(scores, c - 1, label_smoothing=0.1, reduction="sum")
+    assert ex.loss == pytest.approx(float(want), rel=1e-12)
+    assert ex.terms.sum() == pytest.approx(float(want), rel=1e-12)

@@ -117,3 +117,24 @@ def test_crossent_semantics_where_torch_gives_nan_or_inf():
     xt = torch.tensor(x, requires_grad=True)
     reference.cross_entropy(xt[:2], torch.tensor(y[:2]), label_smoothing=0.3).backward()
     assert torch.isfinite(xt.grad).all() and xt.grad[0, 1] == 0 and (xt.grad[1] == 0).all()
+
+
+def test_reference_has_exactly_the_signature_of_crossent_cross_entropy():
+    import inspect
+
+    import crossent
+
+    def params(f):  # names, kinds and defaults (the annotations differ: it also takes tensors)
+        return [(p.name, p.kind, p.default) for p in inspect.signature(f).parameters.values()]
+
+    assert params(reference.cross_entropy) == params(crossent.cross_entropy)
+
+
+def test_reference_grad_helper_is_pytorchs_gradient():
+    from numgrad import reference_grad
+
+    x, y, w = _case("index", (6, 5), 1, True, True, 9)
+    xt = torch.tensor(x, requires_grad=True)
+    F.cross_entropy(xt, torch.tensor(y), weight=torch.tensor(w), ignore_index=-7).backward()
+    got = reference_grad(x, y, weight=w, ignore_index=-7)
+    np.testing.assert_allclose(got, xt.grad.numpy(), rtol=1e-12, atol=1e-15)

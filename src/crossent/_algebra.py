@@ -32,9 +32,17 @@ too: :func:`check_row_maxima` and :func:`logits_error`.
 
 The functions take and return arrays of one namespace (found with :func:`namespace`) and use
 only the Python array API standard's operators and ``where``, so the same lines run on every
-backend; nothing here converts, copies to the host or writes in place, except the checks
-(which read one boolean back). The readable, unoptimized definition of the same loss is
-:mod:`crossent.reference`.
+backend (a new backend, JAX's included, gathers the statistics and calls these). Nothing here
+converts or copies to the host, except the checks (which read one boolean back), and nothing
+writes in place but :func:`row_loss` on the NumPy array it made and
+:func:`chain_factor` when asked to (``overwrite=True``). The readable, unoptimized
+definition of the same loss is :mod:`crossent.reference`; :func:`smoothed_target` is the
+smoothed target for a backend that holds it whole.
+
+Names for the backends, kept stable (add, do not rename): :func:`namespace`,
+:func:`logits_error`, :func:`check_row_maxima`, :data:`SAFE_RANGE`, :func:`no_shift_range`,
+:func:`target_sums`, :func:`smoothed_target`, :func:`row_loss`, :class:`GradCoefficients`,
+:func:`grad_coefficients`, :func:`chain_factor`, :func:`reduce_rows`.
 """
 
 from __future__ import annotations
@@ -58,6 +66,7 @@ __all__ = [
     "no_shift_range",
     "reduce_rows",
     "row_loss",
+    "smoothed_target",
     "target_sums",
     "transform",
 ]
@@ -70,6 +79,8 @@ def namespace(*arrays: Any) -> Any:
     torch tensors (whose functions accept the array API's ``axis``/``keepdims`` names).
     """
     for x in arrays:
+        if type(x) is np.ndarray:  # the common case first: this runs per block of rows
+            return np
         if hasattr(x, "__array_namespace__"):
             return x.__array_namespace__()
         if type(x).__module__.startswith("torch"):
@@ -136,8 +147,14 @@ def no_shift_range(dtype: Any, n_classes: int) -> tuple[float, float]:
     ``C·exp(m) = exp(m + log C)``, finite: the bound is on ``m + log C``, not ``m`` alone
     (``C = 100000`` logits of 79 overflow float32's sum though ``exp(79)`` does not).
     """
-    lo, hi = SAFE_RANGE["float64" if "64" in str(dtype) else "float32"]
+    name = _DTYPE_NAMES.get(dtype)
+    if name is None:  # str() of a NumPy dtype costs microseconds: once per dtype
+        name = _DTYPE_NAMES[dtype] = "float64" if "64" in str(dtype) else "float32"
+    lo, hi = SAFE_RANGE[name]
     return lo, hi - math.log(max(n_classes, 1))
+
+
+_DTYPE_NAMES: dict[Any, str] = {}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -168,6 +185,14 @@ def target_sums(
     return a, lin
 
 
+def smoothed_target(q: Any, label_smoothing: float, k: Any, finite: Any = 1.0) -> Any:
+    """``(1-ε) q + (ε/k) 1[finite]``: the target after label smoothing, without the class
+    weights (``q`` the one-hot of the label or the probabilities; ``finite`` the mask of the
+    finite logits, 1 without masked classes)."""
+    eps = label_smoothing
+    return q if eps == 0.0 else (1.0 - eps) * q + (eps / k) * finite
+
+
 def row_loss(
     a: Any, lin: Any, log_s: Any, lse: Any, *, z_loss: float = 0.0, valid: Any = None
 ) -> Any:
@@ -175,12 +200,18 @@ def row_loss(
     (exp/log round-off can leave ``-1e-17`` where the loss is 0). ``lin = -inf`` (target mass
     on a masked class) gives ``+inf``."""
     xp = namespace(log_s, a)
-    loss = a * log_s - lin
+    loss = (log_s if type(a) is float and a == 1.0 else a * log_s) - lin  # 1.0: no product
     if z_loss:
         loss = loss + z_loss * (lse * lse)
     if valid is not None:
         loss = xp.where(valid, loss, 0.0)
-    return xp.where(loss < 0.0, 0.0, loss)  # NaN stays NaN (a bad label under jax.jit)
+    if xp is np:  # in place (the array is ours), as fast as it gets on small blocks
+        return (
+            np.maximum(loss, 0.0, out=loss)
+            if isinstance(loss, np.ndarray)
+            else np.maximum(loss, 0.0)
+        )
+    return xp.where(loss < 0.0, 0.0, loss)  # NaN stays NaN: it is never hidden
 
 
 class GradCoefficients(NamedTuple):
@@ -246,13 +277,24 @@ def transform(x: Any, temperature: float, softcap: float | None) -> tuple[Any, A
     return xp.where(z == -math.inf, -math.inf, softcap * tanh_u), tanh_u
 
 
-def chain_factor(tanh_u: Any, temperature: float) -> Any:
+def chain_factor(tanh_u: Any, temperature: float, *, overwrite: bool = False) -> Any:
     """``dz/dx`` of the transform ``z = s·tanh(x/(T s))`` (or ``x/T``): ``(1 - tanh_u²)/T``
-    elementwise, with ``tanh_u = z/s`` (``None`` without soft-capping: the number ``1/T``)."""
+    elementwise, with ``tanh_u = z/s`` (``None`` without soft-capping: the number ``1/T``).
+
+    ``tanh_u`` must be in ``[-1, 1]`` (``-1`` at masked classes, where the factor is 0). With
+    ``overwrite=True`` the factor is computed in ``tanh_u``'s memory, by the array API's
+    in-place operators, where the array library has them (NumPy, torch; JAX makes a new array).
+    """
     if tanh_u is None:
         return 1.0 / temperature
-    f = 1.0 - tanh_u * tanh_u
-    return f if temperature == 1.0 else f * (1.0 / temperature)
+    if not overwrite:
+        f = 1.0 - tanh_u * tanh_u
+        return f if temperature == 1.0 else f * (1.0 / temperature)
+    f = tanh_u
+    f *= f
+    f -= 1.0
+    f *= -1.0 / temperature
+    return f
 
 
 def array_scales(opts: Any, weight_sum: Any, count: Any, *, weighted: bool) -> Scales:

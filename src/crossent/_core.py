@@ -17,8 +17,9 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
-from crossent import _engine, _spec
-from crossent._kernel import Problem, no_shift_range
+from crossent import _algebra, _engine, _spec
+from crossent._algebra import no_shift_range
+from crossent._kernel import Problem
 from crossent._spec import LossOptions, Scales
 from crossent._validation import as_float_array, normalize_axis
 
@@ -38,11 +39,7 @@ class Prepared:
         """Per-row losses (``'none'``, float64, the batch shape) or the reduced float."""
         if self.opts.reduction == "none":
             return loss.reshape(self.moved_shape[:-1])
-        zsq = 0.0
-        if self.pb.z_loss and self.scales.z != self.scales.ce:
-            sq = lse * lse
-            zsq = float(np.sum(sq if self.pb.valid is None else sq[self.pb.valid]))
-        return _spec.reduced_loss(float(np.sum(loss)), zsq, self.scales, self.pb.z_loss)
+        return float(_algebra.reduce_rows(loss, lse, self.pb.valid, self.scales, self.pb.z_loss))
 
     def grad_buffer(self, out: NDArray[Any] | None) -> tuple[NDArray[Any], NDArray[Any]]:
         """(buffer in (M, C) layout for the engine, array to return in the user's layout)."""
@@ -176,6 +173,8 @@ def compute(
     return prep.reduce(loss, lse), lse, prep.finish_grad(buf, ret)
 
 
+_MEAN = _spec.DEFAULT_OPTIONS  # 'mean' without num_items: the batch's own denominator
+
 # at most this many logits take the lean path below (when its conditions hold)
 SMALL_MAX_ELEMENTS = 1 << 15
 
@@ -219,14 +218,15 @@ def small_simple(
     flat = np.arange(0, n * c, c) + target.astype(np.intp, copy=False)  # [n, target[n]]
     log_s = np.log(s)
     lse = log_s.astype(np.float64) if shift is None else (log_s + shift).astype(np.float64)
-    loss = lse - logits.take(flat)
-    np.maximum(loss, 0.0, out=loss)  # round-off can leave -1e-17 where the loss is 0
-    scale = 1.0 / n if reduction == "mean" else 1.0
+    # the algebra in unshifted coordinates (m = 0): a = 1, lin = x_y, log Σ exp = lse
+    loss = _algebra.row_loss(1.0, logits.take(flat), lse, lse)
+    scale = _spec.mean_scales(_MEAN, n, n, weighted=False).ce if reduction == "mean" else 1.0
     out = loss if reduction == "none" else float(loss.sum()) * scale
     if not want_grad:
         return out, lse, None
-    z *= (scale / s)[:, None]
-    z.ravel()[flat] -= scale
+    co = _algebra.grad_coefficients(1.0, lse, s, scale=scale)
+    z *= co.p[:, None]
+    z.ravel()[flat] -= co.target
     return out, lse, z
 
 

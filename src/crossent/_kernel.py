@@ -21,12 +21,14 @@ the gradient. :mod:`crossent._engine` runs blocks on both cores.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from crossent import _algebra
+from crossent._algebra import no_shift_range
 
 Array = NDArray[Any]
 
@@ -61,39 +63,6 @@ class Problem:
     @property
     def n_classes(self) -> int:
         return int(self.x.shape[1])
-
-
-def _check_row_max(pb: Problem, r0: int, m: Array) -> None:
-    """NaN or +inf logits, or a non-ignored row of all -inf: a clear error."""
-    if np.isnan(m).any():
-        raise ValueError("logits: expected finite values or -inf (masked), got NaN")
-    if np.isposinf(m).any():
-        raise ValueError("logits: expected finite values or -inf (masked), got +inf")
-    empty = np.isneginf(m)
-    if pb.valid is not None:
-        empty &= pb.valid[r0 : r0 + len(m)]
-    if empty.any():
-        row = r0 + int(np.flatnonzero(empty)[0])
-        raise ValueError(
-            "logits: expected at least one finite logit in every non-ignored row, got a row "
-            f"of all -inf at row {row} (flattened); give it target=ignore_index to skip it"
-        )
-
-
-# exp(z) for z in [lo, hi] neither overflows nor underflows its largest terms, and a sum of
-# exponentials up to exp(hi) is finite (float32 overflows above exp(88.7), float64 exp(709.8))
-SAFE_RANGE = {np.dtype(np.float32): (-60.0, 80.0), np.dtype(np.float64): (-600.0, 700.0)}
-
-
-def no_shift_range(cdtype: Any, n_classes: int) -> tuple[float, float]:
-    """Row maxima ``m`` of the transformed logits for which ``exp`` needs no shift.
-
-    The largest term ``exp(m)`` must stay normal (``m >= lo``) and the row's sum, at most
-    ``C·exp(m) = exp(m + log C)``, finite: the bound is on ``m + log C``, not ``m`` alone
-    (``C = 100000`` logits of 79 overflow float32's sum though ``exp(79)`` does not).
-    """
-    lo, hi = SAFE_RANGE[np.dtype(cdtype)]
-    return lo, hi - math.log(max(n_classes, 1))
 
 
 # columns summed by einsum before the partial sums are added in float64
@@ -142,6 +111,130 @@ def _empty_lse(lse: Array, empty: Array | None) -> Array:
     return lse
 
 
+def _row_maxima(pb: Problem, r0: int, x: Array) -> tuple[Array, Array | None]:
+    """The raw row maxima (checked: NaN, +inf, non-ignored rows of all -inf), and the (ignored)
+    rows of all -inf, whose maxima become 0 so that ``exp`` gives 0 everywhere."""
+    mx = x.max(axis=1)
+    if np.isfinite(mx).all():
+        return mx, None
+    valid = pb.valid[r0 : r0 + len(mx)] if pb.valid is not None else np.ones(len(mx), bool)
+    _algebra.check_row_maxima(mx, valid, first_row=r0)
+    empty = np.isneginf(mx)
+    mx[empty] = 0
+    return mx, empty
+
+
+def _transform(pb: Problem, x: Array, mx: Array, t: Array | None) -> tuple[Array, float, Array]:
+    """``(xt, factor, shift)``: ``z = factor · xt`` is the transformed logit (``xt`` is ``x``,
+    or ``tanh(x / (T s))`` written to ``t``), ``shift`` the row's ``m``: 0 when the row maxima
+    of ``z`` are in the safe range (:func:`crossent._algebra.no_shift_range`), else them."""
+    cd, cap, temp = pb.cdtype, pb.softcap, pb.temperature
+    if cap is None:
+        xt, factor = x, 1.0 / temp
+        m = mx.astype(np.float64) * factor
+    else:
+        assert t is not None
+        k_cap = cd(1.0 / (temp * cap))
+        np.multiply(x, k_cap, out=t, casting="same_kind")
+        np.tanh(t, out=t)
+        xt, factor = t, float(cap)
+        m = cap * np.tanh(mx.astype(cd) * k_cap).astype(np.float64)
+    lo, hi = no_shift_range(cd, x.shape[1])
+    shift = m if (m.min(initial=0.0) < lo or m.max(initial=0.0) > hi) else np.zeros(len(m))
+    return xt, factor, shift
+
+
+@dataclass
+class _Masking:
+    """Masked classes (-inf logits), which matter for smoothing, probability targets and
+    soft-capping: the rows that have some, their finite classes, each row's finite count."""
+
+    rows: Array  # (n,) bool
+    fin: Array | None  # (rows.sum(), C) bool, None when no row has a masked class
+    k: Array  # (n,) float64, at least 1
+
+    @classmethod
+    def of(cls, pb: Problem, x: Array) -> _Masking:
+        n, c = x.shape
+        fin, rows = None, np.zeros(n, dtype=bool)
+        if pb.eps > 0.0 or pb.q is not None or pb.softcap is not None:
+            rows = np.isneginf(x.min(axis=1))
+            if rows.any():
+                fin = ~np.isneginf(x[rows])
+        k = np.full(n, float(c))
+        if fin is not None:
+            k[rows] = np.maximum(fin.sum(axis=1), 1)  # 0 only in ignored rows
+        return cls(rows, fin, k)
+
+
+def _index_sums(
+    pb: Problem, r0: int, r1: int, xt: Array, factor: float, shift: Array, mk: _Masking
+) -> tuple[Array, Array, Array]:
+    """``(a, lin, wy)`` of index targets (:func:`crossent._algebra.target_sums`), in shifted
+    coordinates, before ``exp`` overwrites the buffer."""
+    assert pb.y is not None and pb.wy is not None
+    n, c = xt.shape
+    wy = pb.wy[r0:r1].astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        zy = factor * xt[np.arange(n), pb.y[r0:r1]].astype(np.float64) - shift
+    zy[wy == 0.0] = 0.0  # ignored rows, zero-weight classes: their term is 0, never nan
+    if pb.eps == 0.0:
+        return wy, wy * zy, wy
+    w_f = np.full(n, float(pb.w.sum()) if pb.w is not None else float(c))
+    if mk.fin is not None:
+        w_f[mk.rows] = (mk.fin * (pb.w if pb.w is not None else 1.0)).sum(axis=1)
+    swz = factor * _row_sums(pb, xt, pb.w, mk.rows, mk.fin) - shift * w_f
+    a, lin = _algebra.target_sums(wy, wy * zy, label_smoothing=pb.eps, k=mk.k,
+                                  finite_weight=w_f, finite_score=swz)  # fmt: skip
+    return a, lin, wy
+
+
+def _prob_sums(
+    pb: Problem, r0: int, r1: int, xt: Array, factor: float, shift: Array, mk: _Masking
+) -> tuple[Array, Array, Array]:
+    """``(a, lin, b)`` of probability targets, with ``b = w·((1-ε) q + ε/k)`` the smoothed,
+    weighted target held whole; ``lin`` is ``-inf`` where ``b`` puts mass on a masked class."""
+    assert pb.q is not None
+    cd, eps = pb.cdtype, pb.eps
+    q = pb.q[r0:r1]
+    b = np.multiply(q, 1.0 - eps, dtype=cd)
+    if eps > 0.0:
+        b += cd(eps / xt.shape[1])
+    if mk.fin is not None:
+        b[mk.rows] = (1.0 - eps) * q[mk.rows].astype(cd) + (eps / mk.k[mk.rows])[:, None] * mk.fin
+    if pb.w is not None:
+        b *= pb.w
+    a = b.sum(axis=1, dtype=np.float64)
+    lin = factor * _row_sums(pb, xt, b, mk.rows, mk.fin) - shift * a
+    if mk.fin is not None:  # probability mass on a masked class: the loss is +inf
+        on_masked = (b[mk.rows] * ~mk.fin).sum(axis=1) > 0
+        lin[np.flatnonzero(mk.rows)[on_masked]] = -np.inf
+    return a, lin, b
+
+
+def _exp_into(pb: Problem, x: Array, z: Array, t: Array | None, shift: Array, mk: _Masking) -> None:
+    """``e = exp(z - shift)`` written straight into the buffer ``z``: the one ``exp``."""
+    cd, temp = pb.cdtype, pb.temperature
+    if t is not None:
+        np.multiply(t, cd(pb.softcap), out=z)
+        if shift.any():
+            z -= shift.astype(cd)[:, None]
+        if mk.fin is not None:  # a masked class stays masked
+            z[mk.rows] = np.where(mk.fin, z[mk.rows], -np.inf)
+        np.exp(z, out=z)
+    elif temp == 1.0 and not shift.any():
+        np.exp(x, out=z, dtype=cd)
+    else:
+        with np.errstate(over="ignore"):  # -1e308 - 1e308 is -inf: exp gives 0, as it should
+            if temp == 1.0:
+                np.subtract(x, shift.astype(cd)[:, None], out=z, dtype=cd)
+            else:
+                np.multiply(x, cd(1.0 / temp), out=z, dtype=cd)
+                if shift.any():
+                    z -= shift.astype(cd)[:, None]
+        np.exp(z, out=z)
+
+
 def ce_block(
     pb: Problem,
     r0: int,
@@ -154,151 +247,52 @@ def ce_block(
 
     ``z`` is a ``(r1 - r0, C)`` buffer in ``pb.cdtype`` (it may alias the logits rows for
     the in-place mode: they are read before it is written); ``t`` a same-shaped scratch
-    buffer, needed only with soft-capping.
+    buffer, needed only with soft-capping. The loss and the gradient's coefficients come from
+    :mod:`crossent._algebra`.
     """
     x = pb.x[r0:r1]  # (n, C)
-    n, c = z.shape
-    cd = pb.cdtype
-    eps, cap, temp = pb.eps, pb.softcap, pb.temperature
-    rows = np.arange(n)
-
-    # 1. row maxima and the shift; z = factor * xt is the transformed logit
-    mx = x.max(axis=1)
-    empty: Array | None = None  # ignored rows of all -inf: their lse is -inf
-    if not np.isfinite(mx).all():
-        _check_row_max(pb, r0, mx)
-        empty = np.isneginf(mx)
-        mx[empty] = 0  # exp gives 0 everywhere
-    if cap is None:
-        xt, factor = x, 1.0 / temp
-        m = mx.astype(np.float64) * factor
-    else:
-        assert t is not None
-        k_cap = cd(1.0 / (temp * cap))
-        np.multiply(x, k_cap, out=t, casting="same_kind")
-        np.tanh(t, out=t)
-        xt, factor = t, float(cap)
-        m = cap * np.tanh(mx.astype(cd) * k_cap).astype(np.float64)
-    lo, hi = no_shift_range(cd, c)
-    shift = m if (m.min(initial=0.0) < lo or m.max(initial=0.0) > hi) else np.zeros(n)
-
-    # masked classes (-inf logits) matter for smoothing, probability targets, soft-capping
-    fin: Array | None = None
-    masked_rows = np.zeros(n, dtype=bool)
-    if eps > 0.0 or pb.q is not None or cap is not None:
-        masked_rows = np.isneginf(x.min(axis=1))
-        if masked_rows.any():
-            fin = ~np.isneginf(x[masked_rows])  # (n_masked, C)
-    k = np.full(n, float(c))  # number of finite classes per row
-    if fin is not None:
-        k[masked_rows] = np.maximum(fin.sum(axis=1), 1)  # 0 only in ignored rows
-
-    # 2. per-row sums in shifted coordinates (z - shift), before exp overwrites the buffer
-    if pb.q is None:
-        assert pb.y is not None and pb.wy is not None
-        y = pb.y[r0:r1]
-        wy = pb.wy[r0:r1].astype(np.float64)
-        with np.errstate(invalid="ignore"):
-            zy = factor * xt[rows, y].astype(np.float64) - shift
-        zy[wy == 0.0] = 0.0  # ignored rows, zero-weight classes: their term is 0, never nan
-        if eps > 0.0:
-            w_f = np.full(n, float(pb.w.sum()) if pb.w is not None else float(c))
-            if fin is not None:
-                wf = fin * (pb.w if pb.w is not None else 1.0)
-                w_f[masked_rows] = wf.sum(axis=1)
-            swz = factor * _row_sums(pb, xt, pb.w, masked_rows, fin) - shift * w_f
-    else:
-        q = pb.q[r0:r1]
-        wq = np.multiply(q, 1.0 - eps, dtype=cd)  # (n, C) smoothed, weighted target
-        if eps > 0.0:
-            wq += cd(eps / c)
-        if fin is not None:
-            wq_m = (1.0 - eps) * q[masked_rows].astype(cd) + (eps / k[masked_rows])[:, None] * fin
-            wq[masked_rows] = wq_m
-        if pb.w is not None:
-            wq *= pb.w
-        a_sum = wq.sum(axis=1, dtype=np.float64)
-        s_wqz = factor * _row_sums(pb, xt, wq, masked_rows, fin) - shift * a_sum
-        if fin is not None:  # probability mass on a masked class: the loss is +inf
-            on_masked = (wq[masked_rows] * ~fin).sum(axis=1) > 0
-            s_wqz[np.flatnonzero(masked_rows)[on_masked]] = -np.inf
-
-    # 3. the one exp per element, written straight into the gradient buffer
-    if t is not None:
-        np.multiply(t, cd(cap), out=z)
-        if shift.any():
-            z -= shift.astype(cd)[:, None]
-        if fin is not None:  # a masked class stays masked
-            z[masked_rows] = np.where(fin, z[masked_rows], -np.inf)
-        np.exp(z, out=z)
-    elif temp == 1.0 and not shift.any():
-        np.exp(x, out=z, dtype=cd)
-    else:
-        with np.errstate(over="ignore"):  # -1e308 - 1e308 is -inf: exp gives 0, as it should
-            if temp == 1.0:
-                np.subtract(x, shift.astype(cd)[:, None], out=z, dtype=cd)
-            else:
-                np.multiply(x, cd(factor), out=z, dtype=cd)
-                if shift.any():
-                    z -= shift.astype(cd)[:, None]
-        np.exp(z, out=z)
+    cd, eps = pb.cdtype, pb.eps
+    mx, empty = _row_maxima(pb, r0, x)  # 1. row maxima, checked, and the shift
+    xt, factor, shift = _transform(pb, x, mx, t)
+    mk = _Masking.of(pb, x)
+    sums = _index_sums if pb.q is None else _prob_sums  # 2. per-row sums, before exp
+    a, lin, b = sums(pb, r0, r1, xt, factor, shift, mk)
+    _exp_into(pb, x, z, t, shift, mk)  # 3. the one exp per element, into the buffer
     # einsum's SIMD lanes are 2x faster than sum()'s pairwise summation along rows
     s = np.einsum("ij->i", z).astype(np.float64)
     s[s == 0.0] = 1.0  # all-masked ignored rows
     log_s = np.log(s)
     lse = shift + log_s
-
-    # losses (float64, per row)
-    if pb.q is None:
-        loss = (1.0 - eps) * wy * (log_s - zy)
-        if eps > 0.0:
-            loss += (eps / k) * (w_f * log_s - swz)
-        if pb.z_loss:
-            loss += pb.z_loss * lse**2
-        if pb.valid is not None:
-            loss = np.where(pb.valid[r0:r1], loss, 0.0)
-    else:
-        loss = a_sum * log_s - s_wqz
-        if pb.z_loss:
-            loss += pb.z_loss * lse**2
-
-    np.maximum(loss, 0.0, out=loss)  # exp/log round-off can leave -1e-17 where the loss is 0
+    valid = pb.valid[r0:r1] if pb.valid is not None else None
+    loss = _algebra.row_loss(a, lin, log_s, lse, z_loss=pb.z_loss, valid=valid)
     if not grad:
         return loss, _empty_lse(lse, empty)
 
-    # 4. gradient: (a / s) * e - b, then the chain rule of the transform
-    rowscale = np.full(n, pb.scale)
-    if pb.valid is not None:
-        rowscale[~pb.valid[r0:r1]] = 0.0
+    # 4. gradient: p·e - target·(w q) - smooth·w, then the chain rule of the transform
+    co = _algebra.grad_coefficients(
+        a,
+        lse,
+        s,
+        scale=pb.scale,
+        z_scale=pb.z_scale,
+        z_loss=pb.z_loss,
+        label_smoothing=eps,
+        k=mk.k,
+        valid=valid,
+    )
+    z *= co.p.astype(cd)[:, None]
     if pb.q is None:
-        a = (1.0 - eps) * wy
+        assert pb.y is not None
+        z[np.arange(len(z)), pb.y[r0:r1]] -= (co.target * b).astype(cd)
         if eps > 0.0:
-            a = a + (eps / k) * w_f
-    else:
-        a = a_sum
-    coef_p = rowscale * a
-    if pb.z_loss:  # the z-term has its own scale (a mean over positions, not class weights)
-        zscale = np.full(n, pb.z_scale)
-        if pb.valid is not None:
-            zscale[~pb.valid[r0:r1]] = 0.0
-        coef_p = coef_p + zscale * (2.0 * pb.z_loss * lse)
-    z *= (coef_p / s).astype(cd)[:, None]
-    if pb.q is None:
-        z[rows, y] -= (rowscale * (1.0 - eps) * wy).astype(cd)
-        if eps > 0.0:
-            coef = (rowscale * eps / k).astype(cd)[:, None]
+            coef = co.smooth.astype(cd)[:, None]
             z -= coef * pb.w if pb.w is not None else coef
-            if fin is not None:  # masked classes get no smoothing mass
-                z[masked_rows] = np.where(fin, z[masked_rows], 0.0)
+            if mk.fin is not None:  # masked classes get no smoothing mass
+                z[mk.rows] = np.where(mk.fin, z[mk.rows], 0.0)
     else:
-        z -= rowscale.astype(cd)[:, None] * wq
-    if cap is not None:
-        assert t is not None
-        np.multiply(t, t, out=t)
-        np.subtract(1.0, t, out=t)
-        z *= t
-    if temp != 1.0:
-        z *= cd(1.0 / temp)
+        z -= np.broadcast_to(np.asarray(co.row, dtype=cd), (len(z),))[:, None] * b
+    if pb.softcap is not None or pb.temperature != 1.0:
+        z *= _algebra.chain_factor(t, pb.temperature, overwrite=True)  # t is scratch
     return loss, _empty_lse(lse, empty)
 
 
@@ -333,12 +327,12 @@ def plain_block(
         np.exp(z, out=z)
     s = np.einsum("ij->i", z).astype(np.float64)  # (n,) > 0: every row has a finite logit
     log_s = np.log(s)
-    wy = pb.wy[r0:r1]
+    wy = pb.wy[r0:r1].astype(np.float64)
     if pb.valid is not None:  # ignored rows: 0, even where their label 0 has logit -inf
         zy[wy == 0.0] = 0.0
-    loss = np.maximum(wy * (log_s - zy), 0.0)
-    if grad:
-        gy = (pb.scale / temp) * wy.astype(np.float64)  # scale of row n's gradient
-        z *= (gy / s).astype(cd)[:, None]
-        z[rows, y] -= gy.astype(cd)
+    loss = _algebra.row_loss(wy, wy * zy, log_s, log_s)
+    if grad:  # the temperature's chain rule, a number, folded into the rows' scale
+        co = _algebra.grad_coefficients(wy, log_s, s, scale=pb.scale / temp)
+        z *= co.p.astype(cd)[:, None]
+        z[rows, y] -= (co.target * wy).astype(cd)
     return loss, log_s

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
+from crossent._algebra import check_row_maxima
+
 # the scalar checks live with the loss's options, where their messages are written once
 from crossent._spec import (  # noqa: F401  (re-exported)
     _describe,
@@ -54,7 +56,4 @@ def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:
 
 def check_logits_values(row_max: NDArray[np.floating], name: str = "logits") -> None:
     """Reject NaN and +inf, detected cheaply through the row maxima (max propagates NaN)."""
-    if np.isnan(row_max).any():
-        raise ValueError(f"{name}: expected finite values or -inf (masked), got NaN")
-    if np.isposinf(row_max).any():
-        raise ValueError(f"{name}: expected finite values or -inf (masked), got +inf")
+    check_row_maxima(row_max, name=name)

@@ -24,20 +24,10 @@ import numpy as np
 __all__ = ["cross_entropy"]
 
 
-def cross_entropy(
-    logits: Any,
-    target: Any,
-    *,
-    axis: int = -1,
-    weight: Any = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    softcap: float | None = None,
-    temperature: float = 1.0,
-    num_items: float | None = None,
-) -> Any:
+def cross_entropy(logits: Any, target: Any, *, axis: int = -1, weight: Any = None,
+                  ignore_index: int = -100, reduction: str = "mean", label_smoothing: float = 0.0,
+                  z_loss: float = 0.0, softcap: float | None = None, temperature: float = 1.0,
+                  num_items: float | None = None) -> Any:  # fmt: skip
     """:func:`crossent.cross_entropy`, naively, in float64 (a NumPy array or a torch tensor:
     0-d for ``'mean'`` and ``'sum'``, the batch shape for ``'none'``)."""
     xp, f64 = _namespace(logits)

@@ -17,6 +17,7 @@ probabilities and the gradient come from :func:`crossent.cross_entropy_with_grad
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -24,6 +25,7 @@ import numpy as np
 from numpy.typing import ArrayLike, NDArray
 
 import crossent
+from crossent import _algebra
 from crossent._penalties import check_penalty
 from crossent._spec import transform
 from crossent.explain._result import Explanation, PenaltyTerm
@@ -83,6 +85,86 @@ def _target(
     if abs(total - 1.0) > 1e-6:
         raise ValueError(f"target: expected probabilities summing to 1, got a sum of {total:g}")
     return None, q
+
+
+def _class_names(classes: Sequence[str] | None, c: int) -> tuple[str, ...]:
+    """The class names: given (one per score, distinct), or the defaults."""
+    if c < 2:
+        raise ValueError(f"scores: expected at least 2 class scores, got {c}")
+    if classes is None:
+        return SEED_CLASSES if c == len(SEED_CLASSES) else tuple(str(i) for i in range(c))
+    names = tuple(str(n) for n in classes)
+    if len(names) != c:
+        raise ValueError(f"classes: expected {c} names (one per score), got {len(names)}")
+    dup = sorted(n for n, k in Counter(names).items() if k > 1)
+    if dup:
+        raise ValueError(f"classes: expected distinct names, got {', '.join(dup)} twice")
+    return names
+
+
+def _weight(weight: ArrayLike, c: int) -> Array:
+    w = _vector(weight, "weight", c)
+    if w.min() < 0:
+        raise ValueError(f"weight: expected non-negative class weights, got {w.min():g}")
+    return w
+
+
+def _check_penalty_args(penalty: str | None, params: ArrayLike | None) -> None:
+    if penalty is not None:
+        check_penalty(penalty, allow_none=False)
+    if penalty is not None and params is None:
+        raise ValueError("params: expected the model weights the penalty is computed on, got None")
+    if penalty is None and params is not None:
+        check_penalty(penalty, allow_none=False)  # None: a penalty is needed with params
+
+
+def _softmax_steps(s: Array, temperature: float, softcap: float | None) -> dict[str, Any]:
+    """The scores the softmax sees (the library applies the same transform inside the loss),
+    their shift, exponentials, probabilities and log-sum-exp, by crossent's functions."""
+    z = transform(s, float(temperature), None if softcap is None else float(softcap))
+    shift = float(np.max(z))
+    e = np.exp(z - shift)
+    probs = np.asarray(crossent.softmax(z), dtype=np.float64)
+    return {
+        "logits": z,
+        "shift": shift,
+        "shifted": z - shift,
+        "exp": e,
+        "sum_exp": float(e.sum()),
+        "probs": probs,
+        "log_probs": np.asarray(crossent.log_softmax(z), dtype=np.float64),
+        "lse": float(crossent.logsumexp(z)),
+        "predicted": int(np.argmax(probs)),
+    }
+
+
+def _terms(
+    y: int | None, q: Array | None, w: Array | None, eps: float, log_probs: Array
+) -> tuple[Array, Array]:
+    """The smoothed target ``q'`` (:func:`crossent._algebra.smoothed_target`) and each class's
+    term ``w_c q'_c (-log p_c)`` of the loss, in O(C) memory."""
+    c = log_probs.shape[0]
+    if y is not None:
+        q = np.zeros(c)
+        q[y] = 1.0
+    assert q is not None
+    dist = _algebra.smoothed_target(q, eps, c)
+    wc = w if w is not None else np.ones(c)
+    terms = wc * dist * -log_probs
+    terms[dist * wc == 0.0] = 0.0  # 0·log 0 = 0
+    return dist, terms
+
+
+def _penalty(
+    penalty: str | None, alpha: float, l1_ratio: float, params: ArrayLike | None
+) -> PenaltyTerm | None:
+    if penalty is None:
+        return None
+    assert params is not None
+    wts = _vector(params, "params")
+    value = float(crossent.penalty(wts, penalty, alpha=alpha, l1_ratio=l1_ratio))
+    pgrad = crossent.penalty_grad(wts, penalty, alpha=alpha, l1_ratio=l1_ratio)[0]
+    return PenaltyTerm(penalty, float(alpha), float(l1_ratio), wts, value, pgrad)
 
 
 def explain(
@@ -173,100 +255,44 @@ def explain(
     (0.25, 0.6576)
     """
     s = _vector(scores, "scores")
-    c = s.shape[0]
-    if c < 2:
-        raise ValueError(f"scores: expected at least 2 class scores, got {c}")
-    if classes is None:
-        names = SEED_CLASSES if c == len(SEED_CLASSES) else tuple(str(i) for i in range(c))
-    else:
-        names = tuple(str(n) for n in classes)
-        if len(names) != c:
-            raise ValueError(f"classes: expected {c} names (one per score), got {len(names)}")
-        dup = sorted({n for n in names if names.count(n) > 1})
-        if dup:
-            raise ValueError(f"classes: expected distinct names, got {', '.join(dup)} twice")
+    names = _class_names(classes, s.shape[0])
     y, q = _target(target, names)
-    w = None
-    if weight is not None:
-        w = _vector(weight, "weight", c)
-        if w.min() < 0:
-            raise ValueError(f"weight: expected non-negative class weights, got {w.min():g}")
-    if penalty is not None:
-        check_penalty(penalty, allow_none=False)
-    if penalty is not None and params is None:
-        raise ValueError("params: expected the model weights the penalty is computed on, got None")
-    if penalty is None and params is not None:
-        check_penalty(penalty, allow_none=False)  # None: a penalty is needed with params
-
-    opts: dict[str, Any] = {
-        "weight": w,
-        "label_smoothing": label_smoothing,
-        "z_loss": z_loss,
-        "softcap": softcap,
-        "temperature": temperature,
-    }
+    w = None if weight is None else _weight(weight, s.shape[0])
+    _check_penalty_args(penalty, params)
+    opts: dict[str, Any] = {"weight": w, "label_smoothing": label_smoothing, "z_loss": z_loss,
+                            "softcap": softcap, "temperature": temperature}  # fmt: skip
     tgt: Any = np.int64(y) if y is not None else q
     # The loss and its gradient: the library validates the options (messages name them).
     loss_sum, grad = crossent.cross_entropy_with_grad(s, tgt, reduction="sum", **opts)
     mean_loss = crossent.cross_entropy(s, tgt, reduction="mean", **opts)
 
-    # The scores the softmax sees (the library applies the same transform inside the loss).
-    z = transform(s, float(temperature), None if softcap is None else float(softcap))
-    shift = float(np.max(z))
-    shifted = z - shift
-    e = np.exp(shifted)
-    probs = np.asarray(crossent.softmax(z), dtype=np.float64)
-    log_probs = np.asarray(crossent.log_softmax(z), dtype=np.float64)
-    lse = float(crossent.logsumexp(z))
-
-    base = np.eye(c)[y] if y is not None else q
-    assert base is not None
-    eps = float(label_smoothing)
-    dist = (1.0 - eps) * base + eps / c
-    wc = w if w is not None else np.ones(c)
-    terms = wc * dist * -log_probs
-    terms[dist * wc == 0.0] = 0.0  # 0·log 0 = 0
+    steps = _softmax_steps(s, temperature, softcap)
+    dist, terms = _terms(y, q, w, float(label_smoothing), steps["log_probs"])
     entropy = None
     if q is not None:
         # H(q) = H(q, q): the cross-entropy of a prediction equal to the target
         with np.errstate(divide="ignore"):
             entropy = float(crossent.cross_entropy(np.log(q), q, reduction="sum"))
-
-    pen = None
-    objective = None
-    if penalty is not None:
-        assert params is not None
-        wts = _vector(params, "params")
-        value = float(crossent.penalty(wts, penalty, alpha=alpha, l1_ratio=l1_ratio))
-        pgrad = crossent.penalty_grad(wts, penalty, alpha=alpha, l1_ratio=l1_ratio)[0]
-        pen = PenaltyTerm(penalty, float(alpha), float(l1_ratio), wts, value, pgrad)
-        objective = float(loss_sum) + value
+    pen = _penalty(penalty, alpha, l1_ratio, params)
+    objective = None if pen is None else float(loss_sum) + pen.value
 
     return Explanation(
         classes=names,
         scores=s,
-        logits=z,
-        shift=shift,
-        shifted=shifted,
-        exp=e,
-        sum_exp=float(e.sum()),
-        probs=probs,
-        log_probs=log_probs,
-        lse=lse,
+        **steps,
         target_index=y,
         target_probs=q,
         target_dist=dist,
         weight=w,
-        label_smoothing=eps,
+        label_smoothing=float(label_smoothing),
         z_loss=float(z_loss),
         softcap=None if softcap is None else float(softcap),
         temperature=float(temperature),
         terms=terms,
-        z_term=float(z_loss) * lse * lse,
+        z_term=float(z_loss) * steps["lse"] ** 2,
         loss=float(loss_sum),
         mean_loss=float(mean_loss),
         grad=np.asarray(grad, dtype=np.float64),
-        predicted=int(np.argmax(probs)),
         entropy=entropy,
         penalty=pen,
         objective=objective,

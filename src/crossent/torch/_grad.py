@@ -22,8 +22,11 @@ same way.
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 
+from crossent import _algebra
 from crossent.torch._cpu import transform
 from crossent.torch._options import LossOptions, Scales, scales_for
 
@@ -38,6 +41,11 @@ def _incoming(grad_loss: torch.Tensor, opts: LossOptions, dtype: torch.dtype) ->
     return g.reshape(-1, 1) if opts.reduction == "none" else g
 
 
+def _column(v: Any) -> Any:
+    """A per-row coefficient as a column (a number or 0-d tensor as it is)."""
+    return v[:, None] if isinstance(v, torch.Tensor) and v.ndim == 1 else v
+
+
 def logits_grad(
     logits: torch.Tensor,
     target: torch.Tensor,
@@ -50,36 +58,40 @@ def logits_grad(
 
     ``target``: ``(M,)`` indices or ``(M, C)`` probabilities; ``scales``: the batch's (the
     spec's ``'mean'`` scales of ``target`` when not given). The result has the logits' dtype.
+    The per-row statistics are taken with torch ops, shifted by the log-sum-exp (so that
+    ``exp`` gives ``p`` and its sum is 1); the coefficients come from :mod:`crossent._algebra`.
     """
     dtype = _compute_dtype(logits)
     if scales is None:
         scales = scales_for(target, weight, opts)
     z = transform(logits.to(dtype), opts)  # (M, C)
-    m, c = z.shape
     fin = ~torch.isneginf(z)
-    eps = opts.label_smoothing
+    valid = None
     if target.is_floating_point():
         q = target.to(dtype)
-        rows = torch.ones(m, 1, dtype=torch.bool, device=z.device)
     else:
-        rows = (target != opts.ignore_index).reshape(-1, 1)
-        y = torch.where(rows.squeeze(1), target, 0).long()
-        q = torch.nn.functional.one_hot(y, c).to(dtype)
-    k = fin.sum(dim=1, keepdim=True, dtype=dtype).clamp(min=1)
-    b = (1.0 - eps) * q + (eps / k) * fin
-    if weight is not None:
-        b = b * weight.to(dtype)
-    zs = torch.where(rows, z, 0.0)  # ignored rows (maybe all -inf) must not give NaN
-    lse = torch.logsumexp(zs, dim=1, keepdim=True)
-    p = torch.exp(zs - lse)
-    # the cross-entropy's part times 1/D, the z-term's times 1/|V| (the spec's Scales)
-    a = b.sum(dim=1, keepdim=True) * scales.ce + 2.0 * opts.z_loss * scales.z * lse
-    g = (a * p - b * scales.ce) * rows * _incoming(grad_loss, opts, dtype)
-    if opts.softcap is not None:
-        t = torch.where(fin, z, 0.0) / opts.softcap  # tanh of the capped argument
-        g = g * (1.0 - t * t)
-    if opts.temperature != 1.0:
-        g = g / opts.temperature
+        valid = target != opts.ignore_index
+        y = torch.where(valid, target, 0).long()
+        q = torch.nn.functional.one_hot(y, z.shape[1]).to(dtype)
+    w = weight.to(dtype) if weight is not None else 1.0
+    wq, wf = q * w, fin * w
+    k = fin.sum(dim=1, dtype=dtype).clamp(min=1)
+    a, _ = _algebra.target_sums(wq.sum(1), 0.0, label_smoothing=opts.label_smoothing, k=k,
+                                finite_weight=wf.sum(1))  # fmt: skip
+    # ignored rows (maybe all -inf) must not give NaN
+    zs = torch.where(valid[:, None], z, 0.0) if valid is not None else z
+    lse = torch.logsumexp(zs, dim=1)
+    g_in = grad_loss.to(dtype)
+    g_in = g_in.reshape(-1) if opts.reduction == "none" else g_in
+    co = _algebra.grad_coefficients(
+        a, lse, torch.ones_like(lse), scale=scales.ce * g_in, z_scale=scales.z * g_in,
+        z_loss=opts.z_loss, label_smoothing=opts.label_smoothing, k=k, valid=valid,
+    )  # fmt: skip
+    g = _column(co.p) * torch.exp(zs - lse[:, None]) - _column(co.target) * wq
+    if opts.label_smoothing:
+        g = g - _column(co.smooth) * wf
+    tanh_u = torch.where(fin, z, 0.0) / opts.softcap if opts.softcap is not None else None
+    g = g * _algebra.chain_factor(tanh_u, opts.temperature)
     return torch.where(fin, g, 0.0).to(logits.dtype)
 
 

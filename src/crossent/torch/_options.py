@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 
-from crossent import _spec
+from crossent import _algebra, _spec
 from crossent._spec import LossOptions, Scales, make_options, options_from
 
 __all__ = [
@@ -117,12 +117,9 @@ def scales_for(target: torch.Tensor, weight: torch.Tensor | None, opts: LossOpti
 def reduce_rows(
     rows: torch.Tensor, lse: torch.Tensor, target: torch.Tensor, opts: LossOptions, scales: Scales
 ) -> torch.Tensor:
-    """The reduced loss (float64) from per-row losses, as :func:`crossent._spec.reduced_loss`."""
-    zsq: Any = 0.0
-    if opts.z_loss and scales.z != scales.ce:
-        sq = lse.double() ** 2
-        zsq = sq[target != opts.ignore_index].sum() if not target.is_floating_point() else sq.sum()
-    return _spec.reduced_loss(rows.double().sum(), zsq, scales, opts.z_loss)
+    """The reduced loss (float64) from per-row losses, by :func:`crossent._algebra.reduce_rows`."""
+    valid = target != opts.ignore_index if not target.is_floating_point() else None
+    return _algebra.reduce_rows(rows.double(), lse.double(), valid, scales, opts.z_loss)
 
 
 def use_triton(x: torch.Tensor, opts: LossOptions) -> bool:

@@ -28,8 +28,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
-from crossent import _spec
-from crossent._kernel import SAFE_RANGE
+from crossent import _algebra, _spec
 from crossent.torch._cpu import transform
 from crossent.torch._options import LossOptions, check_class_weight
 
@@ -101,14 +100,6 @@ def check_class_indices(
     _spec.check_class_indices(target.detach().cpu().numpy(), n_classes, ignore_index, shape)
 
 
-def _raise_flags(flag: float) -> None:
-    """The same error on every rank, from the all-reduced flag."""
-    if flag == _NAN:
-        raise ValueError("logits: expected finite values or -inf (masked), got NaN")
-    if flag == _POSINF:
-        raise ValueError("logits: expected finite values or -inf (masked), got +inf")
-
-
 def check_class_weight_values(weight: torch.Tensor | None, n_classes: int, name: str) -> None:
     """Finite and ``>= 0``, by the spec's rule and message."""
     if weight is not None:
@@ -165,6 +156,109 @@ def _exp(t: torch.Tensor, out: torch.Tensor) -> torch.Tensor:
     return torch.exp(t, out=out)
 
 
+def _global_max(
+    z: torch.Tensor, valid: torch.Tensor, shard: VocabShard, smoothing_or_prob: bool
+) -> tuple[torch.Tensor, bool, torch.Tensor | None]:
+    """1. MAX: the rows' shift ``m`` over all ranks (0 in the safe range, as the engine's), the
+    checks of the logits (the same error on every rank), whether any rank has a masked class
+    that matters, and this rank's finite classes when it has some (else None)."""
+    rows = z.shape[0]
+    mx = z.amax(1)
+    fl_x = _NAN if bool(mx.isnan().any()) else _POSINF if bool(mx.isposinf().any()) else 0.0
+    masked_here = smoothing_or_prob and bool(z.isneginf().any())
+    msg = torch.cat([torch.where(mx.isnan() | mx.isposinf(), 0.0, mx),
+                     mx.new_tensor([fl_x, float(masked_here)])])  # fmt: skip
+    msg = shard.all_reduce(msg, dist.ReduceOp.MAX)
+    flags = msg[rows:].tolist()
+    if flags[0] in (_NAN, _POSINF):
+        raise _algebra.logits_error("nan" if flags[0] == _NAN else "posinf")
+    m = msg[:rows]
+    if bool((m.isneginf() & valid).any()):
+        raise _algebra.logits_error("empty", where=" (over all ranks)")
+    m = torch.where(m.isneginf(), 0.0, m)
+    # no shift when exp can neither overflow a row's sum nor lose its largest terms (the
+    # engine's safe range, with the row length in the bound): a pass over the chunk saved
+    lo, hi = _algebra.no_shift_range(z.dtype, shard.n_classes)
+    if bool(((m >= lo) & (m <= hi)).all()):
+        m.zero_()
+    fin = ~z.isneginf() if masked_here else None
+    return m, flags[1] > 0.0, fin
+
+
+@dataclass
+class _Target:
+    """This rank's part of the smoothed target ``b = w((1-ε) q + (ε/k) 1[finite])``."""
+
+    valid: torch.Tensor  # (rows,) bool
+    w_loc: torch.Tensor | None  # the class weights of the local columns
+    q: torch.Tensor | None = None  # probability targets (local columns)
+    col: torch.Tensor | None = None  # index targets: the local column of the label (0 if not)
+    here: torch.Tensor | None = None  # ... and whether it is on this rank
+    wy: torch.Tensor | None = None  # ... and its weight (0 on ignored rows)
+
+
+def _local_sums(
+    zs: torch.Tensor, tg: _Target, opts: LossOptions, shard: VocabShard, masked: bool,
+    fin: torch.Tensor | None,
+) -> list[torch.Tensor]:  # fmt: skip
+    """2. SUM's columns over the local classes (after ``Σ exp``): ``Σ w q``, ``Σ w q z``, with
+    smoothing ``Σ_finite w z`` and, when some rank has masked classes, ``k`` and
+    ``Σ_finite w``; without masked classes the smoothing is combined here, over ``k = V``."""
+    eps, w_loc = opts.label_smoothing, tg.w_loc
+    if tg.q is not None:
+        wq = tg.q * w_loc if w_loc is not None else tg.q
+        if fin is None:
+            lin_main = (wq * zs).sum(1)
+        else:  # mass on a masked class: -inf, the loss is +inf
+            lin_main = torch.where(fin, wq * zs, torch.where(wq > 0, -math.inf, 0.0)).sum(1)
+        cols = [wq.sum(1)]
+    else:
+        assert tg.col is not None and tg.here is not None and tg.wy is not None
+        zy = zs.gather(1, tg.col[:, None])[:, 0]
+        lin_main, cols = torch.where(tg.here & (tg.wy > 0), zy, 0.0) * tg.wy, []
+    if eps == 0.0:
+        return [*cols, lin_main]
+    zf = zs if fin is None else torch.where(fin, zs, 0.0)
+    swz = zf @ w_loc if w_loc is not None else zf.sum(1)
+    if not masked:  # k = V and Σ_finite w = Σ w on every row: combined before the SUM
+        lin = _algebra.target_sums(0.0, lin_main, label_smoothing=eps, k=shard.n_classes,
+                                   finite_score=swz)[1]  # fmt: skip
+        return [*cols, lin]
+    vr, cd = zs.shape[1], zs.dtype
+    k = fin.sum(1).to(cd) if fin is not None else torch.full_like(swz, vr)
+    if w_loc is None:
+        w_fin = k
+    elif fin is not None:
+        w_fin = fin.to(cd) @ w_loc
+    else:
+        w_fin = torch.full_like(swz, float(w_loc.sum()))
+    return [*cols, lin_main, swz, k, w_fin]
+
+
+def _row_stats(
+    sums: torch.Tensor, tg: _Target, opts: LossOptions, shard: VocabShard, masked: bool,
+    class_weight: torch.Tensor | None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:  # fmt: skip
+    """``(s, a, lin, k)`` of full rows from the all-reduced columns of :func:`_local_sums`."""
+    eps = opts.label_smoothing
+    s = sums[:, 0]
+    s = torch.where(s > 0, s, 1.0)  # ignored rows of all -inf
+    a_main = sums[:, 1] if tg.q is not None else tg.wy
+    assert a_main is not None
+    a_main, j = a_main.double(), 1 + (tg.q is not None)
+    if eps > 0.0 and masked:
+        lin_main, swz, k, w_fin = sums[:, j], sums[:, j + 1], sums[:, j + 2], sums[:, j + 3]
+        k = k.clamp(min=1.0)  # 0 only in ignored rows
+        a, lin = _algebra.target_sums(a_main, lin_main, label_smoothing=eps, k=k,
+                                      finite_weight=w_fin, finite_score=swz)  # fmt: skip
+        return s, a, lin, k
+    k = torch.full_like(s, float(shard.n_classes))
+    w_tot = float(class_weight.sum()) if class_weight is not None else float(shard.n_classes)
+    a = _algebra.target_sums(a_main, 0.0, label_smoothing=eps, k=shard.n_classes,
+                             finite_weight=w_tot)[0]  # fmt: skip
+    return s, a, sums[:, j], k
+
+
 def shard_loss_grad(
     src: torch.Tensor,
     target: torch.Tensor,
@@ -184,152 +278,87 @@ def shard_loss_grad(
     its cross-entropy part times ``scale`` and its z-term times ``z_scale`` (default: ``scale``).
     ``target`` holds global class indices ``(rows,)`` or the local columns of probability
     targets; ``class_weight`` is the full ``(V,)``. Every rank of the group must call this
-    with the same rows.
+    with the same rows. The loss and the gradient's coefficients come from
+    :mod:`crossent._algebra`.
     """
     out = src if out is None else out
     cd = torch.float64 if src.dtype == torch.float64 else torch.float32
     work = out if out.dtype == cd else None  # ours to overwrite (it may be `src`)
-    rows, vr = src.shape
-    prob = target.is_floating_point()
-    eps, lam = opts.label_smoothing, opts.z_loss
-    w_loc = None
-    if class_weight is not None:
-        w_loc = class_weight[shard.offset : shard.offset + vr].to(cd)
+    tg = _target(src, target, class_weight, opts, shard, cd)
     z = transform(src if src.dtype == cd else src.to(cd), opts)  # `src` when no transform
-    sq2 = None
-    if opts.softcap is not None and want_grad:  # (z/s)² for the chain rule
-        sq2 = torch.div(z, opts.softcap, out=work) if work is not None else z / opts.softcap
-        sq2.square_().clamp_(max=1.0)
-
-    # 1. MAX: row maxima of z, and the flags
-    mx = z.amax(1)
-    fl_x = _NAN if bool(mx.isnan().any()) else _POSINF if bool(mx.isposinf().any()) else 0.0
-    if prob:
-        q = target.to(cd)
-    masked_here = (eps > 0.0 or prob) and bool(z.isneginf().any())
-    msg = torch.cat([torch.where(mx.isnan() | mx.isposinf(), 0.0, mx),
-                     mx.new_tensor([fl_x, float(masked_here)])])  # fmt: skip
-    msg = shard.all_reduce(msg, dist.ReduceOp.MAX)
-    flags = msg[rows:].tolist()
-    _raise_flags(flags[0])
-    masked = flags[1] > 0.0
-    m = msg[:rows]
-    if prob:
-        valid = torch.ones(rows, dtype=torch.bool, device=src.device)
-    else:
-        valid = target != opts.ignore_index
-    if bool((m.isneginf() & valid).any()):
-        raise ValueError(
-            "logits: expected at least one finite logit in every non-ignored row, got a row of "
-            "all -inf (over all ranks); give it target=ignore_index to skip it"
-        )
-    m = torch.where(m.isneginf(), 0.0, m)
-    # no shift when exp can neither overflow a row's sum nor lose its largest terms (the
-    # engine's safe range, with the row length in the bound): a pass over the chunk saved
-    lo, hi = SAFE_RANGE[np.dtype("float64" if cd == torch.float64 else "float32")]
-    if bool(((m >= lo) & (m <= hi - math.log(shard.n_classes))).all()):
-        m.zero_()
-
-    # 2. SUM: local sums in coordinates shifted by the global maximum (or not shifted)
-    if not bool(m.any()):
+    tanh_u = None
+    if opts.softcap is not None and want_grad:  # z/s for the chain rule (-1 where masked)
+        tanh_u = torch.div(z, opts.softcap, out=work) if work is not None else z / opts.softcap
+        tanh_u.clamp_(min=-1.0)
+    eps_or_prob = opts.label_smoothing > 0.0 or tg.q is not None
+    m, masked, fin = _global_max(z, tg.valid, shard, eps_or_prob)
+    if not bool(m.any()):  # 2. SUM: local sums in shifted coordinates (or not shifted)
         zs = z  # may be `src`: read only
     elif z is src:  # -inf stays -inf
         zs = torch.sub(z, m[:, None], out=work) if work is not None else z - m[:, None]
     else:
         zs = z.sub_(m[:, None])
-    fin = ~zs.isneginf() if masked_here else None
-    cols: list[torch.Tensor] = []
-    if prob:
-        wq = q * w_loc if w_loc is not None else q
-        if fin is None:
-            lin_main = (wq * zs).sum(1)
-        else:  # mass on a masked class: -inf, the loss is +inf
-            lin_main = torch.where(fin, wq * zs, torch.where(wq > 0, -math.inf, 0.0)).sum(1)
-        cols.append(wq.sum(1))
-    else:
-        col = target - shard.offset
-        here = valid & (col >= 0) & (col < vr)
-        col = torch.where(here, col, 0)
-        wy = (
-            class_weight[torch.where(valid, target, 0)].to(cd) if class_weight is not None else None
-        )
-        a_main = (wy if wy is not None else torch.ones_like(m)) * valid
-        zy = zs.gather(1, col[:, None])[:, 0]
-        lin_main = torch.where(here & (a_main > 0), zy, 0.0) * a_main
-    w_tot = float(class_weight.sum()) if class_weight is not None else float(shard.n_classes)
-    if eps > 0.0:
-        zf = zs if fin is None else torch.where(fin, zs, 0.0)
-        swz = zf @ w_loc if w_loc is not None else zf.sum(1)
-        if masked:  # the finite count and weight differ per row: combined after the SUM
-            k = fin.sum(1).to(cd) if fin is not None else torch.full_like(m, vr)
-            if w_loc is None:
-                w_fin = k
-            else:
-                w_fin = (
-                    fin.to(cd) @ w_loc
-                    if fin is not None
-                    else torch.full_like(m, float(w_loc.sum()))
-                )
-            cols += [lin_main, swz, k, w_fin]
-        else:
-            cols.append((1.0 - eps) * lin_main + (eps / shard.n_classes) * swz)
-    else:
-        cols.append(lin_main)
-    if zs is not src:
-        e = _exp(zs, zs)  # the one exp per element
-    else:
-        e = _exp(zs, work if work is not None else torch.empty_like(zs))
-    cols.insert(0, e.sum(1))
-    sums = shard.all_reduce(torch.stack(cols, 1), dist.ReduceOp.SUM).double()  # (rows, K)
-
-    # the loss of each full row, as the single-process engine gives it
-    s = sums[:, 0]
-    s = torch.where(s > 0, s, 1.0)  # ignored rows of all -inf
+    cols = _local_sums(zs, tg, opts, shard, masked, fin)
+    e = _exp(zs, zs if zs is not src else work if work is not None else torch.empty_like(zs))
+    sums = shard.all_reduce(torch.stack([e.sum(1), *cols], 1), dist.ReduceOp.SUM).double()
+    s, a, lin, k = _row_stats(sums, tg, opts, shard, masked, class_weight)
     log_s = s.log()
     lse = m.double() + log_s
-    j = 1
-    if prob:  # Σ_c w_c q_c
-        a_main = sums[:, 1]
-        j += 1
-    a_main = a_main.double()
-    if eps > 0.0 and masked:
-        lin_main, swz, k, w_fin = sums[:, j], sums[:, j + 1], sums[:, j + 2], sums[:, j + 3]
-        k = k.clamp(min=1.0)  # 0 only in ignored rows
-        lin = (1.0 - eps) * lin_main + (eps / k) * swz
-        a = (1.0 - eps) * a_main + (eps / k) * w_fin
-    else:
-        lin = sums[:, j]
-        k = torch.full_like(s, float(shard.n_classes))
-        a = (1.0 - eps) * a_main + (eps / shard.n_classes) * w_tot if eps > 0.0 else a_main
-    loss = a * log_s - lin
-    if lam:
-        loss = loss + lam * lse.square()
-    loss = torch.where(valid, loss, 0.0).clamp_(min=0.0)
-    if not want_grad:
-        return loss, lse
+    valid = tg.valid if tg.q is None else None
+    loss = _algebra.row_loss(a, lin, log_s, lse, z_loss=opts.z_loss, valid=valid)
+    if want_grad:
+        co = _algebra.grad_coefficients(a, lse, s, scale=scale, z_scale=z_scale,
+                                        z_loss=opts.z_loss, label_smoothing=opts.label_smoothing,
+                                        k=k, valid=valid)  # fmt: skip
+        _write_grad(e, co, tg, fin, tanh_u, opts, out)
+    return loss, lse
 
-    # the gradient on this rank's columns, over exp(z - M)
-    zsc = scale if z_scale is None else z_scale
-    coef = torch.where(valid, (scale * a + zsc * 2.0 * lam * lse) / s, 0.0)
-    g = e.mul_(coef.to(cd)[:, None])
-    if prob:
-        b = q * ((1.0 - eps) * scale)
-        if eps > 0.0:
-            b = b + (eps * scale / k).to(cd)[:, None] * (fin if fin is not None else 1.0)
+
+def _target(
+    src: torch.Tensor, target: torch.Tensor, class_weight: torch.Tensor | None,
+    opts: LossOptions, shard: VocabShard, cd: torch.dtype,
+) -> _Target:  # fmt: skip
+    """Where this rank's columns meet the target."""
+    vr = src.shape[1]
+    w_loc = None
+    if class_weight is not None:
+        w_loc = class_weight[shard.offset : shard.offset + vr].to(cd)
+    if target.is_floating_point():
+        valid = torch.ones(src.shape[0], dtype=torch.bool, device=src.device)
+        return _Target(valid, w_loc, q=target.to(cd))
+    valid = target != opts.ignore_index
+    col = target - shard.offset
+    here = valid & (col >= 0) & (col < vr)
+    wy = class_weight[torch.where(valid, target, 0)].to(cd) if class_weight is not None else None
+    wy = (wy if wy is not None else torch.ones(src.shape[0], dtype=cd, device=src.device)) * valid
+    return _Target(valid, w_loc, col=torch.where(here, col, 0), here=here, wy=wy)
+
+
+def _write_grad(
+    e: torch.Tensor, co: _algebra.GradCoefficients, tg: _Target, fin: torch.Tensor | None,
+    tanh_u: torch.Tensor | None, opts: LossOptions, out: torch.Tensor,
+) -> None:  # fmt: skip
+    """The gradient on this rank's columns, over ``e = exp(z - m)``, into ``out``:
+    ``p·e - target·(w q) - smooth·(w 1[finite])``, times the chain rule of the transform."""
+    cd, w_loc = e.dtype, tg.w_loc
+    g = e.mul_(co.p.to(cd)[:, None])
+    if tg.q is not None:
+        b = tg.q * co.target
+        if opts.label_smoothing > 0.0:
+            b = b + co.smooth.to(cd)[:, None] * (fin if fin is not None else 1.0)
         g.sub_(b * w_loc if w_loc is not None else b)
     else:
-        g[torch.arange(rows, device=g.device), col] -= torch.where(
-            here, (1.0 - eps) * scale * a_main, 0.0
-        ).to(cd)
-        if eps > 0.0:
-            coef_b = torch.where(valid, eps * scale / k, 0.0).to(cd)[:, None]
+        assert tg.col is not None and tg.here is not None and tg.wy is not None
+        rows = torch.arange(g.shape[0], device=g.device)
+        g[rows, tg.col] -= torch.where(tg.here, co.target * tg.wy, 0.0).to(cd)
+        if opts.label_smoothing > 0.0:
+            coef_b = co.smooth.to(cd)[:, None]
             g.sub_(coef_b * w_loc if w_loc is not None else coef_b)
             if fin is not None:  # masked classes get no smoothing mass
                 g.masked_fill_(~fin, 0.0)
-    if sq2 is not None:
-        g = sq2.neg_().add_(1.0).mul_(g)  # in `out` when it is ours
-    if opts.temperature != 1.0:
-        g.mul_(1.0 / opts.temperature)
+    if tanh_u is not None:  # in `out` when it is ours
+        g = _algebra.chain_factor(tanh_u, opts.temperature, overwrite=True).mul_(g)
+    elif opts.temperature != 1.0:
+        g.mul_(_algebra.chain_factor(None, opts.temperature))
     if g.data_ptr() != out.data_ptr():
         out.copy_(g)
-    return loss, lse
