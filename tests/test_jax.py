@@ -441,3 +441,23 @@ def test_num_items_losses_of_micro_batches_add_up_to_the_global_mean():
     )
     np.testing.assert_allclose(parts, linear_cross_entropy(x, w, y), rtol=1e-6)
     assert math.isfinite(float(parts))
+
+
+def test_every_function_takes_the_options_of_the_numpy_api():
+    import inspect
+
+    from crossent.jax import vocab_parallel_cross_entropy, vocab_parallel_linear_cross_entropy
+
+    def options(f, drop=()):
+        params = inspect.signature(f).parameters.values()
+        got = {p.name: p.default for p in params if p.kind is p.KEYWORD_ONLY}
+        if "class_weight" in got:
+            got["weight"] = got.pop("class_weight")
+        return {k: v for k, v in got.items() if k not in drop}
+
+    want = options(crossent.cross_entropy)
+    assert options(cross_entropy) == want
+    no_axis = {k: v for k, v in want.items() if k != "axis"}
+    assert options(linear_cross_entropy, ("chunk_size",)) == no_axis
+    assert options(vocab_parallel_cross_entropy, ("axis_name",)) == no_axis
+    assert options(vocab_parallel_linear_cross_entropy, ("axis_name", "chunk_size")) == no_axis
