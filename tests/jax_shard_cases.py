@@ -155,3 +155,22 @@ def test_vocab_parallel_head_with_probabilities_and_an_uneven_vocabulary():
     np.testing.assert_allclose(loss, want, rtol=2e-6)
     np.testing.assert_allclose(gx, wx, rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(gw[:11], ww, rtol=1e-5, atol=1e-6)
+
+
+def test_pmap_and_batch_sharded_inputs():
+    """The single-device loss under pmap, and under jit with inputs sharded over the batch."""
+    mesh = mesh_of(4)
+    x = X[:8].reshape(4, 2, V)
+    y = np.array([0, 4, -100, 6, 2, 10, 1, 11]).reshape(4, 2)
+    kw = {"label_smoothing": 0.1, "z_loss": 1e-3, "weight": W}
+    loss, grad = jax.pmap(jax.value_and_grad(lambda x, y: cross_entropy(x, y, **kw)))(x, y)
+    for i in range(4):
+        want = jax.value_and_grad(lambda x, y: cross_entropy(x, y, **kw))(x[i], y[i])
+        np.testing.assert_allclose(loss[i], want[0], rtol=1e-6)
+        np.testing.assert_allclose(grad[i], want[1], rtol=1e-6, atol=1e-7)
+    rows = jax.sharding.NamedSharding(mesh, P("vocab"))  # the mesh's axis, over rows here
+    xs, ys = jax.device_put(X[:8], rows), jax.device_put(y.reshape(8), rows)
+    step = jax.jit(jax.value_and_grad(lambda x, y: cross_entropy(x, y, **kw)))
+    got, want = step(xs, ys), step(X[:8], y.reshape(8))
+    np.testing.assert_allclose(got[0], want[0], rtol=1e-6)
+    np.testing.assert_allclose(got[1], want[1], rtol=1e-6, atol=1e-7)
