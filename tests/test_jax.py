@@ -228,17 +228,34 @@ def test_check_grads_and_exact_second_derivatives():
             jax.jvp(f, (x,), (x,))
 
 
-def test_differentiating_class_weights_or_probabilities_is_refused():
+def test_differentiating_class_weights_or_the_heads_probabilities_is_refused():
     x, q = jnp.asarray(X, dtype=jnp.float32), jnp.asarray(Q, dtype=jnp.float32)
     w = jnp.asarray(W, dtype=jnp.float32)
     y = jnp.asarray(Y)
     with pytest.raises(TypeError, match=r"^weight: expected constant class weights"):
         jax.grad(lambda w: cross_entropy(x, y, weight=w))(w)
     with pytest.raises(TypeError, match=r"^target: expected constant probabilities"):
-        jax.grad(lambda q: cross_entropy(x, q))(q)
+        jax.grad(lambda q: linear_cross_entropy(x, jnp.eye(C), q))(q)
     # with respect to the logits only: fine, and the weights' stop_gradient is the remedy
     g = jax.grad(lambda x, w: cross_entropy(x, y, weight=jax.lax.stop_gradient(w)), (0, 1))(x, w)
     assert not np.asarray(g[1]).any()
+
+
+@pytest.mark.parametrize(
+    "kw",
+    [{"weight": W, "label_smoothing": 0.1, "z_loss": 0.01}, {"reduction": "none", "softcap": 2.0}],
+)
+def test_the_gradient_with_respect_to_probabilities_equals_the_reference(kw):
+    """Distillation differentiates the target too; 0 at masked classes, as the reference."""
+    torch = pytest.importorskip("torch")
+    x, q = X_MASKED[:4], Q_MASKED[:4]
+    ct = _cotangent(kw, 4)
+    qt = torch.tensor(q, requires_grad=True)
+    kwt = {k: torch.from_numpy(v) if isinstance(v, np.ndarray) else v for k, v in kw.items()}
+    (reference.cross_entropy(torch.from_numpy(x), qt, **kwt) * torch.tensor(ct)).sum().backward()
+    with jax.enable_x64(True):
+        grad = jax.jit(jax.grad(lambda q: (cross_entropy(x, q, **kw) * ct).sum()))(q)
+        np.testing.assert_allclose(grad, qt.grad.numpy(), rtol=1e-10, atol=1e-14)
 
 
 def test_all_ignored_batch_gives_zero_and_a_zero_gradient():

@@ -30,20 +30,27 @@ class Static(NamedTuple):
 
 
 def forward(
-    static: Static, x2: Array, rows: Rows, sc: tuple[Array, Array], want_grad: bool
-) -> tuple[Array, Array | None]:
-    """(loss: reduced, or ``(M,)`` for ``'none'``; gradient of the loss in ``x2``'s dtype)."""
+    static: Static,
+    x2: Array,
+    rows: Rows,
+    sc: tuple[Array, Array],
+    want_grad: bool,
+    want_target_grad: bool = False,
+) -> tuple[Array, Array | None, Array | None]:
+    """(loss: reduced, or ``(M,)`` for ``'none'``; gradient of the loss in ``x2``'s dtype;
+    its gradient with respect to probability targets, in theirs, when asked)."""
     opts = static.opts
     cd = _checks.compute_dtype(x2.dtype)
     scales = Scales(*sc)
     out = block(x2.astype(cd), rows, opts, scales.ce, scales.z, want_grad=want_grad,
-                comm=static.comm)  # fmt: skip
+                want_target_grad=want_target_grad, comm=static.comm)  # fmt: skip
     if opts.reduction == "none":
         loss = out.loss
     else:
         loss = _algebra.reduce_rows(out.loss, out.lse, rows.valid, scales, opts.z_loss)
     grad = None if out.grad is None else out.grad.astype(x2.dtype)
-    return loss.astype(x2.dtype), grad
+    dq = None if out.target_grad is None or rows.q is None else out.target_grad.astype(rows.q.dtype)
+    return loss.astype(x2.dtype), grad, dq
 
 
 @partial(jax.custom_vjp, nondiff_argnums=(0,))
@@ -51,22 +58,24 @@ def _loss(static: Static, x2: Array, rows: Rows, sc: tuple[Array, Array]) -> Arr
     return forward(static, x2, rows, sc, want_grad=False)[0]
 
 
-def refuse_constants(rows: Any, sc: Any, weight_name: str) -> None:
-    """A clear error where JAX would differentiate what this loss treats as constants."""
+def perturbed(tree: Any) -> bool:
+    """Whether ``jax.grad`` differentiates anything in ``tree`` (``custom_vjp`` primals)."""
+    leaves = jax.tree.leaves(tree, is_leaf=lambda p: hasattr(p, "perturbed"))
+    return any(p.perturbed for p in leaves)
 
-    def perturbed(tree: Any) -> bool:
-        leaves = jax.tree.leaves(tree, is_leaf=lambda p: hasattr(p, "perturbed"))
-        return any(p.perturbed for p in leaves)
 
+def refuse_constants(rows: Any, sc: Any, weight_name: str, *, probabilities: bool = False) -> None:
+    """A clear error where JAX would differentiate what this loss treats as constants
+    (``probabilities=True``: probability targets may be differentiated)."""
     if perturbed((rows.w, rows.wy, sc)):
         raise TypeError(
             f"{weight_name}: expected constant class weights, got weights being differentiated; "
             "wrap them in jax.lax.stop_gradient"
         )
-    if perturbed(rows.q):
+    if not probabilities and perturbed(rows.q):
         raise TypeError(
             "target: expected constant probabilities, got probabilities being differentiated "
-            "(not supported by crossent.jax); wrap them in jax.lax.stop_gradient"
+            "(the fused head does not support it); wrap them in jax.lax.stop_gradient"
         )
 
 
@@ -76,16 +85,22 @@ def values(tree: Any) -> Any:
 
 
 def _loss_fwd(static: Static, x2: Any, rows: Any, sc: Any) -> tuple[Array, Array | None]:
-    refuse_constants(rows, sc, "weight")
-    loss, grad = forward(static, x2.value, values(rows), values(sc), want_grad=True)
-    return loss, grad
+    refuse_constants(rows, sc, "weight", probabilities=True)
+    want_dq = perturbed(rows.q)
+    loss, grad, dq = forward(static, x2.value, values(rows), values(sc), True, want_dq)
+    return loss, (grad, dq)
 
 
-def _loss_bwd(static: Static, grad: Array, ct: Any) -> tuple[Any, ...]:
+def _loss_bwd(static: Static, res: Any, ct: Any) -> tuple[Any, ...]:
+    grad, dq = res
     if isinstance(ct, SymbolicZero):
         return None, None, None
     ct = ct.astype(grad.dtype)
-    return grad * (ct if static.opts.reduction != "none" else ct[:, None]), None, None
+    per_row = ct if static.opts.reduction != "none" else ct[:, None]
+    d_rows = None
+    if dq is not None:  # only the probabilities' leaf: the others get zeros
+        d_rows = Rows(None, None, q=dq * per_row.astype(dq.dtype))
+    return grad * per_row, d_rows, None
 
 
 _loss.defvjp(_loss_fwd, _loss_bwd, symbolic_zeros=True)
@@ -142,7 +157,9 @@ def cross_entropy(
         float32, float64 (with ``jax_enable_x64``) in float64.
     target : array_like
         Integer class indices with the logits' shape without the class axis
-        (``ignore_index`` allowed), or float probabilities with the logits' shape.
+        (``ignore_index`` allowed), or float probabilities with the logits' shape (which
+        ``jax.grad`` may differentiate: ``(1-ε)·w_c·(lse - z_c)`` per row, scaled as the loss,
+        0 at masked classes).
     weight : array_like, shape (C,), optional
         Class weights, finite and >= 0. Constants: differentiating with respect to them is
         refused (a ``TypeError``).
@@ -163,7 +180,7 @@ def cross_entropy(
         probabilities that do not sum to 1, bad class weights, ``num_items`` below the
         batch's count. Under ``jit`` values cannot be checked: an out-of-range class index
         makes the loss NaN, NaN logits give NaN. A ``TypeError`` when ``jax.grad`` would
-        differentiate with respect to the class weights or probability targets.
+        differentiate with respect to the class weights.
 
     Notes
     -----

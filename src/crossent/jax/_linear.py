@@ -108,7 +108,7 @@ def _head(
 
 
 def _head_fwd(st: HeadStatic, x: Any, weight: Any, bias: Any, rows: Any, sc: Any) -> Any:
-    refuse_constants(rows, sc, "class_weight")
+    refuse_constants(rows, sc, "class_weight")  # and probabilities: the head has no dq
     x, weight, bias, rows, sc = values((x, weight, bias, rows, sc))
     if st.opts.reduction == "none":  # the cotangent is per row: backward redoes the chunks
         loss, lse = _losses(st, x, weight, bias, rows)
@@ -253,7 +253,8 @@ def linear_cross_entropy(
     weight : array, shape (V, D)
         The head's weight, ``input``'s dtype.
     target : array
-        Class indices of shape ``(...)`` or probabilities of shape ``(..., V)``.
+        Class indices of shape ``(...)`` or probabilities of shape ``(..., V)`` (constants:
+        differentiating with respect to them raises a ``TypeError``).
     bias : array, shape (V,), optional
         The head's bias, ``input``'s dtype.
     class_weight : array, shape (V,), optional

@@ -70,6 +70,7 @@ class Out(NamedTuple):
     loss: Array  # (M,) per-row loss, z-term included, 0 where not valid
     lse: Array  # (M,) log-sum-exp of the transformed logits
     grad: Array | None  # (M, C) gradient with respect to the raw logits, compute dtype
+    target_grad: Array | None = None  # (M, C) gradient with respect to probability targets
 
 
 def block(
@@ -80,6 +81,7 @@ def block(
     z_scale: Any = None,
     *,
     want_grad: bool,
+    want_target_grad: bool = False,
     comm: Comm = LOCAL,
 ) -> Out:
     """Loss and gradient of the rows of ``x`` (``(M, C)``, float32 or float64).
@@ -130,10 +132,14 @@ def block(
     s_safe = jnp.where(s > 0, s, 1.0)
     log_s = jnp.log(s_safe)
     lse = m + log_s
-    a, lin = _algebra.target_sums(
-        tw, ts, label_smoothing=eps, k=k, finite_weight=fw, finite_score=fs
-    )
-    loss = _algebra.row_loss(a, lin, log_s, lse, z_loss=zl, valid=rows.valid)
+
+    def sums_to_loss(tw: Array, ts: Array) -> tuple[Array, Array]:
+        a, lin = _algebra.target_sums(
+            tw, ts, label_smoothing=eps, k=k, finite_weight=fw, finite_score=fs
+        )
+        return _algebra.row_loss(a, lin, log_s, lse, z_loss=zl, valid=rows.valid), a
+
+    loss, a = sums_to_loss(tw, ts)
     if not want_grad:
         return Out(loss, lse, None)
 
@@ -152,4 +158,14 @@ def block(
         g = g - co.target[:, None] * wq
     if eps > 0.0:
         g = g - co.smooth[:, None] * wf
-    return Out(loss, lse, g * _algebra.chain_factor(tanh_u, opts.temperature))
+    grad = g * _algebra.chain_factor(tanh_u, opts.temperature)
+    if not want_target_grad:
+        return Out(loss, lse, grad)
+    # probabilities enter each row's loss only through the target's weight Σ w q and score
+    # Σ w q (z - m): the row's derivatives in those two (by JAX, of the algebra's lines), then
+    # the chain rule to q; 0 at a masked class (z = -inf), as in crossent.reference
+    _, loss_vjp = jax.vjp(lambda tw, ts: sums_to_loss(tw, ts)[0], tw, ts)
+    d_tw, d_ts = loss_vjp(co.row * jnp.ones_like(loss))
+    wc = 1.0 if w is None else w
+    dq = d_tw[:, None] * wc + d_ts[:, None] * wc * d_fin
+    return Out(loss, lse, grad, jnp.where(finite, dq, 0.0))
