@@ -291,9 +291,15 @@ def chain_factor(tanh_u: Any, temperature: float, *, overwrite: bool = False) ->
         f = 1.0 - tanh_u * tanh_u
         return f if temperature == 1.0 else f * (1.0 / temperature)
     f = tanh_u
-    f *= f
-    f -= 1.0
-    f *= -1.0 / temperature
+    if isinstance(f, np.ndarray):  # two passes with out= (the block engine's scratch)
+        np.multiply(f, f, out=f)
+        np.subtract(1.0, f, out=f)
+    else:  # the array API's in-place operators: tanh_u² - 1, then its negative
+        f *= f
+        f -= 1.0
+        f *= -1.0
+    if temperature != 1.0:
+        f *= 1.0 / temperature
     return f
 
 
