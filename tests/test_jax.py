@@ -235,7 +235,7 @@ def test_differentiating_class_weights_or_the_heads_probabilities_is_refused():
     with pytest.raises(TypeError, match=r"^weight: expected constant class weights"):
         jax.grad(lambda w: cross_entropy(x, y, weight=w))(w)
     with pytest.raises(TypeError, match=r"^target: expected constant probabilities"):
-        jax.grad(lambda q: linear_cross_entropy(x, jnp.eye(C), q))(q)
+        jax.grad(lambda q: linear_cross_entropy(x, jnp.eye(C, dtype=x.dtype), q))(q)
     # with respect to the logits only: fine, and the weights' stop_gradient is the remedy
     g = jax.grad(lambda x, w: cross_entropy(x, y, weight=jax.lax.stop_gradient(w)), (0, 1))(x, w)
     assert not np.asarray(g[1]).any()
