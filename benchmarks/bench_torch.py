@@ -202,6 +202,7 @@ def run_case(
     repeat: int,
     dims: list[int],
     baseline_src: str | None = None,
+    timeout: float | None = None,
 ) -> dict[str, float] | str:
     """One implementation on one case in a fresh process: ``{min_ms, median_ms, peak_mb}``, or
     the last line of its error (``impl == BASELINE`` imports crossent from ``baseline_src``)."""
@@ -210,7 +211,10 @@ def run_case(
     env = None
     if impl == BASELINE:
         env = {**os.environ, "PYTHONPATH": str(baseline_src)}
-    r = subprocess.run(cmd, capture_output=True, text=True, env=env)
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"timed out after {timeout:.0f} s"
     if r.returncode != 0:
         return (r.stderr.strip().splitlines() or ["?"])[-1][:80]
     return dict(json.loads(r.stdout.strip().splitlines()[-1]))
