@@ -121,6 +121,7 @@ def compile_one(job: tuple[str, list[int], tuple[str, ...], int]) -> dict[str, A
         src, target, options = specialize(dtype, vs[0], flags, arch)
         rec["BLOCK_C"] = src.constants[(src.fn.arg_names.index("BLOCK_C"),)]
         rec["num_warps"] = options["num_warps"]
+        rec["maxnreg"] = options.get("maxnreg")
         triton.knobs.nvidia.dump_ptxas_log = True  # ptxas -v's report, printed to stdout
         log = io.StringIO()
         with contextlib.redirect_stdout(log):

@@ -279,6 +279,7 @@ def kernel_call(
         1.0 / opts.temperature,
         opts.softcap if opts.softcap is not None else 1.0,
     )
+    num_warps = 8 if c >= 4096 else 4
     launch = {
         "HAS_WEIGHT": weight is not None,
         "IS_PROB": is_prob,
@@ -286,10 +287,15 @@ def kernel_call(
         "HAS_CAP": opts.softcap is not None,
         "WANT_GRAD": grad is not None,
         "BLOCK_C": block_size(c, x.element_size()),
-        "num_warps": 8 if c >= 4096 else 4,
+        "num_warps": num_warps,
         # stated, not Triton 3.9's default: it warns that its default changes in 3.10
         "enable_fp_fusion": True,
     }
+    if num_warps == 4:
+        # left to itself, sm_100's ptxas gave two 4-warp variants 56 registers and an 8-byte
+        # spill; a stated cap of 255 (the most there is) avoids it. The 8-warp ones stay
+        # uncapped: a cap of 128 made ptxas take 96 registers where it took 48 (fewer blocks)
+        launch["maxnreg"] = 255
     return args, launch
 
 
