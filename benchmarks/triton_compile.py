@@ -184,6 +184,7 @@ def write_json(path: Path, data: Any) -> None:
         with os.fdopen(fd, "w") as f:
             json.dump(data, f, indent=1)
             f.write("\n")
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a result is for everyone to read
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
