@@ -14,7 +14,7 @@ CHUNK_ELEMENTS = 1 << 24
 
 
 # on CUDA: logits chunks of 128 Mi elements (256 MiB in bfloat16): GEMMs large enough to run
-# at full speed, the weight-gradient accumulator read once per chunk only a few times
+# at full speed, the weight's gradient read and written once per chunk only a few times
 CHUNK_ELEMENTS_CUDA = 1 << 27
 
 
