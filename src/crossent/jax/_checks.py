@@ -19,7 +19,7 @@ import numpy as np
 
 from crossent import _algebra, _spec
 from crossent._spec import LossOptions, Scales
-from crossent._validation import _describe
+from crossent._validation import describe
 from crossent.jax._rows import Rows
 
 Array = Any
@@ -40,7 +40,7 @@ def float_array(a: Any, name: str, *, min_ndim: int = 1) -> Array:
     try:
         arr = jnp.asarray(a)
     except (TypeError, ValueError) as exc:
-        raise TypeError(f"{name}: expected a numeric array, got {_describe(a)} ({exc})") from None
+        raise TypeError(f"{name}: expected a numeric array, got {describe(a)} ({exc})") from None
     if arr.dtype.kind in "biu":
         arr = arr.astype(jnp.result_type(float))
     elif _kind(arr.dtype) != "f":
