@@ -5,6 +5,10 @@ its own; ratios are against the first implementation listed, in the same run.
 
     python benchmarks/bench_torch.py ce  --n 4096 --v 32000 128256 --dtype float32 bfloat16
     python benchmarks/bench_torch.py lce --n 2048 --d 1024 --v 32000 --dtype float32
+    python benchmarks/bench_torch.py lce --dtype bfloat16 --baseline-src ../main/src
+
+``--baseline-src DIR`` adds a row ``crossent@baseline``: crossent imported from ``DIR`` (another
+checkout's ``src``), for a before/after comparison in one run.
 
 Memory is the peak of a steady-state call (after a warm-up call) above the level once the
 inputs exist, so what an implementation keeps between calls counts: on CUDA
@@ -16,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -24,8 +29,9 @@ from typing import Any
 
 CE_IMPLS = ["eager", "compile", "crossent", "crossent-inplace"]
 LCE_IMPLS = ["unfused", "torch-chunked", "crossent"]
-GPU_CE_EXTRA = ["liger"]
-GPU_LCE_EXTRA = ["liger", "cce"]
+GPU_IMPLS = {"ce": ["eager", "compile", "crossent", "crossent-inplace", "liger"],
+             "lce": ["unfused", "unfused-compile", "torch-chunked", "crossent", "liger", "cce"]}  # fmt: skip
+BASELINE = "crossent@baseline"  # crossent imported from --baseline-src
 
 
 def _rss_kib(field: str) -> int:
@@ -82,7 +88,7 @@ def _ce_step(impl: str, dtype: Any, n: int, v: int, device: str):  # type: ignor
         fn = F.cross_entropy
     elif impl == "compile":
         fn = torch.compile(F.cross_entropy)
-    elif impl.startswith("crossent"):
+    elif impl.startswith("crossent"):  # crossent, crossent-inplace, crossent@baseline
         from crossent.torch import cross_entropy
 
         inplace = impl == "crossent-inplace"
@@ -128,10 +134,13 @@ def _lce_step(impl: str, dtype: Any, n: int, d: int, v: int, device: str):  # ty
     y = torch.randint(0, v, (n,), generator=g, device=device)
     if impl == "unfused":
         fn = lambda: F.cross_entropy(F.linear(h, w), y)  # noqa: E731
+    elif impl == "unfused-compile":
+        compiled = torch.compile(lambda a, b, t: F.cross_entropy(F.linear(a, b), t))
+        fn = lambda: compiled(h, w, y)  # noqa: E731
     elif impl == "torch-chunked":
         opts = torch.nn.LinearCrossEntropyOptions()
         fn = lambda: F.linear_cross_entropy(h, w, y, options=opts)  # noqa: E731
-    elif impl == "crossent":
+    elif impl in ("crossent", BASELINE):
         from crossent.torch import linear_cross_entropy
 
         fn = lambda: linear_cross_entropy(h, w, y)  # noqa: E731
@@ -185,11 +194,33 @@ def _one(argv: list[str]) -> None:
                       "peak_mb": mem.peak / 2**20}))  # fmt: skip
 
 
-def main() -> int:
-    """Print the table; exit 1 when a crossent row failed or no row ran at all."""
-    if len(sys.argv) > 1 and sys.argv[1] == "_one":
-        _one(sys.argv[2:])
-        return 0
+def run_case(
+    kind: str,
+    impl: str,
+    dtype: str,
+    device: str,
+    repeat: int,
+    dims: list[int],
+    baseline_src: str | None = None,
+    timeout: float | None = None,
+) -> dict[str, float] | str:
+    """One implementation on one case in a fresh process: ``{min_ms, median_ms, peak_mb}``, or
+    the last line of its error (``impl == BASELINE`` imports crossent from ``baseline_src``)."""
+    cmd = [sys.executable, __file__, "_one", kind, impl, dtype, device, str(repeat),
+           *map(str, dims)]  # fmt: skip
+    env = None
+    if impl == BASELINE:
+        env = {**os.environ, "PYTHONPATH": str(baseline_src)}
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return f"timed out after {timeout:.0f} s"
+    if r.returncode != 0:
+        return (r.stderr.strip().splitlines() or ["?"])[-1][:80]
+    return dict(json.loads(r.stdout.strip().splitlines()[-1]))
+
+
+def _parse() -> argparse.Namespace:
     p = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
@@ -201,34 +232,40 @@ def main() -> int:
     p.add_argument("--impl", nargs="+", default=None)
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--repeat", type=int, default=3)
-    a = p.parse_args()
-    impls = a.impl or (CE_IMPLS if a.kind == "ce" else LCE_IMPLS)
-    if a.impl is None and a.device == "cuda":
-        impls = impls + (GPU_CE_EXTRA if a.kind == "ce" else GPU_LCE_EXTRA)
+    p.add_argument("--baseline-src", default=None, metavar="DIR",
+                   help=f"add a row {BASELINE}: crossent imported from DIR")  # fmt: skip
+    return p.parse_args()
+
+
+def main() -> int:
+    """Print the table; exit 1 when a crossent row failed or no row ran at all."""
+    if len(sys.argv) > 1 and sys.argv[1] == "_one":
+        _one(sys.argv[2:])
+        return 0
+    a = _parse()
+    impls = a.impl or (GPU_IMPLS[a.kind] if a.device == "cuda" else
+                       CE_IMPLS if a.kind == "ce" else LCE_IMPLS)  # fmt: skip
+    if a.baseline_src:
+        impls = [*impls, BASELINE]
     ns = a.n or ([4096] if a.kind == "ce" else [2048])
-    vs = a.v or [32000]
     print(f"| case | implementation | time (ms, min / median of {a.repeat}) | vs {impls[0]} | "
           f"peak extra memory (MB) | vs {impls[0]} |")  # fmt: skip
     print("|---|---|---|---|---|---|")
     ran, crossent_failed = 0, []
     for dtype in a.dtype:
         for n in ns:
-            for v in vs:
+            for v in a.v or [32000]:
                 dims = [n, v] if a.kind == "ce" else [n, a.d, v]
                 case = f"{dtype} N={n}" + (f" D={a.d}" if a.kind == "lce" else "") + f" V={v}"
                 base = None
                 for impl in impls:
-                    cmd = [sys.executable, __file__, "_one", a.kind, impl, dtype, a.device,
-                           str(a.repeat), *map(str, dims)]  # fmt: skip
-                    r = subprocess.run(cmd, capture_output=True, text=True)
-                    if r.returncode != 0:
-                        err = (r.stderr.strip().splitlines() or ["?"])[-1][:80]
-                        print(f"| {case} | {impl} | failed: {err} | | | |", flush=True)
+                    res = run_case(a.kind, impl, dtype, a.device, a.repeat, dims, a.baseline_src)
+                    if isinstance(res, str):
+                        print(f"| {case} | {impl} | failed: {res} | | | |", flush=True)
                         if impl.startswith("crossent"):
                             crossent_failed.append(f"{case} {impl}")
                         continue
                     ran += 1
-                    res = json.loads(r.stdout.strip().splitlines()[-1])
                     base = base or res
                     print(f"| {case} | {impl} | {res['min_ms']:.0f} / {res['median_ms']:.0f} | "
                           f"{res['min_ms'] / base['min_ms']:.2f}× | {res['peak_mb']:.0f} | "

@@ -21,10 +21,21 @@ NAMESPACES = ["numpy", "torch"]
 try:
     import jax
 
-    jax.config.update("jax_enable_x64", True)
     NAMESPACES.append("jax")
 except ImportError:  # pragma: no cover - jax is optional
-    pass
+    jax = None
+
+
+@pytest.fixture(autouse=True)
+def _jax_float64():
+    """float64 on jax.numpy arrays for these tests only (the flag is global to the process)."""
+    if jax is None:
+        yield
+        return
+    before = jax.config.jax_enable_x64
+    jax.config.update("jax_enable_x64", True)
+    yield
+    jax.config.update("jax_enable_x64", before)
 
 
 def _to(ns, a):

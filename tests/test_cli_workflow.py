@@ -147,17 +147,20 @@ def test_json_into_a_reader_that_leaves_early_is_not_an_error(species_run):
     assert "Traceback" not in proc.stderr and "BrokenPipe" not in proc.stderr, proc.stderr
 
 
-def test_the_gpu_benchmark_fails_when_nothing_can_run():
+def test_the_gpu_check_exits_2_with_one_line_when_there_is_no_gpu(tmp_path):
     pytest.importorskip("torch")
     import torch
 
     if torch.cuda.is_available():
         pytest.skip("a GPU is present: the script would run")
     proc = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "bench_torch_gpu.py")],
+        [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--out-dir", str(tmp_path)],
         capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
-    assert proc.returncode == 2 and "nothing ran" in proc.stderr
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stdout == "" and proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith("gpu_check: error: no CUDA device, so nothing ran")
+    assert list(tmp_path.iterdir()) == []
 
 
 def _write(path: Path, text: str) -> str:

@@ -137,7 +137,7 @@ def test_out_with_class_axis_not_last():
 def test_import_crossent_stays_light():
     code = (
         "import sys, crossent; crossent.cross_entropy([1.0, 2.0], 0); "
-        "heavy = {'torch', 'sklearn', 'matplotlib', 'scipy', 'rich'} & set(sys.modules); "
+        "heavy = {'torch', 'jax', 'optax', 'sklearn', 'matplotlib', 'scipy', 'rich'} & set(sys.modules); "
         "print(sorted(heavy))"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -234,16 +234,15 @@ def test_func_transforms_are_a_clear_error(transform):
         transform(lambda a: linear_cross_entropy(a, w, y), x)
 
 
-def test_create_graph_without_the_logits_is_a_clear_error():
-    """crossent does not keep the logits (their memory); second derivatives need them."""
+def test_create_graph_after_the_logits_changed_is_a_clear_error():
+    """Logits changed after the loss (in-place mode, an in-place edit) cannot give second
+    derivatives; logits nothing holds any more are rebuilt (test_torch_double_backward.py),
+    except where the gradient does not determine them."""
     x, y, _, _ = _data()
     base = x.clone().requires_grad_()
-    message = r"create_graph=True\) need the logits, which are gone.*keep a reference"
+    message = r"create_graph=True\) need the logits of the loss, which were changed"
     logits = base * 2.0  # its producer does not need it: the gradient may overwrite it
     loss = cross_entropy(logits, y, inplace=True)
-    with pytest.raises(RuntimeError, match=message):
-        torch.autograd.grad(loss, base, create_graph=True)
-    loss = cross_entropy(base * 2.0, y)  # nothing holds the logits after the call
     with pytest.raises(RuntimeError, match=message):
         torch.autograd.grad(loss, base, create_graph=True)
     logits = base * 2.0
@@ -252,6 +251,11 @@ def test_create_graph_without_the_logits_is_a_clear_error():
         logits[0, 0] += 1.0  # edited in place: no longer the logits of this loss
     with pytest.raises(RuntimeError, match=message):
         torch.autograd.grad(loss, base, create_graph=True)
+    rebuilt = r"logits nothing holds any more .* which {} does not allow; keep a reference"
+    for kw, why in (({"label_smoothing": 0.1}, "label_smoothing"), ({"softcap": 3.0}, "softcap")):
+        loss = cross_entropy(base * 2.0, y, **kw)  # nothing holds the logits after the call
+        with pytest.raises(RuntimeError, match=rebuilt.format(why)):
+            torch.autograd.grad(loss, base, create_graph=True)
     # first derivatives never need them
     (g,) = torch.autograd.grad(cross_entropy(base * 2.0, y), base)
     torch.testing.assert_close(g, torch.autograd.grad(F.cross_entropy(base * 2.0, y), base)[0])

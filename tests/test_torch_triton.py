@@ -138,7 +138,8 @@ def test_bad_class_index_is_an_error():
 @pytest.mark.parametrize("reduction", ["mean", "none"])
 def test_linear_cross_entropy_through_the_kernel(reduction, dtype):
     # bfloat16: the logits buffer is bfloat16 (written by the GEMM), the kernel computes in
-    # float32, the weight gradient is accumulated in float32
+    # float32, the weight gradient is accumulated by the GEMM (float32 inside, one rounding per
+    # chunk)
     g = torch.Generator().manual_seed(1)
     x, w, b = (torch.randn(s, generator=g, dtype=torch.float64) for s in ((9, 8), (33, 8), (33,)))
     x, w, b = (t.to(dtype).double() for t in (x, w, b))

@@ -52,11 +52,12 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from crossent._spec import Scales, reduced_loss
+from crossent._spec import Scales, mean_scales, reduced_loss
 
 __all__ = [
     "SAFE_RANGE",
     "GradCoefficients",
+    "array_scales",
     "chain_factor",
     "check_row_maxima",
     "grad_coefficients",
@@ -67,6 +68,7 @@ __all__ = [
     "row_loss",
     "smoothed_target",
     "target_sums",
+    "transform",
 ]
 
 
@@ -263,6 +265,18 @@ def _per_row(scale: Any, valid: Any, like: Any) -> Any:
     return xp.where(valid, scale * xp.ones_like(like), 0.0)
 
 
+def transform(x: Any, temperature: float, softcap: float | None) -> tuple[Any, Any]:
+    """``(z, tanh_u)``: :func:`crossent._spec.transform` written with ``where`` (no writes in
+    place, so it runs on ``jax.numpy`` arrays), with ``tanh_u = tanh(x/(T s))`` for
+    :func:`chain_factor` (``None`` without soft-capping). ``-inf`` stays ``-inf``."""
+    z = x / temperature if temperature != 1.0 else x
+    if softcap is None:
+        return z, None
+    xp = namespace(x)
+    tanh_u = xp.tanh(z / softcap)
+    return xp.where(z == -math.inf, -math.inf, softcap * tanh_u), tanh_u
+
+
 def chain_factor(tanh_u: Any, temperature: float, *, overwrite: bool = False) -> Any:
     """``dz/dx`` of the transform ``z = s·tanh(x/(T s))`` (or ``x/T``): ``(1 - tanh_u²)/T``
     elementwise, with ``tanh_u = z/s`` (``None`` without soft-capping: the number ``1/T``).
@@ -289,13 +303,28 @@ def chain_factor(tanh_u: Any, temperature: float, *, overwrite: bool = False) ->
     return f
 
 
+def array_scales(opts: Any, weight_sum: Any, count: Any, *, weighted: bool) -> Scales:
+    """:func:`crossent._spec.mean_scales` for a denominator known only as an array (traced by
+    ``jax.jit``): the same rule, with ``where`` for the ``1/D`` of a ``D`` that may be 0.
+    The checks of ``num_items`` that need the batch's count are not made."""
+    if opts.reduction != "mean" or opts.num_items is not None:
+        return mean_scales(opts, 0.0, 0.0, weighted=weighted)  # no count needed
+    xp = namespace(weight_sum)
+    return Scales(_inverse(xp, weight_sum), _inverse(xp, count))
+
+
+def _inverse(xp: Any, d: Any) -> Any:
+    positive = d > 0
+    return xp.where(positive, 1.0 / xp.where(positive, d, 1.0), 0.0)
+
+
 def reduce_rows(loss: Any, lse: Any, valid: Any, scales: Scales, z_loss: float) -> Any:
     """The reduced loss from the per-row losses (z-terms included) and log-sum-exps, by
     :func:`crossent._spec.reduced_loss`: ``Σ ℓ_n`` and, where the z-term has its own scale,
     ``Σ_{n∈V} lse_n²`` (``valid=None``: every row). In the arrays' dtype."""
     xp = namespace(loss)
     zsq: Any = 0.0
-    if z_loss and scales.z != scales.ce:
+    if z_loss and not (isinstance(scales.z, float) and scales.z == scales.ce):  # arrays: add
         sq = lse * lse
         zsq = xp.sum(sq if valid is None else xp.where(valid, sq, 0.0))
     return reduced_loss(xp.sum(loss), zsq, scales, z_loss)

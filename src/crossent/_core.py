@@ -21,7 +21,7 @@ from numpy.typing import ArrayLike, NDArray
 from crossent import _algebra, _engine, _spec
 from crossent._algebra import no_shift_range
 from crossent._exp import exp_rows
-from crossent._kernel import Problem
+from crossent._kernel import Problem, row_sums
 from crossent._spec import LossOptions, Scales
 from crossent._validation import as_array, as_float_array, normalize_axis
 
@@ -184,15 +184,13 @@ _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 @functools.lru_cache(maxsize=64)
-def _small_constants(
-    dtype: str, n: int, c: int
-) -> tuple[float, float, NDArray[np.intp], NDArray[Any]]:
+def _small_constants(dtype: str, n: int, c: int) -> tuple[float, float, NDArray[np.intp]]:
     """What :func:`small_simple` needs of a shape, remembered (a tenth of a call's time):
-    :func:`crossent._algebra.no_shift_range`, each row's offset, a row of ones (read-only)."""
+    :func:`crossent._algebra.no_shift_range` and each row's offset (read-only)."""
     lo, hi = no_shift_range("float64" if dtype == "d" else "float32", c)
-    offsets, ones = np.arange(0, n * c, c), np.ones(c, dtype=dtype)
-    offsets.flags.writeable = ones.flags.writeable = False
-    return lo, hi, offsets, ones
+    offsets = np.arange(0, n * c, c)
+    offsets.flags.writeable = False
+    return lo, hi, offsets
 
 
 def small_simple(
@@ -220,7 +218,7 @@ def small_simple(
     # one reduction checks 0 <= target < C: negative labels wrap to huge unsigned values
     if target.view(_UNSIGNED[target.itemsize]).max() >= c:
         return None  # ignored rows or a bad label: the general path
-    lo, hi, offsets, ones = _small_constants(logits.dtype.char, n, c)
+    lo, hi, offsets = _small_constants(logits.dtype.char, n, c)
     z = np.empty((n, c), logits.dtype)  # C order: z.ravel() below must be a view
     if lo <= logits.min() and logits.max() <= hi:  # no shift needed (False for NaN)
         shift = None
@@ -230,18 +228,21 @@ def small_simple(
         if not math.isfinite(shift.sum()):
             return None  # NaN, inf, or -inf rows: the general path
         exp_rows(logits, z, shift.astype(np.float64))
-    s = np.dot(z, ones)  # row sums: a BLAS call, 3x faster than sum()
+    s = row_sums(z, z.dtype)  # (n,) float64: float32 sums lose digits on long rows
     flat = offsets + target.astype(np.intp, copy=False)  # [n, target[n]]
     log_s = np.log(s)
-    lse = log_s.astype(np.float64) if shift is None else (log_s + shift).astype(np.float64)
-    # the algebra in unshifted coordinates (m = 0): a = 1, lin = x_y, log Σ exp = lse
-    loss = _algebra.row_loss(1.0, logits.take(flat), lse, lse)
+    lin = logits.take(flat).astype(np.float64)  # (n,) the target's logit
+    if shift is None:
+        lse = log_s
+    else:  # shifted coordinates: log s - (x_y - m), no cancellation of m where the loss is small
+        lse, lin = log_s + shift, lin - shift
+    loss = _algebra.row_loss(1.0, lin, log_s, lse)
     scale = _spec.mean_scales(_MEAN, n, n, weighted=False).ce if reduction == "mean" else 1.0
     out = loss if reduction == "none" else float(loss.sum()) * scale
     if not want_grad:
         return out, lse, None
     co = _algebra.grad_coefficients(1.0, lse, s, scale=scale)
-    z *= co.p[:, None]
+    z *= co.p.astype(z.dtype)[:, None]
     z.ravel()[flat] -= co.target
     return out, lse, z
 

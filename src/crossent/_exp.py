@@ -3,7 +3,9 @@
 On x86-64 CPUs whose NumPy dispatches no AVX-512 (most laptops, many cloud CPUs), NumPy's
 ``exp`` is about 3x slower than it is with AVX-512, and it is the engine's floor. There the
 engine calls a small compiled kernel (``crossent._fastexp``: AVX2 + FMA, within 2 ulp of the
-correctly rounded ``exp``), which also sums each row in float64 as it goes. Everywhere else —
+correctly rounded ``exp``), which also sums each row as it goes (float32 runs of at most 32
+terms per SIMD lane, added in float64: at least as exact as the engine's
+:func:`crossent._kernel.row_sums`, which the NumPy path uses). Everywhere else —
 AVX-512, other CPUs, an install without a C compiler — NumPy's ``exp`` does the work.
 
 ``CROSSENT_EXP=numpy`` or ``CROSSENT_EXP=fast`` forces one path (benchmarks, tests);
@@ -87,8 +89,9 @@ def exp_rows(src: Array, out: Array, shift: Array | None = None, sums: Array | N
     else:
         np.exp(src, out=out, dtype=cd)
     if sums is not None:
-        # einsum's SIMD lanes are 2x faster than sum()'s pairwise summation along rows
-        sums[:] = np.einsum("ij->i", out)
+        from crossent._kernel import row_sums  # the engine's one row sum (it imports this module)
+
+        sums[:] = row_sums(out, cd)
 
 
 def _kernel(src: Array, out: Array, shift: Array | None, sums: Array | None) -> None:

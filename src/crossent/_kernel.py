@@ -66,25 +66,29 @@ class Problem:
         return int(self.x.shape[1])
 
 
-# columns summed by einsum before the partial sums are added in float64
-SUM_RUN = 1024
+# columns summed by einsum in the compute dtype before the partial sums are added in float64
+SUM_RUN = 256
 
 
-def _long_row_sums(x: Array, cdtype: Any) -> Array:
-    """``Σ_c x[n, c]`` in float64 at einsum's speed, without its loss of digits on long rows.
+def row_sums(x: Array, cdtype: Any) -> Array:
+    """``Σ_c x[n, c]`` (float64) at einsum's speed, without its loss of digits on long rows.
 
-    einsum keeps one running sum per SIMD lane: over 262144 logits of 67 its float32 total is
-    off by ~15, pairwise ``sum`` by ~1 at three times the cost. Here einsum sums runs of
-    ``SUM_RUN`` columns in ``cdtype`` (short running sums, error ~0.1) and the runs' totals are
-    added in float64.
+    einsum keeps one running sum per SIMD lane, which is fast but inexact on long rows: over
+    262144 equal float32 exponentials its total is off by 1.7e-4 (relative), pairwise ``sum``
+    by 1e-7 at three times the cost, a float64 sum is exact at six times. Here einsum sums runs
+    of ``SUM_RUN`` columns in ``cdtype`` (short running sums: about one unit of float32's last
+    place) and the runs' totals are added in float64. Used for the exponentials' sums (the
+    log-sum-exp) and the logits' sums (label smoothing).
     """
     n, c = x.shape
     k = c // SUM_RUN
-    if k < 2:
+    if k < 1:
         return np.einsum("ij->i", x, dtype=cdtype).astype(np.float64)
     runs = np.einsum("ijk->ij", x[:, : k * SUM_RUN].reshape(n, k, SUM_RUN), dtype=cdtype)
-    tail = x[:, k * SUM_RUN :].sum(axis=1, dtype=np.float64)
-    return runs.sum(axis=1, dtype=np.float64) + tail
+    total = runs.sum(axis=1, dtype=np.float64)
+    if k * SUM_RUN < c:
+        total += np.einsum("ij->i", x[:, k * SUM_RUN :], dtype=cdtype)
+    return total
 
 
 def _row_sums(
@@ -92,7 +96,7 @@ def _row_sums(
 ) -> Array:
     """Σ_c weights[c] · xt[n, c] over the finite classes, in float64 (weights (C,) or (n, C))."""
     if weights is None:
-        out = _long_row_sums(xt, pb.cdtype)
+        out = row_sums(xt, pb.cdtype)
     elif weights.ndim == 1:
         out = (xt @ weights.astype(xt.dtype, copy=False)).astype(np.float64)
     else:
@@ -258,7 +262,9 @@ def ce_block(
     mk = _Masking.of(pb, x)
     sums = _index_sums if pb.q is None else _prob_sums  # 2. per-row sums, before exp
     a, lin, b = sums(pb, r0, r1, xt, factor, shift, mk)
-    s = _exp_into(pb, x, z, t, shift, mk)  # 3. the one exp per element, into the buffer
+    # 3. the one exp per element, into the buffer; its row sums (n,) in float64, the digits of
+    # long rows of near-equal terms kept (row_sums, or the compiled exp's float64 sums)
+    s = _exp_into(pb, x, z, t, shift, mk)
     s[s == 0.0] = 1.0  # all-masked ignored rows
     log_s = np.log(s)
     lse = shift + log_s

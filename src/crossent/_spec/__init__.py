@@ -207,7 +207,7 @@ def reduced_loss(loss_sum: Any, zsq_sum: Any, scales: Scales, z_loss: float) -> 
     Floats, NumPy or torch scalars: ``ce·Σ ℓ_n + (z - ce)·λ·Σ lse_n²``.
     """
     total = loss_sum * scales.ce
-    if z_loss and scales.z != scales.ce:
+    if z_loss and not (isinstance(scales.z, float) and scales.z == scales.ce):  # arrays: add
         total = total + (scales.z - scales.ce) * z_loss * zsq_sum
     return total
 

@@ -71,7 +71,10 @@ class SoftmaxClassifier(SoftmaxModelBase):
     max_iter : int, default=200
         L-BFGS iterations, or epochs (passes over the data) for SGD/Adam.
     tol : float, default=1e-4
-        L-BFGS: gradient tolerance. SGD/Adam: stop when the epoch loss (or, with early
+        L-BFGS: stop when the largest entry of the smallest subgradient of ``J`` (the
+        gradient, for L2) is below ``tol``, or ``J``'s relative decrease per step below
+        ``64·eps·tol/1e-4`` (smaller ``tol``, smaller step); a fit that ends above ``tol``
+        warns ``ConvergenceWarning``. SGD/Adam: stop when the epoch loss (or, with early
         stopping, the validation accuracy) has not improved by ``tol`` for ``n_iter_no_change``
         epochs, and keep the parameters of the best epoch.
     batch_size : int, default=64

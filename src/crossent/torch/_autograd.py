@@ -10,8 +10,9 @@ second derivatives are exact. Options travel packed in one
 
 from __future__ import annotations
 
+import contextlib
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
 import torch
@@ -32,10 +33,22 @@ FUNC_TRANSFORM_ERROR = (
     "for second derivatives) over a batch, or torch.nn.functional.cross_entropy"
 )
 DOUBLE_BACKWARD_ERROR = (
-    "crossent.torch.cross_entropy: second derivatives (create_graph=True) need the logits, "
-    "which are gone: overwritten by inplace=True or modified in place, or no longer referred "
-    "to by anything (crossent does not keep them, to save their memory); keep a reference "
-    "(logits = model(x); loss = cross_entropy(logits, y)) and use inplace=False"
+    "crossent.torch.cross_entropy: second derivatives (create_graph=True) need the logits of "
+    "the loss, which were changed after it: overwritten by inplace=True or modified in place; "
+    "use inplace=False and leave the logits unchanged until the backward"
+)
+REBUILD_ERROR = (
+    "crossent.torch.cross_entropy: second derivatives (create_graph=True) of a loss whose "
+    "logits nothing holds any more (a temporary, as in cross_entropy(model(x), y)) are rebuilt "
+    "from the saved gradient, which {} does not allow; keep a reference to the logits until "
+    "the backward (logits = model(x); loss = cross_entropy(logits, y))"
+)
+
+MODIFIED_ERROR = (
+    "crossent.torch.cross_entropy: one of the variables needed for gradient computation has "
+    "been modified by an inplace operation: a tensor of shape {} saved at version {} is now "
+    "at version {} (inplace=True scales the saved gradient in place: a second backward "
+    "through the same loss needs inplace=False)"
 )
 
 VOCAB_PARALLEL_ERROR = (
@@ -50,6 +63,18 @@ def check_no_func_transform(fn_name: str) -> None:
         raise NotImplementedError(FUNC_TRANSFORM_ERROR.format(fn_name))
 
 
+class _Edge:
+    """The logits as saved for ``create_graph=True``: their place in the graph, not their memory."""
+
+    __slots__ = ("device", "dtype", "shape")
+
+    def __init__(self, t: torch.Tensor) -> None:
+        self.shape, self.dtype, self.device = t.shape, t.dtype, t.device
+
+    def tensor(self) -> torch.Tensor:
+        return torch.zeros((), dtype=self.dtype, device=self.device).expand(self.shape)
+
+
 class LogitsSource:
     """The caller's logits, held weakly, for a backward with ``create_graph=True``.
 
@@ -57,6 +82,9 @@ class LogitsSource:
     caller; a weak reference costs nothing and serves whoever still holds them. ``to_matrix``
     makes the ``(M, C)`` matrix the Function saw, in differentiable ops; a changed version
     counter (in-place mode, or an in-place edit) means they are not the logits of the loss.
+    When nothing holds them any more (``cross_entropy(model(x), y)``, a view made for the
+    call), :meth:`saving` has kept their autograd edge (no memory) and :func:`rebuild_logits`
+    recovers their values from the saved gradient.
     """
 
     def __init__(
@@ -65,12 +93,97 @@ class LogitsSource:
         self._ref = weakref.ref(tensor)
         self._version = tensor._version
         self._to_matrix = to_matrix
+        self.keeps_edge = False
+
+    def gone(self) -> bool:
+        return self._ref() is None
 
     def matrix(self) -> torch.Tensor | None:
         t = self._ref()
         if t is None or t._version != self._version:
             return None
         return self._to_matrix(t)
+
+    @contextlib.contextmanager
+    def saving(self, x: torch.Tensor | None) -> Iterator[None]:
+        """While the Function is applied: ``x`` (the ``(M, C)`` logits) is saved as its edge in
+        the graph only (autograd restores the edge on unpacking); other tensors as usual (by
+        the hooks of an enclosing ``saved_tensors_hooks``, if any). ``None``: the logits are
+        saved whole (a probability target's gradient needs them)."""
+        top = getattr(torch._C._autograd, "_top_saved_tensors_default_hooks", None)
+        enabled = getattr(torch._C._autograd, "_saved_tensors_hooks_is_enabled", None)
+        if x is None or top is None or enabled is None or not enabled():
+            yield  # no hooks here: the logits are not saved, create_graph needs a reference
+            return
+        outer = top(False)
+        x_ref = weakref.ref(x)  # the hooks outlive the call: they must not hold the logits
+
+        def pack(t: torch.Tensor) -> Any:
+            if t is x_ref():
+                return _Edge(t)
+            return outer[0](t) if outer is not None else (t, t._version)
+
+        def unpack(packed: Any) -> torch.Tensor:
+            if isinstance(packed, _Edge):
+                return packed.tensor()
+            if outer is not None:
+                return outer[1](packed)
+            t, version = packed  # autograd checks no version of a hooked tensor: do it here
+            if t._version != version:
+                raise RuntimeError(MODIFIED_ERROR.format(tuple(t.shape), version, t._version))
+            return t
+
+        self.keeps_edge = True
+        with torch.autograd.graph.saved_tensors_hooks(pack, unpack):
+            yield
+
+
+def rebuild_logits(
+    edge: torch.Tensor,
+    grad: torch.Tensor,
+    lse: torch.Tensor,
+    target: torch.Tensor,
+    weight: torch.Tensor | None,
+    opts: LossOptions,
+    scales: Scales,
+) -> torch.Tensor:
+    """``(M, C)`` logits with the values the saved gradient implies, on the logits' edge.
+
+    Without smoothing and soft-capping the gradient of a row is ``(a p - s b) / T`` with
+    ``b`` the (weighted) target, ``s = 1/D``, ``a = s Σ_c b_c + 2 ζ s_z lse``: ``p`` follows,
+    and ``z = T (log p + lse)`` up to rounding (a class whose ``p`` underflowed comes back as
+    a logit ``~87`` (float32) below the row's log-sum-exp instead of lower: its ``p`` stays
+    ``~1e-38``). Rows without a gradient (ignored, zero weight) come back uniform: their loss
+    does not depend on them. Second derivatives depend on ``p`` only, so they are exact to
+    the gradient's own rounding.
+    """
+    why = None
+    if opts.label_smoothing:
+        why = "label_smoothing"
+    elif opts.softcap is not None:
+        why = "softcap"
+    elif grad.dtype not in (torch.float32, torch.float64):
+        why = f"a {grad.dtype} gradient (too few digits)"
+    if why is not None:
+        raise RuntimeError(REBUILD_ERROR.format(why))
+    cd = grad.dtype
+    m, c = grad.shape
+    lse_col = lse.to(cd).reshape(-1, 1)
+    if target.is_floating_point():
+        b = target.to(cd)
+        valid = torch.ones(m, 1, dtype=torch.bool, device=grad.device)
+    else:
+        valid = (target != opts.ignore_index).reshape(-1, 1)
+        y = torch.where(valid.squeeze(1), target, 0).long()
+        b = torch.nn.functional.one_hot(y, c).to(cd) * valid
+    if weight is not None:
+        b = b * weight.to(cd)
+    a = b.sum(dim=1, keepdim=True) * scales.ce + 2.0 * opts.z_loss * scales.z * lse_col * valid
+    with torch.no_grad():
+        p = (grad.detach().to(cd) * opts.temperature + b * scales.ce) / torch.where(a > 0, a, 1)
+        p = torch.where(a > 0, p, 1.0 / c).clamp(min=torch.finfo(cd).tiny)
+        z = (torch.log(p) + lse_col) * opts.temperature
+    return edge + z.to(edge.dtype)
 
 
 class Backend(Protocol):
@@ -159,9 +272,11 @@ class CrossEntropyFunction(torch.autograd.Function):
         ctx.opts, ctx.scales = opts, scales
         # saved (not kept on ctx) so that autograd frees it after a backward without
         # retain_graph, and a leaf's AccumulateGrad can take the buffer without a copy; the
-        # logits only for a probability target's gradient (see LogitsSource otherwise)
-        saved = [grad if grad is not None else lse, target, weight]
-        ctx.save_for_backward(*saved, logits if ctx.needs_input_grad[1] else None)
+        # logits: for a probability target's gradient, and (as their edge in the graph
+        # only, see LogitsSource.saving) for create_graph=True
+        keep = ctx.needs_input_grad[1] or (want_grad and ctx.source.keeps_edge)
+        saved = [grad if grad is not None else lse, target, weight, lse if want_grad else None]
+        ctx.save_for_backward(*saved, logits if keep else None)
         ctx.mark_non_differentiable(lse)
         return loss, lse
 
@@ -171,10 +286,15 @@ class CrossEntropyFunction(torch.autograd.Function):
     ) -> tuple[torch.Tensor | None, torch.Tensor | None, None, None, None, None]:
         opts: LossOptions = ctx.opts
         grad_x = grad_t = None
-        grad, target, weight, logits = ctx.saved_tensors
+        grad, target, weight, lse, logits = ctx.saved_tensors
         if torch.is_grad_enabled() and ctx.needs_input_grad[0]:
             # create_graph=True: a gradient autograd can differentiate, from the logits
             x = ctx.source.matrix()
+            if x is None and ctx.source.gone() and logits is not None:
+                if ctx.source.keeps_edge:
+                    x = rebuild_logits(logits, grad, lse, target, weight, opts, ctx.scales)
+                else:  # saved whole
+                    x = logits
             if x is None:
                 raise RuntimeError(DOUBLE_BACKWARD_ERROR)
             grad_x = logits_grad(x, target, weight, grad_loss, opts, ctx.scales)

@@ -233,7 +233,8 @@ def cross_entropy(
         loss, lse = cross_entropy_compiled(x, t, w, opts)
     else:
         source = LogitsSource(input, flatten_logits)  # for create_graph=True
-        loss, lse = _apply(x, t, w, opts, (class_dim, batch), source)
+        with source.saving(None if t.requires_grad else x):
+            loss, lse = _apply(x, t, w, opts, (class_dim, batch), source)
     if reduction == "none":
         loss = loss.reshape(batch)
     if return_lse:

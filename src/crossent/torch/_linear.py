@@ -1,20 +1,24 @@
 r"""Fused linear + cross-entropy: the loss of ``input @ weight.T + bias``, logits never held.
 
 Rows of ``input`` are processed in chunks. For each chunk the logits ``(rows, V)`` are made by
-one GEMM into a reused buffer (float32 for the CPU engine, the input's dtype for the Triton
-kernel, which computes in float32), the loss engine turns them into per-row losses and
+one GEMM into a reused buffer (in the input's dtype, float32 for float16 inputs on the CPU; the
+engines compute in float32 either way), the loss engine turns them into per-row losses and
 overwrites them with their gradient, and two more GEMMs take that gradient to ``input``
-(``g @ W``, each row written once) and to ``weight`` (``g.T @ x``, accumulated in float32:
-by the GEMM itself, ``beta = 1``, for float32 weights and on CUDA; as one rounded product per
-chunk added in float32 for bfloat16/float16 weights on the CPU). With ``'mean'``/``'sum'`` all
-of this happens in the forward pass (``6·N·D·V`` flops, the same as the unfused path) and
-backward only scales; with ``'none'`` backward redoes the loop with each row's incoming
-gradient.
+(``g @ W``, each row written once) and to ``weight`` (``g.T @ x``, added by the GEMM itself,
+``beta = 1``, into the weight's gradient in the weight's own dtype: the GEMM accumulates the
+chunk's tokens and the gradient so far in float32 and rounds once per chunk, so bfloat16
+weights need no ``V×D`` float32 accumulator). With ``'mean'``/``'sum'`` all of this happens in
+the forward pass (``6·N·D·V`` flops, the same as the unfused path) and backward only scales;
+with ``'none'`` backward redoes the loop with each row's incoming gradient.
 
 The weight gradient is read and written once per chunk (inside the GEMM): the alternative,
 chunking the vocabulary so that each slice of it is written once, needs the log-sum-exp of
 every row first, hence a second logits GEMM (``8·N·D·V`` flops), which costs more than the
-few passes over the accumulator that large chunks (4 at ``N=2048, V=32000``) take."""
+few passes over the gradient that large chunks (2 at ``N=2048, V=32000`` in bfloat16) take. In
+bfloat16 each of the ``K`` chunks rounds the weight gradient once (``K`` roundings of relative
+size ``2⁻⁸`` at most, where a float32 accumulator rounds once): against float64 the normwise
+error is 1.2× the unfused path's at ``K = 2``, 1.8× at ``K = 64`` (docs/performance.md,
+"bfloat16 weight gradient")."""
 
 from __future__ import annotations
 
@@ -46,6 +50,12 @@ from crossent.torch._options import (
     use_triton,
 )
 
+# BLAS multiplies fewer rows than this through a less accurate path (MKL: 2-7x the rounding
+# error of its tiled GEMM below 12 rows, measured for the input gradient g @ W over V = 2000 ...
+# 32000): a chunk never has fewer rows than this when the batch has them, the last one included
+GEMM_MIN_ROWS = 16
+
+
 # a head's loss of one chunk of logits: (logits, target, class weights, options, scales,
 # want_grad) -> per-row losses, per-row log-sum-exps, the gradient (written over the logits)
 ChunkLoss = Callable[
@@ -71,6 +81,58 @@ class Head:
             )
 
 
+@dataclasses.dataclass
+class _Grads:
+    """The gradients ``_run`` makes: ``input``'s (each row written once), ``weight``'s (in its
+    own dtype, accumulated over the chunks by the GEMM, ``beta = 1``) and ``bias``'s (float32
+    or float64: a vector)."""
+
+    x: torch.Tensor | None
+    w: torch.Tensor | None
+    b: torch.Tensor | None
+
+    def add_chunk(
+        self,
+        g: torch.Tensor,
+        xc: torch.Tensor,
+        w: torch.Tensor,
+        r0: int,
+        lg: torch.Tensor,
+        done: int = 0,
+    ) -> None:
+        """Send a chunk's logits gradient ``g`` (rows, V) to the input's rows ``r0:`` and add it
+        to the weight's and the bias's gradients (``lg``: ``g`` in the compute dtype). The
+        chunk's first ``done`` rows were done before: their gradient here is 0."""
+        if self.x is not None and done:
+            self.x[r0 : r0 + g.shape[0] - done] = (g @ w)[done:]
+        elif self.x is not None:
+            torch.mm(g, w, out=self.x[r0 : r0 + g.shape[0]])
+        if self.w is not None:  # float32 inside the GEMM, rounded once per chunk
+            torch.addmm(self.w, g.t(), xc, beta=0.0 if r0 == 0 else 1.0, out=self.w)
+        if self.b is not None:
+            self.b.add_(lg.sum(0, dtype=self.b.dtype))
+
+
+def _empty(shape: tuple[int, ...], dtype: torch.dtype, device: torch.device) -> torch.Tensor:
+    if device.type == "cpu":  # recycled memory: no page faults
+        return grad_buffer(shape, dtype)
+    return torch.empty(shape, dtype=dtype, device=device)
+
+
+def _chunk_logits(
+    lg: torch.Tensor, low: torch.Tensor | None, xc: torch.Tensor, w: torch.Tensor, b: Any
+) -> None:
+    """``xc @ w.T + b`` into ``lg`` (rows, V), through ``low`` (``xc``'s dtype) when ``lg`` is
+    float32 and the GEMM runs in bfloat16/float16."""
+    out = lg if low is None else low
+    if b is not None:
+        torch.addmm(b, xc, w.t(), out=out)
+    else:
+        torch.mm(xc, w.t(), out=out)
+    if low is not None:
+        lg.copy_(low)
+
+
 def _run(
     x: torch.Tensor,
     w: torch.Tensor,
@@ -87,78 +149,47 @@ def _run(
     """Per-row losses and log-sum-exps (float64, (N,)) and the gradients of the rows' losses
     times ``scales`` (and times ``row_scale``, (N,), when given)."""
     n, d = x.shape
-    v = w.shape[0]
+    v, dev = w.shape[0], x.device
     cdt = torch.float64 if x.dtype == torch.float64 else torch.float32
-    # the Triton kernel reads any dtype: its logits buffer is in x's dtype, written by the GEMM
-    bdt = x.dtype if use_triton(x, opts) else cdt
+    # the logits buffer: x's dtype, written by the GEMM, for the Triton kernel (any dtype) and
+    # the CPU engine's bfloat16 path (float32 blocks of rows inside); float16 goes as float32
+    bdt = x.dtype if use_triton(x, opts) or x.dtype == torch.bfloat16 else cdt
     chunk_loss = head.chunk_loss or backend(x, opts).ce_rows
     want_grad = any(grads)
-    gx = torch.empty_like(x) if grads[0] else None
+    out = _Grads(
+        torch.empty_like(x) if grads[0] else None,
+        _empty((v, d), w.dtype, dev) if grads[1] else None,  # the first chunk's GEMM writes it
+        torch.zeros(v, dtype=cdt, device=dev) if grads[2] else None,
+    )
     # the chunk's gradient overwrites its logits
     chunk_opts = dataclasses.replace(opts, inplace=True, return_lse=False)
-
-    def empty(shape: tuple[int, ...], dtype: torch.dtype) -> torch.Tensor:
-        if x.device.type == "cpu":  # recycled memory: no page faults
-            return grad_buffer(shape, dtype)
-        return torch.empty(shape, dtype=dtype, device=x.device)
-
-    gw = empty((v, d), cdt) if grads[1] else None  # written by the first chunk's GEMM (beta=0)
-    gb = torch.zeros(v, dtype=cdt, device=x.device) if grads[2] else None
-    losses = torch.empty(n, dtype=torch.float64, device=x.device)
-    lses = torch.empty(n, dtype=torch.float64, device=x.device)
-    buf = empty((min(chunk, n), v), bdt)
-    wt = w.t()
+    losses = torch.empty(n, dtype=torch.float64, device=dev)
+    lses = torch.empty(n, dtype=torch.float64, device=dev)
+    chunk = max(chunk, GEMM_MIN_ROWS)  # a 16 x V buffer at least: accuracy, not memory
+    rows_max = min(chunk, n)
+    buf = _empty((rows_max, v), bdt, dev)
+    low = _empty((rows_max, v), x.dtype, dev) if bdt != x.dtype else None  # GEMMs' side
     for r0 in range(0, n, chunk):
         r1 = min(r0 + chunk, n)
-        xc = x[r0:r1]  # (rows, D)
-        lg = buf[: r1 - r0]  # (rows, V)
-        if lg.dtype != x.dtype:
-            lg.copy_(torch.addmm(b, xc, wt) if b is not None else xc @ wt)
-        elif b is not None:
-            torch.addmm(b, xc, wt, out=lg)
-        else:
-            torch.mm(xc, wt, out=lg)
-        rows, lse, _ = chunk_loss(lg, target[r0:r1], class_weight, chunk_opts, scales, want_grad)
-        losses[r0:r1], lses[r0:r1] = rows, lse
+        # a short last chunk reaches back over rows already done (their gradient is zeroed)
+        a0 = max(0, min(r0, r1 - GEMM_MIN_ROWS))
+        done = r0 - a0
+        xc, lg = x[a0:r1], buf[: r1 - a0]  # (rows, D), (rows, V)
+        lw = None if low is None else low[: r1 - a0]
+        _chunk_logits(lg, lw, xc, w, b)
+        rows, lse, _ = chunk_loss(lg, target[a0:r1], class_weight, chunk_opts, scales, want_grad)
+        losses[r0:r1], lses[r0:r1] = rows[done:], lse[done:]
         if not want_grad:
             continue
+        if done:
+            lg[:done].zero_()
         if row_scale is not None:
-            lg.mul_(row_scale[r0:r1].to(lg.dtype).unsqueeze(1))
-        g = lg.to(x.dtype)  # (rows, V): the gradient of the logits
-        if gx is not None:
-            torch.mm(g, w, out=gx[r0:r1])
-        if gw is not None:
-            _accumulate(gw, g.t(), xc, 0.0 if r0 == 0 else 1.0, 1.0)
-        if gb is not None:
-            gb.add_(lg.sum(0, dtype=cdt))
-    if gx is not None and head.reduce_input_grad is not None:
-        head.reduce_input_grad(gx)
-    return losses, lses, gx, gw, gb
-
-
-def _accumulate(
-    acc: torch.Tensor, a: torch.Tensor, b: torch.Tensor, beta: float, alpha: float
-) -> None:
-    """``acc = beta·acc + alpha·(a @ b)`` with ``acc`` in float32/64, by the GEMM when it can.
-
-    Same dtypes: one ``addmm`` (the GEMM reads and writes ``acc``, no temporary). bfloat16 or
-    float16 operands: on CUDA ``addmm`` with a float32 output; elsewhere the product is made in
-    the operands' dtype (float32 accumulation inside, one rounding) and added in float32.
-    """
-    if a.dtype == acc.dtype:
-        torch.addmm(acc, a, b, beta=beta, alpha=alpha, out=acc)
-        return
-    if acc.device.type == "cuda":
-        try:
-            torch.ops.aten.addmm.dtype_out(acc, a, b, acc.dtype, beta=beta, alpha=alpha, out=acc)
-            return
-        except (RuntimeError, NotImplementedError):  # older torch or an unsupported pair
-            pass
-    part = a @ b
-    if beta == 0.0:
-        torch.mul(part, alpha, out=acc)
-    else:
-        acc.add_(part, alpha=alpha)
+            lg.mul_(row_scale[a0:r1].to(lg.dtype).unsqueeze(1))
+        g = lg if lw is None else lw.copy_(lg)  # (rows, V): the gradient of the logits
+        out.add_chunk(g, xc, w, r0, lg, done)
+    if out.x is not None and head.reduce_input_grad is not None:
+        head.reduce_input_grad(out.x)
+    return losses, lses, out.x, out.w, out.b
 
 
 class LinearCrossEntropyFunction(torch.autograd.Function):
@@ -194,12 +225,7 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
             x, w, b, target, class_weight, opts, chunk, scales, None, grads, head
         )
         # saved, not kept on ctx: autograd frees them after a backward without retain_graph
-        ctx.save_for_backward(
-            *inputs,
-            gx,
-            gw.to(w.dtype) if gw is not None else None,
-            gb.to(w.dtype) if gb is not None else None,
-        )
+        ctx.save_for_backward(*inputs, gx, gw, gb.to(w.dtype) if gb is not None else None)
         return reduce_rows(losses, lses, target, opts, scales).to(x.dtype)
 
     @staticmethod
@@ -221,7 +247,6 @@ class LinearCrossEntropyFunction(torch.autograd.Function):
         if opts.reduction == "none":
             *_, gx, gw, gb = _run(x, w, b, target, class_weight, opts, ctx.chunk, Scales(),
                                   grad_loss, ctx.grads, ctx.head)  # fmt: skip
-            gw = gw.to(w.dtype) if gw is not None else None
             gb = gb.to(w.dtype) if gb is not None else None
         else:
             gx, gw, gb = saved
@@ -286,13 +311,14 @@ def linear_cross_entropy(
         \frac{\partial L}{\partial b} = \sum_n g_n
 
     with ``g_n = ∂L/∂z_n`` the cross-entropy gradient (see :func:`cross_entropy`). Rows are
-    processed ``chunk_size`` at a time: one GEMM makes a chunk's logits in a reused float32
-    buffer, the loss engine overwrites them with ``g``, two GEMMs take ``g`` to ``input`` and
+    processed ``chunk_size`` at a time: one GEMM makes a chunk's logits in a reused buffer,
+    the loss engine overwrites them with ``g``, two GEMMs take ``g`` to ``input`` and
     ``weight``. With ``'mean'``/``'sum'`` the gradients are computed in the forward pass
     (``6·N·D·V`` flops, as the unfused path) and backward only scales them; ``'none'``
-    redoes the chunks in backward with each row's incoming gradient. The weight and bias
-    gradients are accumulated in float32 (the weight's by the GEMM itself, ``beta = 1``, no
-    ``(V, D)`` temporary per chunk) and rounded to the parameters' dtype once. Second
+    redoes the chunks in backward with each row's incoming gradient. The weight's gradient is
+    accumulated by the GEMM itself (``beta = 1``, no ``(V, D)`` temporary) in the weight's
+    dtype: float32 inside the GEMM, rounded once per chunk (bfloat16: within a few ``2⁻⁸``
+    relative, see the performance page); the bias's in float32, rounded once. Second
     derivatives (``create_graph=True``) are exact; that backward holds the ``(N, V)`` logits.
 
     Parameters
@@ -314,9 +340,13 @@ def linear_cross_entropy(
         As :func:`cross_entropy`. ``class_weight`` must be finite and ``>= 0`` (negative class
         weights are refused).
     chunk_size : int, optional
-        Rows per chunk. Default: as many as fit a 64 MiB float32 logits buffer
-        (524 rows at ``V = 32000``); the extra memory is that buffer plus float32 gradient
-        accumulators for low-precision parameters.
+        Rows per chunk. Default on the CPU: as many as fit a 64 MiB logits buffer (524 rows
+        at ``V = 32000`` in float32, 1048 in bfloat16); on CUDA 2²⁷ logits per chunk. The
+        extra memory is that buffer (float16 on the CPU: a float32 one and a float16 one)
+        besides the gradients; in bfloat16 the weight's gradient is rounded once per chunk.
+        At least 16 rows are multiplied at a time
+        (a smaller value, or a short last chunk, is widened to 16 rows when the batch has
+        them): BLAS multiplies fewer rows through a less accurate path.
 
     Returns
     -------

@@ -16,6 +16,8 @@ reduction of the loss spec (:mod:`crossent._spec`).
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch
 import triton
 import triton.language as tl
@@ -32,6 +34,108 @@ def _transform(x, inv_temp, cap, HAS_CAP: tl.constexpr):
         th = 1.0 - 2.0 / (tl.exp(2.0 * u) + 1.0)  # tanh(u), overflow-safe
         z = tl.where(x == float("-inf"), float("-inf"), cap * th)
     return z
+
+
+@triton.jit
+def _target_terms(
+    x_row, y_ptr, w_ptr, row, ignore_index, inv_temp, cap,
+    HAS_WEIGHT: tl.constexpr, IS_PROB: tl.constexpr, HAS_CAP: tl.constexpr,
+):  # fmt: skip
+    """``(valid, y, w_y, z_y)`` of a class-index row (``y`` made safe to load where ignored);
+    ``(True, 0, 1, 0)`` for probability targets."""
+    valid = True
+    y_safe = 0
+    wy = 1.0
+    zy = 0.0
+    if not IS_PROB:
+        y = tl.load(y_ptr + row)
+        valid = y != ignore_index
+        y_safe = tl.where(valid, y, 0)
+        if HAS_WEIGHT:
+            wy = tl.load(w_ptr + y_safe).to(tl.float32)
+        wy = tl.where(valid, wy, 0.0)
+        zy = _transform(tl.load(x_row + y_safe).to(tl.float32), inv_temp, cap, HAS_CAP)
+        zy = tl.where(wy > 0.0, zy, 0.0)
+    return valid, y_safe, wy, zy
+
+
+@triton.jit
+def _class_weights(w_ptr, cols, inb, HAS_WEIGHT: tl.constexpr, BLOCK_C: tl.constexpr):
+    wc = tl.full([BLOCK_C], 1.0, tl.float32)
+    if HAS_WEIGHT:
+        wc = tl.load(w_ptr + cols, mask=inb, other=0.0).to(tl.float32)
+    return wc
+
+
+@triton.jit
+def _row_sums(x_row, q_row, w_ptr, C, inv_temp, cap,
+              HAS_WEIGHT: tl.constexpr, IS_PROB: tl.constexpr, HAS_SMOOTH: tl.constexpr,
+              HAS_CAP: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+    """Sweep 1: the online max and ``Σ exp``, ``Σ_finite w_c z_c``, ``Σ_finite w_c``, the
+    finite count ``k`` (label smoothing), ``Σ w_c q_c z_c`` and ``Σ w_c q_c`` (probabilities)."""
+    ninf = float("-inf")
+    cols0 = tl.arange(0, BLOCK_C)
+    m = ninf
+    s = 0.0
+    swz = 0.0
+    w_fin = 0.0
+    k = 0.0
+    sqz = 0.0
+    sq = 0.0
+    for c0 in range(0, C, BLOCK_C):
+        cols = c0 + cols0
+        inb = cols < C
+        x = tl.load(x_row + cols, mask=inb, other=ninf).to(tl.float32)
+        z = _transform(x, inv_temp, cap, HAS_CAP)
+        fin = z != ninf
+        m_new = tl.maximum(m, tl.max(z, axis=0))
+        m_safe = tl.where(m_new == ninf, 0.0, m_new)
+        s = s * tl.exp(m - m_safe) + tl.sum(tl.exp(z - m_safe), axis=0)
+        m = m_new
+        wc = _class_weights(w_ptr, cols, inb, HAS_WEIGHT, BLOCK_C)
+        if HAS_SMOOTH:
+            swz += tl.sum(wc * tl.where(fin, z, 0.0), axis=0)
+            w_fin += tl.sum(tl.where(fin, wc, 0.0), axis=0)
+            k += tl.sum(fin.to(tl.float32), axis=0)
+        if IS_PROB:
+            wq = wc * tl.load(q_row + cols, mask=inb, other=0.0).to(tl.float32)
+            sqz += tl.sum(
+                tl.where(fin, wq * tl.where(fin, z, 0.0), tl.where(wq > 0.0, ninf, 0.0)), axis=0
+            )
+            sq += tl.sum(wq, axis=0)
+    return m, s, swz, w_fin, k, sqz, sq
+
+
+@triton.jit
+def _write_grad(x_row, g_row, q_row, w_ptr, C, y_safe, lse, coef_p, rs, eps, k_safe,
+                inv_temp, cap,
+                HAS_WEIGHT: tl.constexpr, IS_PROB: tl.constexpr, HAS_SMOOTH: tl.constexpr,
+                HAS_CAP: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
+    """Sweep 2: ``g = coef_p·p - rs·w_c·b_c`` times the transforms' chain rule, written over
+    the block just read (``b_c``: the target's share of class ``c``)."""
+    ninf = float("-inf")
+    cols0 = tl.arange(0, BLOCK_C)
+    for c0 in range(0, C, BLOCK_C):
+        cols = c0 + cols0
+        inb = cols < C
+        x = tl.load(x_row + cols, mask=inb, other=ninf).to(tl.float32)
+        z = _transform(x, inv_temp, cap, HAS_CAP)
+        fin = z != ninf
+        p = tl.exp(z - lse)
+        wc = _class_weights(w_ptr, cols, inb, HAS_WEIGHT, BLOCK_C)
+        if IS_PROB:
+            q = tl.load(q_row + cols, mask=inb, other=0.0).to(tl.float32)
+            b = (1.0 - eps) * q
+        else:
+            b = tl.where(cols == y_safe, 1.0 - eps, 0.0)
+        if HAS_SMOOTH:
+            b += tl.where(fin, eps / k_safe, 0.0)
+        g = coef_p * p - rs * wc * b  # float32: a confident p_y - 1 keeps its digits
+        if HAS_CAP:
+            t = tl.where(fin, z, 0.0) / cap
+            g = g * tl.where(fin, 1.0 - t * t, 0.0)
+        g = g * inv_temp
+        tl.store(g_row + cols, g.to(g_row.dtype.element_ty), mask=inb)
 
 
 @triton.jit
@@ -62,60 +166,13 @@ def _ce_kernel(
 ):
     row = tl.program_id(0).to(tl.int64)
     x_row = x_ptr + row * stride_x
-    g_row = g_ptr + row * stride_g
-    cols0 = tl.arange(0, BLOCK_C)
-    ninf = float("-inf")
-
-    valid = True
-    wy = 1.0
-    zy = 0.0
-    if not IS_PROB:
-        y = tl.load(y_ptr + row)
-        valid = y != ignore_index
-        y_safe = tl.where(valid, y, 0)
-        if HAS_WEIGHT:
-            wy = tl.load(w_ptr + y_safe).to(tl.float32)
-        wy = tl.where(valid, wy, 0.0)
-        zy = _transform(tl.load(x_row + y_safe).to(tl.float32), inv_temp, cap, HAS_CAP)
-        zy = tl.where(wy > 0.0, zy, 0.0)
-
-    # sweep 1: log-sum-exp and the per-row sums
-    m = ninf
-    s = 0.0
-    swz = 0.0  # Σ_finite w_c z_c
-    w_fin = 0.0  # Σ_finite w_c
-    k = 0.0  # number of finite classes
-    sqz = 0.0  # Σ w_c q_c z_c (probability targets)
-    sq = 0.0  # Σ w_c q_c
-    for c0 in range(0, C, BLOCK_C):
-        cols = c0 + cols0
-        inb = cols < C
-        z = _transform(
-            tl.load(x_row + cols, mask=inb, other=ninf).to(tl.float32), inv_temp, cap, HAS_CAP
-        )
-        fin = z != ninf
-        m_new = tl.maximum(m, tl.max(z, axis=0))
-        m_safe = tl.where(m_new == ninf, 0.0, m_new)
-        s = s * tl.exp(m - m_safe) + tl.sum(tl.exp(z - m_safe), axis=0)
-        m = m_new
-        wc = tl.full([BLOCK_C], 1.0, tl.float32)
-        if HAS_WEIGHT:
-            wc = tl.load(w_ptr + cols, mask=inb, other=0.0).to(tl.float32)
-        if HAS_SMOOTH:
-            z_fin = tl.where(fin, z, 0.0)
-            swz += tl.sum(wc * z_fin, axis=0)
-            w_fin += tl.sum(tl.where(fin, wc, 0.0), axis=0)
-            k += tl.sum(fin.to(tl.float32), axis=0)
-        if IS_PROB:
-            wq = wc * tl.load(y_ptr + row * stride_q + cols, mask=inb, other=0.0).to(tl.float32)
-            sqz += tl.sum(
-                tl.where(fin, wq * tl.where(fin, z, 0.0), tl.where(wq > 0.0, ninf, 0.0)), axis=0
-            )
-            sq += tl.sum(wq, axis=0)
-
+    q_row = y_ptr + row * stride_q  # the probability row (IS_PROB)
+    valid, y_safe, wy, zy = _target_terms(x_row, y_ptr, w_ptr, row, ignore_index, inv_temp,
+                                          cap, HAS_WEIGHT, IS_PROB, HAS_CAP)  # fmt: skip
+    m, s, swz, w_fin, k, sqz, sq = _row_sums(x_row, q_row, w_ptr, C, inv_temp, cap, HAS_WEIGHT,
+                                             IS_PROB, HAS_SMOOTH, HAS_CAP, BLOCK_C)  # fmt: skip
     s_safe = tl.where(s > 0.0, s, 1.0)
-    m_safe = tl.where(m == ninf, 0.0, m)
-    lse = m_safe + tl.log(s_safe)
+    lse = tl.where(m == float("-inf"), 0.0, m) + tl.log(s_safe)
     k_safe = tl.where(k > 0.0, k, 1.0)
     one_m_eps = 1.0 - eps
     if IS_PROB:
@@ -132,37 +189,14 @@ def _ce_kernel(
             a += eps / k_safe * w_fin
             loss += eps / k_safe * (w_fin * lse - swz)
     loss += z_loss * lse * lse
-    loss = tl.where(valid, loss, 0.0)
-    tl.store(loss_ptr + row, loss)
+    tl.store(loss_ptr + row, tl.where(valid, loss, 0.0))
     tl.store(lse_ptr + row, lse)
-
     if WANT_GRAD:
         rs = tl.where(valid, scale, 0.0)
         coef_p = rs * a + tl.where(valid, z_scale, 0.0) * (2.0 * z_loss * lse)
-        # sweep 2: the gradient, written over the block just read
-        for c0 in range(0, C, BLOCK_C):
-            cols = c0 + cols0
-            inb = cols < C
-            x = tl.load(x_row + cols, mask=inb, other=ninf).to(tl.float32)
-            z = _transform(x, inv_temp, cap, HAS_CAP)
-            fin = z != ninf
-            p = tl.exp(z - lse)
-            wc = tl.full([BLOCK_C], 1.0, tl.float32)
-            if HAS_WEIGHT:
-                wc = tl.load(w_ptr + cols, mask=inb, other=0.0).to(tl.float32)
-            if IS_PROB:
-                q = tl.load(y_ptr + row * stride_q + cols, mask=inb, other=0.0).to(tl.float32)
-                b = one_m_eps * q
-            else:
-                b = tl.where(cols == y_safe, one_m_eps, 0.0)
-            if HAS_SMOOTH:
-                b += tl.where(fin, eps / k_safe, 0.0)
-            g = coef_p * p - rs * wc * b  # float32: a confident p_y - 1 keeps its digits
-            if HAS_CAP:
-                t = tl.where(fin, z, 0.0) / cap
-                g = g * tl.where(fin, 1.0 - t * t, 0.0)
-            g = g * inv_temp
-            tl.store(g_row + cols, g.to(g_ptr.dtype.element_ty), mask=inb)
+        _write_grad(x_row, g_ptr + row * stride_g, q_row, w_ptr, C, y_safe, lse, coef_p, rs,
+                    eps, k_safe, inv_temp, cap, HAS_WEIGHT, IS_PROB, HAS_SMOOTH, HAS_CAP,
+                    BLOCK_C)  # fmt: skip
 
 
 def check_inputs(
@@ -200,12 +234,69 @@ def check_inputs(
 _SIGNED = (torch.int64, torch.int32, torch.int16, torch.int8)
 
 
-# classes per block: 32 KiB of logits per sweep step (8192 bfloat16, 8192 float32 at most)
+# classes per block: at most 32 KiB of logits per sweep step and 4096 classes, 16 per thread
+# of the 8 warps (8192 left the heaviest specialization 145 registers on sm_90, one resident
+# block per SM: benchmarks/triton_compile.py)
 MAX_BLOCK_BYTES = 32 * 1024
+MAX_BLOCK_C = 4096
 
 
 def block_size(c: int, itemsize: int) -> int:
-    return int(min(triton.next_power_of_2(c), max(16, MAX_BLOCK_BYTES // itemsize), 8192))
+    return int(min(triton.next_power_of_2(c), max(16, MAX_BLOCK_BYTES // itemsize), MAX_BLOCK_C))
+
+
+def kernel_call(
+    x: torch.Tensor,
+    grad: torch.Tensor | None,
+    q: torch.Tensor,
+    weight: torch.Tensor | None,
+    losses: torch.Tensor,
+    lse: torch.Tensor,
+    opts: LossOptions,
+    scales: Scales,
+) -> tuple[tuple[Any, ...], dict[str, Any]]:
+    """``_ce_kernel``'s arguments and its launch options (the constexpr flags, the block size,
+    ``num_warps``) for these tensors: what :func:`ce_rows` launches and what
+    ``tests/test_triton_compile.py`` compiles for GPU targets."""
+    c = x.shape[1]
+    is_prob = q.is_floating_point()
+    args = (
+        x,
+        grad if grad is not None else x,
+        q,
+        weight if weight is not None else x,
+        losses,
+        lse,
+        scales.ce,
+        scales.z,
+        c,
+        x.stride(0),
+        grad.stride(0) if grad is not None else 0,
+        q.stride(0) if is_prob else 0,
+        opts.ignore_index,
+        opts.label_smoothing,
+        opts.z_loss,
+        1.0 / opts.temperature,
+        opts.softcap if opts.softcap is not None else 1.0,
+    )
+    num_warps = 8 if c >= 4096 else 4
+    launch = {
+        "HAS_WEIGHT": weight is not None,
+        "IS_PROB": is_prob,
+        "HAS_SMOOTH": opts.label_smoothing > 0.0,
+        "HAS_CAP": opts.softcap is not None,
+        "WANT_GRAD": grad is not None,
+        "BLOCK_C": block_size(c, x.element_size()),
+        "num_warps": num_warps,
+        # stated, not Triton 3.9's default: it warns that its default changes in 3.10
+        "enable_fp_fusion": True,
+    }
+    if num_warps == 4:
+        # left to itself, sm_100's ptxas gave two 4-warp variants 56 registers and an 8-byte
+        # spill; a stated cap of 255 (the most there is) avoids it. The 8-warp ones stay
+        # uncapped: a cap of 128 made ptxas take 96 registers where it took 48 (fewer blocks)
+        launch["maxnreg"] = 255
+    return args, launch
 
 
 def ce_rows(
@@ -228,33 +319,8 @@ def ce_rows(
         grad = xd if opts.inplace and xd.data_ptr() == x.data_ptr() else torch.empty_like(xd)
     losses = torch.empty(m, dtype=torch.float32, device=x.device)
     lse = torch.empty(m, dtype=torch.float32, device=x.device)
-    is_prob = target.is_floating_point()
-    q = target.contiguous() if is_prob else target.long()
+    q = target.contiguous() if target.is_floating_point() else target.long()
     if m:
-        _ce_kernel[(m,)](
-            xd,
-            grad if grad is not None else xd,
-            q,
-            weight if weight is not None else xd,
-            losses,
-            lse,
-            scales.ce,
-            scales.z,
-            c,
-            xd.stride(0),
-            grad.stride(0) if grad is not None else 0,
-            q.stride(0) if is_prob else 0,
-            opts.ignore_index,
-            opts.label_smoothing,
-            opts.z_loss,
-            1.0 / opts.temperature,
-            opts.softcap if opts.softcap is not None else 1.0,
-            HAS_WEIGHT=weight is not None,
-            IS_PROB=is_prob,
-            HAS_SMOOTH=opts.label_smoothing > 0.0,
-            HAS_CAP=opts.softcap is not None,
-            WANT_GRAD=want_grad,
-            BLOCK_C=block_size(c, xd.element_size()),
-            num_warps=8 if c >= 4096 else 4,
-        )
+        args, launch = kernel_call(xd, grad, q, weight, losses, lse, opts, scales)
+        _ce_kernel[(m,)](*args, **launch)
     return losses.double(), lse, grad
