@@ -83,7 +83,7 @@ def row_sums(x: Array, cdtype: Any) -> Array:
     n, c = x.shape
     k = c // SUM_RUN
     if k < 1:
-        return np.einsum("ij->i", x, dtype=cdtype).astype(np.float64)
+        return np.einsum("ij->i", x, dtype=cdtype).astype(np.float64, copy=False)
     runs = np.einsum("ijk->ij", x[:, : k * SUM_RUN].reshape(n, k, SUM_RUN), dtype=cdtype)
     total = runs.sum(axis=1, dtype=np.float64)
     if k * SUM_RUN < c:
