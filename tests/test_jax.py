@@ -146,9 +146,10 @@ def _linear_names(msg):
     return msg.replace("class_weight:", "weight:").replace("along axis 2", "along axis 1")
 
 
-# what needs no values is checked at trace time: the options and the shapes
+# what needs no values is checked at trace time: the options and the shapes (num_items 0 is
+# refused only where the targets are not all ignored: a value check)
 OPTION_ERRORS = [
-    c for c in CASES if not re.search(r"label|probabilities|weight|logits|below", c[0])
+    c for c in CASES if not re.search(r"label|probabilities|weight|logits|below|with targets", c[0])
 ]
 OPTION_ERRORS += [c for c in CASES if c[0] in ("target of the wrong shape", "float labels",
                                                "weight of the wrong shape",

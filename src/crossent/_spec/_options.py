@@ -52,6 +52,8 @@ def describe_value(value: Any) -> str:
     """A short description of a bad value for an error message."""
     if isinstance(value, np.ndarray):
         return f"array of shape {value.shape} and dtype {value.dtype}"
+    if getattr(value, "ndim", 0) and hasattr(value, "dtype"):  # a torch tensor, a JAX array
+        return f"array of shape {tuple(value.shape)} and dtype {value.dtype}"
     text = repr(value)
     return text if len(text) <= 60 else text[:57] + "..."
 
