@@ -20,8 +20,8 @@ from numpy.typing import ArrayLike, NDArray
 
 from crossent import _algebra, _engine, _spec
 from crossent._algebra import no_shift_range
-from crossent._exp import exp_rows
-from crossent._kernel import Problem, row_sums
+from crossent._exp import exp_rows, row_sums
+from crossent._kernel import Problem
 from crossent._spec import LossOptions, Scales
 from crossent._validation import as_array, as_float_array, normalize_axis
 

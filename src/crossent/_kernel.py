@@ -29,7 +29,7 @@ from numpy.typing import NDArray
 
 from crossent import _algebra
 from crossent._algebra import no_shift_range
-from crossent._exp import exp_rows
+from crossent._exp import exp_rows, row_sums
 
 Array = NDArray[Any]
 
@@ -64,31 +64,6 @@ class Problem:
     @property
     def n_classes(self) -> int:
         return int(self.x.shape[1])
-
-
-# columns summed by einsum in the compute dtype before the partial sums are added in float64
-SUM_RUN = 256
-
-
-def row_sums(x: Array, cdtype: Any) -> Array:
-    """``Σ_c x[n, c]`` (float64) at einsum's speed, without its loss of digits on long rows.
-
-    einsum keeps one running sum per SIMD lane, which is fast but inexact on long rows: over
-    262144 equal float32 exponentials its total is off by 1.7e-4 (relative), pairwise ``sum``
-    by 1e-7 at three times the cost, a float64 sum is exact at six times. Here einsum sums runs
-    of ``SUM_RUN`` columns in ``cdtype`` (short running sums: about one unit of float32's last
-    place) and the runs' totals are added in float64. Used for the exponentials' sums (the
-    log-sum-exp) and the logits' sums (label smoothing).
-    """
-    n, c = x.shape
-    k = c // SUM_RUN
-    if k < 1:
-        return np.einsum("ij->i", x, dtype=cdtype).astype(np.float64, copy=False)
-    runs = np.einsum("ijk->ij", x[:, : k * SUM_RUN].reshape(n, k, SUM_RUN), dtype=cdtype)
-    total = runs.sum(axis=1, dtype=np.float64)
-    if k * SUM_RUN < c:
-        total += np.einsum("ij->i", x[:, k * SUM_RUN :], dtype=cdtype)
-    return total
 
 
 def _row_sums(

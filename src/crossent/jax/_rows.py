@@ -73,6 +73,38 @@ class Out(NamedTuple):
     target_grad: Array | None = None  # (M, C) gradient with respect to probability targets
 
 
+def _target_sums(
+    x: Array, m: Array, d_fin: Array, finite: Array, rows: Rows, opts: LossOptions, comm: Comm
+) -> tuple[list[Array], dict[str, Any]]:
+    """This shard's per-row sums for the target and the smoothing (``d_fin``: the shifted,
+    transformed logits, 0 where masked), in the order :func:`block` unstacks them, and what
+    the gradient reuses (``local_y``, ``here``; ``wq``; ``wf``)."""
+    c, w = x.shape[-1], rows.w
+    sums: list[Array] = []
+    keep: dict[str, Any] = {}
+    if rows.q is None:
+        local_y = rows.y - comm.offset(c)
+        here = rows.valid & (local_y >= 0) & (local_y < c)
+        # the target's raw logit, then its transform: no (M, C) array is read twice
+        picked = jnp.take_along_axis(x, jnp.clip(local_y, 0, c - 1)[:, None], axis=-1)[:, 0]
+        picked = _algebra.transform(picked, opts.temperature, opts.softcap)[0] - m
+        sums.append(jnp.where(here & (rows.wy != 0), picked, 0.0))  # the target's z - m
+        keep.update(local_y=local_y, here=here)
+    else:
+        wq = rows.q if w is None else rows.q * w
+        sums += [jnp.sum(wq, -1), jnp.sum(wq * d_fin, -1), jnp.sum(jnp.where(finite, 0.0, wq), -1)]
+        keep.update(wq=wq)
+    if opts.label_smoothing > 0.0:
+        wf = finite if w is None else jnp.where(finite, w, 0.0)
+        sums += [
+            jnp.sum(finite, -1),
+            jnp.sum(wf, -1),
+            jnp.sum(d_fin if w is None else wf * d_fin, -1),
+        ]
+        keep.update(wf=wf)
+    return sums, keep
+
+
 def block(
     x: Array,
     rows: Rows,
@@ -101,24 +133,8 @@ def block(
 
     # the per-row sums, stacked for one psum
     e = jnp.exp(d)  # (M, C): stored once, read by the sum and the gradient
-    sums = [jnp.sum(e, axis=-1)]
-    if rows.q is None:
-        local_y = rows.y - comm.offset(c)
-        here = rows.valid & (local_y >= 0) & (local_y < c)
-        # the target's raw logit, then its transform: no (M, C) array is read twice
-        picked = jnp.take_along_axis(x, jnp.clip(local_y, 0, c - 1)[:, None], axis=-1)[:, 0]
-        picked = _algebra.transform(picked, opts.temperature, opts.softcap)[0] - m
-        sums.append(jnp.where(here & (rows.wy != 0), picked, 0.0))  # the target's z - m
-    else:
-        wq = rows.q if w is None else rows.q * w
-        sums += [jnp.sum(wq, -1), jnp.sum(wq * d_fin, -1), jnp.sum(jnp.where(finite, 0.0, wq), -1)]
-    if eps > 0.0:
-        wf = finite if w is None else jnp.where(finite, w, 0.0)
-        sums += [
-            jnp.sum(finite, -1),
-            jnp.sum(wf, -1),
-            jnp.sum(d_fin if w is None else wf * d_fin, -1),
-        ]
+    parts, keep = _target_sums(x, m, d_fin, finite, rows, opts, comm)
+    sums = [jnp.sum(e, axis=-1), *parts]
     total = comm.sum(jnp.stack([s.astype(x.dtype) for s in sums]))
     s, rest = total[0], list(total[1:])
     if rows.q is None:
@@ -151,13 +167,14 @@ def block(
     if rows.q is None:
         # one scatter of M values, not a compare per logit; a target outside this device's
         # columns (or ignored) gets column c, which mode="drop" skips
-        col = jnp.where(here, local_y, c)
+        local_y = keep["local_y"]
+        col = jnp.where(keep["here"], local_y, c)
         wt = co.target if w is None else co.target * w[jnp.clip(local_y, 0, c - 1)]
         g = g.at[jnp.arange(g.shape[0]), col].add(-wt, mode="drop")
     else:
-        g = g - co.target[:, None] * wq
+        g = g - co.target[:, None] * keep["wq"]
     if eps > 0.0:
-        g = g - co.smooth[:, None] * wf
+        g = g - co.smooth[:, None] * keep["wf"]
     grad = g * _algebra.chain_factor(tanh_u, opts.temperature)
     if not want_target_grad:
         return Out(loss, lse, grad)
