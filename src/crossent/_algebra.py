@@ -1,6 +1,6 @@
 r"""The loss's algebra, written once, for NumPy arrays, torch tensors and ``jax.numpy`` arrays.
 
-Every backend reduces a row of ``C`` transformed logits ``z`` (:func:`crossent._spec.transform`)
+Every backend reduces a row of ``C`` transformed logits ``z`` (:func:`transform`)
 to a few per-row statistics, taken in coordinates shifted by ``m`` (0, or the row maximum):
 
 * ``log_s = log Σ_c exp(z_c - m)``, so that ``lse = m + log_s``;
@@ -266,9 +266,11 @@ def _per_row(scale: Any, valid: Any, like: Any) -> Any:
 
 
 def transform(x: Any, temperature: float, softcap: float | None) -> tuple[Any, Any]:
-    """``(z, tanh_u)``: :func:`crossent._spec.transform` written with ``where`` (no writes in
-    place, so it runs on ``jax.numpy`` arrays), with ``tanh_u = tanh(x/(T s))`` for
-    :func:`chain_factor` (``None`` without soft-capping). ``-inf`` stays ``-inf``."""
+    """``(z, tanh_u)``: ``z = x/T``, then ``s·tanh(z/s)`` (``-inf`` stays ``-inf``), written
+    with ``where`` (no writes in place: it runs on NumPy, torch and ``jax.numpy`` arrays), and
+    ``tanh_u = tanh(x/(T s))`` for :func:`chain_factor` (``None`` without soft-capping). Both
+    steps are increasing, so a row's maximum of ``z`` is the transform of its maximum. With
+    neither option ``z`` is ``x`` itself."""
     z = x / temperature if temperature != 1.0 else x
     if softcap is None:
         return z, None

@@ -11,7 +11,8 @@ The options are declared once, as the fields of :class:`LossOptions` (see
 :data:`OPTIONS`, :func:`make_options`,
 :func:`classify_target`, :func:`check_class_indices`, :func:`check_probabilities`,
 :func:`prob_sum_tolerance`, :func:`check_class_weight`, :func:`count_items`, :class:`Scales`,
-:func:`mean_scales`, :func:`reduced_loss`, :func:`transform`, :func:`describe_shape`.
+:func:`mean_scales`, :func:`reduced_loss`, :func:`describe_shape` (the transform's
+formula: :func:`crossent._algebra.transform`).
 
 The loss
 --------
@@ -53,7 +54,6 @@ targets, a z-loss and ``num_items`` together are refused.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,7 +94,6 @@ __all__ = [
     "ENTRY_POINTS",
     "OPTIONS",
     "REDUCTIONS",
-    "SAFE_RANGE",
     "LossOptions",
     "Option",
     "Scales",
@@ -118,7 +117,6 @@ __all__ = [
     "options_from",
     "prob_sum_tolerance",
     "reduced_loss",
-    "transform",
 ]
 
 # ----------------------------------------------------------------------------------------------
@@ -210,27 +208,3 @@ def reduced_loss(loss_sum: Any, zsq_sum: Any, scales: Scales, z_loss: float) -> 
     if z_loss and not (isinstance(scales.z, float) and scales.z == scales.ce):  # arrays: add
         total = total + (scales.z - scales.ce) * z_loss * zsq_sum
     return total
-
-
-# ----------------------------------------------------------------------------------------------
-# the transform, and the range where exp of its result is safe
-
-# exp(z) for z in [lo, hi] neither overflows nor underflows its largest terms, and a sum of
-# exponentials up to exp(hi) is finite (float32 overflows above exp(88.7), float64 exp(709.8)):
-# the NumPy engine and the vocabulary-parallel path shift their rows by the same rule
-SAFE_RANGE = {np.dtype(np.float32): (-60.0, 80.0), np.dtype(np.float64): (-600.0, 700.0)}
-
-
-def transform(x: Any, temperature: float, softcap: float | None) -> Any:
-    """``x/T``, then ``s·tanh(·/s)``; ``-inf`` stays ``-inf``. NumPy arrays or torch tensors.
-
-    Returns a new array (the input is never written). Both steps are increasing, so the row
-    maximum of the result is the transform of the row maximum.
-    """
-    z = x / temperature if temperature != 1.0 else x * 1
-    if softcap is not None:
-        masked = z == -math.inf
-        u = z / softcap
-        z = (np.tanh(u) if isinstance(u, np.ndarray) else u.tanh()) * softcap
-        z[masked] = -math.inf
-    return z

@@ -27,7 +27,6 @@ from numpy.typing import ArrayLike, NDArray
 import crossent
 from crossent import _algebra
 from crossent._penalties import check_penalty
-from crossent._spec import transform
 from crossent.explain._result import Explanation, PenaltyTerm
 
 __all__ = ["SEED_CLASSES", "SEED_SCORES", "explain"]
@@ -121,7 +120,7 @@ def _check_penalty_args(penalty: str | None, params: ArrayLike | None) -> None:
 def _softmax_steps(s: Array, temperature: float, softcap: float | None) -> dict[str, Any]:
     """The scores the softmax sees (the library applies the same transform inside the loss),
     their shift, exponentials, probabilities and log-sum-exp, by crossent's functions."""
-    z = transform(s, float(temperature), None if softcap is None else float(softcap))
+    z, _ = _algebra.transform(s, float(temperature), None if softcap is None else float(softcap))
     shift = float(np.max(z))
     e = np.exp(z - shift)
     probs = np.asarray(crossent.softmax(z), dtype=np.float64)

@@ -137,5 +137,7 @@ def use_triton(x: torch.Tensor, opts: LossOptions) -> bool:
 
 
 def transform(z: torch.Tensor, opts: LossOptions) -> torch.Tensor:
-    """The spec's temperature then soft-capping, on a tensor (a new one)."""
-    return _spec.transform(z, opts.temperature, opts.softcap)
+    """The temperature then soft-capping (:func:`crossent._algebra.transform`), on a tensor:
+    a new one, never ``z`` itself (callers write into it)."""
+    out, _ = _algebra.transform(z, opts.temperature, opts.softcap)
+    return out.clone() if out is z else out
