@@ -54,12 +54,17 @@ def as_float_array(x: ArrayLike, name: str, *, min_ndim: int = 1) -> NDArray[np.
             arr = arr.astype(np.float64)
     else:
         raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
+    check_min_ndim(arr, name, min_ndim)
+    return arr
+
+
+def check_min_ndim(arr: Any, name: str, min_ndim: int) -> None:
+    """A ``ValueError`` naming ``name`` when ``arr`` (any array library's) has too few axes."""
     if arr.ndim < min_ndim:
         raise ValueError(
             f"{name}: expected an array with at least {min_ndim} dimension(s), "
-            f"got a {arr.ndim}-d array of shape {arr.shape}"
+            f"got a {arr.ndim}-d array of shape {tuple(arr.shape)}"
         )
-    return arr
 
 
 def normalize_axis(axis: Any, ndim: int, name: str = "axis") -> int:

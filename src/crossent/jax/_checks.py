@@ -19,7 +19,7 @@ import numpy as np
 
 from crossent import _algebra, _spec
 from crossent._spec import LossOptions, Scales
-from crossent._validation import describe
+from crossent._validation import check_min_ndim, describe
 from crossent.jax._rows import Rows
 
 Array = Any
@@ -45,11 +45,7 @@ def float_array(a: Any, name: str, *, min_ndim: int = 1) -> Array:
         arr = arr.astype(jnp.result_type(float))
     elif _kind(arr.dtype) != "f":
         raise TypeError(f"{name}: expected a real numeric array, got dtype {arr.dtype}")
-    if arr.ndim < min_ndim:
-        raise ValueError(
-            f"{name}: expected an array with at least {min_ndim} dimension(s), "
-            f"got a {arr.ndim}-d array of shape {arr.shape}"
-        )
+    check_min_ndim(arr, name, min_ndim)
     return arr
 
 
