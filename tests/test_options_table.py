@@ -43,6 +43,22 @@ def _entry_points():
         ("vocab_parallel_linear", ctd.vocab_parallel_linear_cross_entropy, None),
         ("patch_model", patch_model, None),
         ("explain", explain, None),
+        *_jax_entry_points(),
+    ]
+
+
+def _jax_entry_points():
+    """crossent.jax's functions take the options of their PyTorch counterparts (without the
+    PyTorch-only ``return_lse`` and ``inplace``)."""
+    try:
+        import crossent.jax as cj
+    except ImportError:  # JAX not installed
+        return []
+    return [
+        ("core", cj.cross_entropy, None),
+        ("linear", cj.linear_cross_entropy, None),
+        ("vocab_parallel", cj.vocab_parallel_cross_entropy, None),
+        ("vocab_parallel_linear", cj.vocab_parallel_linear_cross_entropy, None),
     ]
 
 
@@ -109,13 +125,73 @@ NON_DEFAULT = {
 
 def test_no_option_is_dropped_by_the_defaults_fast_path():
     assert set(NON_DEFAULT) == {o.name for o in OPTIONS}
-    assert options_from({}) is _spec.DEFAULT_OPTIONS
+    assert options_from({}, "core") is _spec.DEFAULT_OPTIONS
+    everything = {o.name: o.default for o in options_for("torch")}
+    assert options_from(everything, "torch") is _spec.DEFAULT_OPTIONS  # given, but defaults
     for name, value in NON_DEFAULT.items():
         args = {name: value, "reduction": "mean"} if name == "num_items" else {name: value}
-        assert getattr(options_from(args), name) == value, name
+        assert getattr(_spec.make_options(**args), name) == value, name
+        if name != "backend":  # taken by no public function (internal)
+            entry = next(e for e in _spec.ENTRY_POINTS if name in _spec._options._TAKES[e, None])
+            assert getattr(options_from(args, entry), name) == value, name
     # by type too: True is 1 and 1.0, but not a valid temperature
     with pytest.raises(TypeError, match=r"temperature: expected a real number, got True"):
-        options_from({"temperature": True})
+        options_from({"temperature": True}, "core")
+
+
+def test_an_option_the_entry_point_does_not_take_is_refused_with_the_closest_name():
+    with pytest.raises(
+        TypeError,
+        match=r"unexpected keyword argument 'label_smothing' \(did you mean 'label_smoothing'"
+        r"\?\); the loss options here are ignore_index, reduction, label_smoothing, z_loss",
+    ):
+        crossent.cross_entropy([1.0, 2.0], 0, label_smothing=0.1)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'return_lse'"):
+        crossent.cross_entropy([1.0, 2.0], 0, return_lse=True)  # PyTorch's only
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'num_items'"):
+        ct.CrossEntropyLoss(num_items=3.0)  # an argument of forward, not of the constructor
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'inplace'"):
+        ct.LinearCrossEntropyLoss(inplace=True)
+    with pytest.raises(TypeError, match=r"unexpected keyword argument 'backend'"):
+        ct.cross_entropy(torch.zeros(2, 3), torch.tensor([0, 1]), backend="cpu")
+
+
+def test_a_signature_shows_every_option_with_its_default_in_help():
+    import pydoc
+
+    text = pydoc.render_doc(crossent.cross_entropy, renderer=pydoc.plaintext)
+    line = text.splitlines()[2]
+    for o in options_for("core"):
+        assert f"{o.name}: {o.type!r} = {o.default!r}" in line, o.name
+    assert "**options" not in line
+
+
+def test_a_typed_dictionary_that_disagrees_with_the_table_fails_at_import():
+    """What a contributor who adds an option to the table but not to ``LossKwargs`` (or gives a
+    public function another default) sees: an error when the module is imported."""
+    new = dataclasses.replace(OPTIONS[2], name="focal_gamma")
+    from crossent._spec import _options
+
+    def loss(x, **options):  # pragma: no cover - never called
+        return x
+
+    loss.__annotations__["options"] = "Unpack[LossKwargs]"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_options, "OPTIONS", (*OPTIONS, new))
+        with pytest.raises(TypeError, match=r"loss: LossKwargs has .* the table gives .*focal"):
+            _options.takes_options("core")(loss)
+
+    def other_default(x, ignore_index=-1, **options):  # pragma: no cover - never called
+        return x
+
+    with pytest.raises(TypeError, match=r"ignore_index=-1, the table's default is -100"):
+        _options.takes_options("torch")(other_default)
+
+    def untyped(x, **options):  # pragma: no cover - never called
+        return x
+
+    with pytest.raises(TypeError, match=r"untyped: expected \*\*options: Unpack\[one of"):
+        _options.takes_options("core")(untyped)
 
 
 def test_make_options_refuses_an_unknown_option():

@@ -8,34 +8,27 @@ smoothing, ``C`` the number of classes. The loss's definition, written once, is 
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from numpy.typing import ArrayLike, NDArray
 
 from crossent import _core
-from crossent._spec import options_from
+from crossent._spec import LossKwargs, options_from, takes_options
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 __all__ = ["cross_entropy", "cross_entropy_grad", "cross_entropy_with_grad"]
 
 
-# the validated options of a public function's arguments; the defaults (checked by type, over
-# the whole table of options) without a validation call, as the classifier calls this every step
-_options = options_from
-
-
+@takes_options("core")
 def cross_entropy(
     logits: ArrayLike,
     target: ArrayLike,
     *,
     axis: int = -1,
     weight: ArrayLike | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    softcap: float | None = None,
-    temperature: float = 1.0,
-    num_items: float | None = None,
+    **options: Unpack[LossKwargs],
 ) -> Any:
     r"""Softmax cross-entropy between ``logits`` and ``target``, as PyTorch defines it.
 
@@ -157,24 +150,19 @@ def cross_entropy(
     >>> round(float(a + b), 6) == round(float(crossent.cross_entropy(x, [0, 2, 1])), 6)
     True
     """
-    opts = _options(locals())
+    opts = options_from(options, "core")
     return _core.run(logits, target, opts, axis=axis, weight=weight, cast=True)[0]
 
 
+@takes_options("core")
 def cross_entropy_grad(
     logits: ArrayLike,
     target: ArrayLike,
     *,
     axis: int = -1,
     weight: ArrayLike | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    softcap: float | None = None,
-    temperature: float = 1.0,
-    num_items: float | None = None,
     out: NDArray[Any] | None = None,
+    **options: Unpack[LossKwargs],
 ) -> NDArray[Any]:
     r"""Gradient of :func:`cross_entropy` with respect to the logits.
 
@@ -226,27 +214,22 @@ def cross_entropy_grad(
     >>> crossent.cross_entropy_grad([10.0, 9.0, 8.0], 0).round(4)  # p - onehot(0)
     array([-0.3348,  0.2447,  0.09  ])
     """
-    opts = _options(locals())
+    opts = options_from(options, "core")
     _, _, grad = _core.run(logits, target, opts, axis=axis, weight=weight, want_grad=True,
                            out=out)  # fmt: skip
     assert grad is not None
     return grad
 
 
+@takes_options("core")
 def cross_entropy_with_grad(
     logits: ArrayLike,
     target: ArrayLike,
     *,
     axis: int = -1,
     weight: ArrayLike | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    softcap: float | None = None,
-    temperature: float = 1.0,
-    num_items: float | None = None,
     out: NDArray[Any] | None = None,
+    **options: Unpack[LossKwargs],
 ) -> tuple[Any, NDArray[Any]]:
     r"""Loss and gradient together, from one softmax (one ``exp`` per logit).
 
@@ -283,7 +266,7 @@ def cross_entropy_with_grad(
     (array([0.4076, 0.6931]), array([[-0.3348,  0.2447,  0.09  ],
            [ 0.5   , -0.5   ,  0.    ]]))
     """
-    opts = _options(locals())
+    opts = options_from(options, "core")
     loss, _, grad = _core.run(logits, target, opts, axis=axis, weight=weight, want_grad=True,
                               out=out, cast=True)  # fmt: skip
     assert grad is not None

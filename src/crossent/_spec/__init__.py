@@ -65,8 +65,12 @@ from crossent._spec._options import (
     ENTRY_POINTS,
     OPTIONS,
     REDUCTIONS,
+    LossKwargs,
     LossOptions,
+    ModuleKwargs,
     Option,
+    TorchKwargs,
+    TransformKwargs,
     check_bool,
     check_int,
     check_nonnegative,
@@ -77,6 +81,7 @@ from crossent._spec._options import (
     make_options,
     options_for,
     options_from,
+    takes_options,
 )
 from crossent._spec._targets import (
     check_class_indices,
@@ -94,9 +99,13 @@ __all__ = [
     "ENTRY_POINTS",
     "OPTIONS",
     "REDUCTIONS",
+    "LossKwargs",
     "LossOptions",
+    "ModuleKwargs",
     "Option",
     "Scales",
+    "TorchKwargs",
+    "TransformKwargs",
     "check_bool",
     "check_class_indices",
     "check_class_weight",
@@ -117,6 +126,7 @@ __all__ = [
     "options_from",
     "prob_sum_tolerance",
     "reduced_loss",
+    "takes_options",
 ]
 
 # ----------------------------------------------------------------------------------------------

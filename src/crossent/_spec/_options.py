@@ -5,18 +5,22 @@ default, its check and a one-line doc, and where it is taken (:data:`ENTRY_POINT
 else is derived from this one class: :func:`make_options` (the checks, in the table's order),
 :func:`options_from` (the options among a public function's arguments, with a fast path for the
 defaults), the PyTorch custom op's schema, the modules' attributes and ``extra_repr``, the
-DTensor forwarding and the ``crossent explain`` flags. A new option is one new field here, plus
-its parameter in each public signature (a test compares every signature with this table) and
-its mathematics.
+DTensor forwarding, the ``crossent explain`` flags and the public signatures themselves
+(:func:`takes_options`: a loss function takes its options as ``**options``, and ``help()`` and
+:func:`inspect.signature` show each of them with its default). A new option is one new field
+here, its key in the typed dictionaries below (for type checkers and IDEs; a test compares them
+with the table) and its mathematics.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import difflib
+import inspect
 import math
 import numbers
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypedDict, TypeVar
 
 import numpy as np
 
@@ -249,6 +253,99 @@ def options_for(entry_point: str, *, per_call: bool | None = None) -> tuple[Opti
     )
 
 
+# ----------------------------------------------------------------------------------------------
+# the public signatures, derived from the table
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+# The options a decorated function takes as ``**options``, for type checkers and IDEs
+# (``**options: Unpack[LossKwargs]``, PEP 692): the table's names and types again, as they must
+# be written statically; :func:`takes_options` compares them with the table at import.
+class TransformKwargs(TypedDict, total=False):
+    """What the modules' constructors take besides PyTorch's positional options."""
+
+    z_loss: float
+    softcap: float | None
+    temperature: float
+
+
+class ModuleKwargs(TransformKwargs, total=False):
+    """:class:`crossent.torch.CrossEntropyLoss`'s."""
+
+    inplace: bool
+
+
+class TorchKwargs(ModuleKwargs, total=False):
+    """:func:`crossent.torch.cross_entropy`'s besides PyTorch's positional options."""
+
+    return_lse: bool
+    num_items: float | None
+
+
+class LossKwargs(TransformKwargs, total=False):
+    """Every loss option: the NumPy, fused-head, vocabulary-parallel and JAX functions'."""
+
+    ignore_index: int
+    reduction: str
+    label_smoothing: float
+    num_items: float | None
+
+
+_KWARGS = {k.__name__: k for k in (TransformKwargs, ModuleKwargs, TorchKwargs, LossKwargs)}
+
+
+def _kwargs_problem(fn: Callable[..., Any], var: inspect.Parameter, added: list[Any]) -> str:
+    """What is wrong with the typed dictionary of ``fn``'s ``**options`` ('' if nothing)."""
+    hint = str(fn.__annotations__.get(var.name, ""))
+    typed = _KWARGS.get(hint.removeprefix("Unpack[").removesuffix("]"))
+    if typed is None:
+        return f"expected **{var.name}: Unpack[one of {sorted(_KWARGS)}], got {hint!r}"
+    got = {k: getattr(v, "__forward_arg__", v) for k, v in typed.__annotations__.items()}
+    want = {p.name: p.annotation for p in added}
+    return "" if got == want else f"{typed.__name__} has {got}, the table gives {want}"
+
+
+def takes_options(entry_point: str, *, per_call: bool | None = None) -> Callable[[_F], _F]:
+    """Decorate a public function whose loss options come as ``**options``: its signature
+    (``__signature__``, what ``help()``, :func:`inspect.signature` and the documentation show)
+    gets :func:`options_for` ``(entry_point, per_call)`` as keyword-only parameters with the
+    table's defaults, in place of ``**options``.
+
+    Options the function declares itself (PyTorch's positional ``ignore_index``, ``reduction``
+    and ``label_smoothing``) are left where they are; their defaults must be the table's, or
+    this raises when the module is imported. The function validates what it receives with
+    :func:`options_from` ``(options, entry_point)``.
+    """
+    table = options_for(entry_point, per_call=per_call)
+
+    def decorate(fn: _F) -> _F:
+        sig = inspect.signature(fn)
+        *own, var = sig.parameters.values()
+        if var.kind is not inspect.Parameter.VAR_KEYWORD:
+            raise TypeError(f"{fn.__qualname__}: expected **options last, got {var}")
+        declared = {p.name: p.default for p in own}
+        for o in table:
+            if o.name in declared and declared[o.name] != o.default:
+                raise TypeError(
+                    f"{fn.__qualname__}: {o.name}={declared[o.name]!r}, the table's default is "
+                    f"{o.default!r}"
+                )
+        added = [
+            inspect.Parameter(o.name, inspect.Parameter.KEYWORD_ONLY, default=o.default,
+                              annotation=o.type)
+            for o in table
+            if o.name not in declared
+        ]  # fmt: skip
+        problem = _kwargs_problem(fn, var, added)
+        if problem:
+            raise TypeError(f"{fn.__qualname__}: {problem}")
+        fn.__signature__ = sig.replace(parameters=[*own, *added])  # type: ignore[attr-defined]
+        return fn
+
+    return decorate
+
+
 def make_options(**options: Any) -> LossOptions:
     """Validate every option once: a ``TypeError``/``ValueError`` naming the argument."""
     if not options.keys() <= _CHECKS.keys():
@@ -266,18 +363,40 @@ def make_options(**options: Any) -> LossOptions:
     return LossOptions(**values)
 
 
-def options_from(args: Mapping[str, Any]) -> LossOptions:
-    """:func:`make_options` of the options among a public function's ``locals()``.
+def options_from(
+    options: Mapping[str, Any], entry_point: str, *, per_call: bool | None = None
+) -> LossOptions:
+    """:func:`make_options` of a public function's ``options`` (its ``**options``, with the
+    options it declares itself), which ``entry_point`` must take (:func:`takes_options`;
+    ``per_call`` as in :func:`options_for`).
 
-    The defaults (checked by type too) return :data:`DEFAULT_OPTIONS` without a validation
-    call, as the classifier calls this every step; the test is over the whole table, so that
-    no option can be left out of it.
+    A name the entry point does not take is a ``TypeError``, as Python's for an unknown keyword
+    argument, with the closest option's name. The defaults (checked by type too) return
+    :data:`DEFAULT_OPTIONS` without a validation call, as the classifier calls this every step;
+    the test is over the whole table, so that no option can be left out of it.
     """
+    takes = _TAKES[entry_point, per_call]
+    if not options.keys() <= takes:
+        name = next(k for k in options if k not in takes)
+        close = difflib.get_close_matches(name, sorted(takes), n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise TypeError(
+            f"unexpected keyword argument {name!r}{hint}; the loss options here are "
+            f"{', '.join(o.name for o in OPTIONS if o.name in takes)}"
+        )
     for name, default, types in _DEFAULT_TYPES:
-        value = args.get(name, default)
+        value = options.get(name, default)
         if value is not default and (type(value) not in types or value != default):
-            return make_options(**{name: args[name] for name in NAMES if name in args})
+            return make_options(**options)
     return DEFAULT_OPTIONS
+
+
+# the names of options_for(entry_point, per_call=per_call), by (entry_point, per_call)
+_TAKES = {
+    (e, per_call): frozenset(o.name for o in options_for(e, per_call=per_call))
+    for e in ENTRY_POINTS
+    for per_call in (None, True, False)
+}
 
 
 # (name, default, the types a value equal to the default may have to count as the default:

@@ -7,17 +7,20 @@ The forward pass of a differentiated call computes the gradient too (one ``exp``
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
 from crossent import _algebra
-from crossent._spec import LossOptions, Scales, options_from
+from crossent._spec import LossKwargs, LossOptions, Scales, options_from, takes_options
 from crossent._validation import normalize_axis
 from crossent.jax import _checks
 from crossent.jax._rows import LOCAL, Comm, Rows, block
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 Array = Any
 
@@ -129,19 +132,14 @@ def prepare(
     return x2, rows, (jnp.asarray(sc.ce, cd), jnp.asarray(sc.z, cd)), batch
 
 
+@takes_options("core")
 def cross_entropy(
     logits: Any,
     target: Any,
     *,
     weight: Any = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    softcap: float | None = None,
-    temperature: float = 1.0,
-    num_items: float | None = None,
     axis: int = -1,
+    **options: Unpack[LossKwargs],
 ) -> Array:
     r"""Softmax cross-entropy of ``jax.numpy`` logits: :func:`crossent.cross_entropy` in JAX.
 
@@ -197,7 +195,7 @@ def cross_entropy(
     >>> round(float(cross_entropy(jnp.array([10.0, 9.0, 8.0]), 0)), 4)  # the classic example
     0.4076
     """
-    opts = options_from(locals())
+    opts = options_from(options, "core")
     x2, rows, sc, batch = prepare(logits, target, weight, opts, axis, "weight")
     loss = _loss(Static(opts), x2, rows, sc)
     return loss.reshape(batch) if opts.reduction == "none" else loss

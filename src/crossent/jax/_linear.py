@@ -10,16 +10,19 @@ row's cotangent.
 from __future__ import annotations
 
 from functools import partial
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
 
 from crossent import _algebra
-from crossent._spec import LossOptions, Scales, options_from
+from crossent._spec import LossKwargs, LossOptions, Scales, options_from, takes_options
 from crossent.jax import _checks
 from crossent.jax._functional import refuse_constants, values
 from crossent.jax._rows import LOCAL, Comm, Rows, block, local_weights
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 Array = Any
 
@@ -218,6 +221,7 @@ def _axis_size(axis_name: str) -> int:
     return int(jax.lax.axis_size(axis_name))
 
 
+@takes_options("linear")
 def linear_cross_entropy(
     input: Any,
     weight: Any,
@@ -225,14 +229,8 @@ def linear_cross_entropy(
     bias: Any = None,
     *,
     class_weight: Any = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    softcap: float | None = None,
-    temperature: float = 1.0,
     chunk_size: int | None = None,
-    num_items: float | None = None,
+    **options: Unpack[LossKwargs],
 ) -> Array:
     r"""Cross-entropy of ``input @ weight.T + bias`` without ever holding the ``(N, V)`` logits.
 
@@ -288,7 +286,7 @@ def linear_cross_entropy(
     >>> bool(jnp.allclose(fused, cross_entropy(x @ w.T, y), rtol=1e-5))
     True
     """
-    opts = options_from(locals())
+    opts = options_from(options, "linear")
     st, x2, w, b, rows, sc, batch = prepare_head(input, weight, target, bias, class_weight,
                                                  opts, chunk_size)  # fmt: skip
     loss = _head(st, x2, w, b, rows, sc)

@@ -8,15 +8,18 @@ does (the fused head adds one ``psum`` of the input's gradient, ``N × D``).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import jax
 
-from crossent._spec import options_from
+from crossent._spec import LossKwargs, options_from, takes_options
 from crossent.jax import _checks
 from crossent.jax._functional import Static, _loss
 from crossent.jax._linear import _head, prepare_head
 from crossent.jax._rows import Comm, local_weights
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 Array = Any
 
@@ -25,19 +28,14 @@ def _axis_size(axis_name: Any) -> int:
     return int(jax.lax.axis_size(axis_name))
 
 
+@takes_options("vocab_parallel")
 def vocab_parallel_cross_entropy(
     logits_shard: Any,
     target: Any,
     *,
     axis_name: Any,
     weight: Any = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    softcap: float | None = None,
-    temperature: float = 1.0,
-    num_items: float | None = None,
+    **options: Unpack[LossKwargs],
 ) -> Array:
     r"""Cross-entropy of logits whose classes are split over the mesh axis ``axis_name``.
 
@@ -84,7 +82,7 @@ def vocab_parallel_cross_entropy(
     >>> bool(jnp.allclose(f(x, y), cross_entropy(x, y)))
     True
     """
-    opts = options_from(locals())
+    opts = options_from(options, "vocab_parallel")
     comm = Comm(axis_name)
     x = _checks.float_array(logits_shard, "logits_shard")
     v_local = x.shape[-1]
@@ -104,6 +102,7 @@ def vocab_parallel_cross_entropy(
     return loss.reshape(batch) if opts.reduction == "none" else loss
 
 
+@takes_options("vocab_parallel_linear")
 def vocab_parallel_linear_cross_entropy(
     input: Any,
     weight_shard: Any,
@@ -112,14 +111,8 @@ def vocab_parallel_linear_cross_entropy(
     *,
     axis_name: Any,
     class_weight: Any = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    softcap: float | None = None,
-    temperature: float = 1.0,
-    num_items: float | None = None,
     chunk_size: int | None = None,
+    **options: Unpack[LossKwargs],
 ) -> Array:
     r"""The fused head with the rows of ``weight`` split over the mesh axis ``axis_name``.
 
@@ -157,7 +150,7 @@ def vocab_parallel_linear_cross_entropy(
     jax.Array
         A scalar, or the shape ``(...)`` for ``'none'``; the same on every device.
     """
-    opts = options_from(locals())
+    opts = options_from(options, "vocab_parallel_linear")
     st, x2, w, b, rows, sc, batch = prepare_head(
         input, weight_shard, target, bias_shard, class_weight, opts, chunk_size,
         names=("weight_shard", "bias_shard"), comm=Comm(axis_name),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -23,11 +23,16 @@ from crossent.torch._ops import cross_entropy_compiled
 from crossent.torch._options import (
     Layout,
     LossOptions,
+    TorchKwargs,
     check_class_weight,
     check_float_tensor,
     flatten_target,
     options_from,
+    takes_options,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 # Inputs that another layer handles: (accepts(input), handler(input, target, weight, options)),
 # registered by that layer (crossent.torch.distributed registers DTensors sharded on the classes)
@@ -86,6 +91,7 @@ def _apply(
     return CrossEntropyFunction.apply(x, t, w, opts, layout, source)
 
 
+@takes_options("torch")
 def cross_entropy(
     input: torch.Tensor,
     target: torch.Tensor,
@@ -93,13 +99,7 @@ def cross_entropy(
     ignore_index: int = -100,
     reduction: str = "mean",
     label_smoothing: float = 0.0,
-    *,
-    z_loss: float = 0.0,
-    softcap: float | None = None,
-    temperature: float = 1.0,
-    return_lse: bool = False,
-    inplace: bool = False,
-    num_items: float | None = None,
+    **options: Unpack[TorchKwargs],
 ) -> Any:
     r"""Softmax cross-entropy, a drop-in for ``F.cross_entropy``.
 
@@ -204,7 +204,11 @@ def cross_entropy(
     >>> cross_entropy(masked, torch.tensor([[0.5, 0.5, 0.0]]), label_smoothing=0.1)
     tensor(0.6931)
     """
-    opts = options_from(locals())
+    opts = options_from(
+        {**options, "ignore_index": ignore_index, "reduction": reduction,
+         "label_smoothing": label_smoothing},
+        "torch",
+    )  # fmt: skip
     for accepts, handler in _INPUT_HANDLERS:  # e.g. a DTensor: crossent.torch.distributed
         if accepts(input):
             return handler(input, target, weight, opts)
@@ -218,7 +222,7 @@ def cross_entropy(
     t = flatten_target(target, input.device, batch, tuple(input.shape), class_dim)
     w = check_class_weight(weight, c, input.device)
     compiling = torch.compiler.is_compiling()
-    if inplace and x.requires_grad and not compiling:  # (ignored under torch.compile)
+    if opts.inplace and x.requires_grad and not compiling:  # (ignored under torch.compile)
         if _views_a_leaf(x):
             raise ValueError(
                 "inplace: the gradient would overwrite a leaf tensor that requires grad (a "
@@ -235,8 +239,8 @@ def cross_entropy(
         source = LogitsSource(input, flatten_logits)  # for create_graph=True
         with source.saving(None if t.requires_grad else x):
             loss, lse = _apply(x, t, w, opts, (class_dim, batch), source)
-    if reduction == "none":
+    if opts.reduction == "none":
         loss = loss.reshape(batch)
-    if return_lse:
+    if opts.return_lse:
         return loss, lse.reshape(batch)
     return loss

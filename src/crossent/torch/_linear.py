@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
@@ -42,13 +42,18 @@ from crossent.torch._grad import linear_target_grad, logits_grad, target_grad
 from crossent.torch._head import prepare_head
 from crossent.torch._options import (
     Layout,
+    LossKwargs,
     LossOptions,
     Scales,
     options_from,
     reduce_rows,
     scales_for,
+    takes_options,
     use_triton,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 # BLAS multiplies fewer rows than this through a less accurate path (MKL: 2-7x the rounding
 # error of its tiled GEMM below 12 rows, measured for the input gradient g @ W over V = 2000 ...
@@ -282,6 +287,7 @@ def apply_head(*args: Any) -> torch.Tensor:
     return LinearCrossEntropyFunction.apply(*args)
 
 
+@takes_options("linear")
 def linear_cross_entropy(
     input: torch.Tensor,
     weight: torch.Tensor,
@@ -289,14 +295,8 @@ def linear_cross_entropy(
     bias: torch.Tensor | None = None,
     *,
     class_weight: torch.Tensor | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    softcap: float | None = None,
-    temperature: float = 1.0,
     chunk_size: int | None = None,
-    num_items: float | None = None,
+    **options: Unpack[LossKwargs],
 ) -> torch.Tensor:
     r"""Cross-entropy of ``input @ weight.T + bias`` without ever holding the ``(N, V)`` logits.
 
@@ -378,10 +378,10 @@ def linear_cross_entropy(
     torch.Size([50, 4])
     """
     check_no_func_transform("linear_cross_entropy")
-    opts = options_from(locals())
+    opts = options_from(options, "linear")
     x, t, cw, chunk, batch = prepare_head(input, weight, target, bias, class_weight, chunk_size)
     _check_target(t, cw, weight.shape[0], opts, (len(batch), batch))
     loss = apply_head(x, weight, t, bias, cw, opts, chunk, Head())
-    if reduction == "none":
+    if opts.reduction == "none":
         return loss.reshape(batch)
     return loss

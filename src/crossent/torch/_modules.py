@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from crossent.torch._functional import cross_entropy
 from crossent.torch._linear import linear_cross_entropy
-from crossent.torch._options import options_for, options_from
+from crossent.torch._options import (
+    ModuleKwargs,
+    TransformKwargs,
+    options_for,
+    options_from,
+    takes_options,
+)
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 class _LossModule(nn.Module):
@@ -20,12 +29,16 @@ class _LossModule(nn.Module):
 
     ENTRY: str
 
-    def _keep(self, args: dict[str, Any], *extra: str) -> None:
-        """Validate the constructor's ``args`` (fail early) and keep the options and ``extra``."""
-        options_from(args)
-        self._names = (*(o.name for o in options_for(self.ENTRY, per_call=False)), *extra)
-        for name in self._names:
-            setattr(self, name, args[name])
+    def _keep(self, options: dict[str, Any], **extra: Any) -> None:
+        """Validate the constructor's ``options`` (fail early) and keep them, with their
+        defaults, and ``extra``."""
+        opts = options_from(options, self.ENTRY, per_call=False)
+        names = [o.name for o in options_for(self.ENTRY, per_call=False)]
+        self._names = (*names, *extra)
+        for name in names:
+            setattr(self, name, options.get(name, getattr(opts, name)))
+        for name, value in extra.items():
+            setattr(self, name, value)
 
     def _options(self) -> dict[str, Any]:
         """The constructor's options and ``extra`` names, as keyword arguments."""
@@ -58,20 +71,18 @@ class CrossEntropyLoss(_LossModule):
     ENTRY = "module"
     weight: torch.Tensor | None
 
+    @takes_options("module", per_call=False)
     def __init__(
         self,
         weight: torch.Tensor | None = None,
         ignore_index: int = -100,
         reduction: str = "mean",
         label_smoothing: float = 0.0,
-        *,
-        z_loss: float = 0.0,
-        softcap: float | None = None,
-        temperature: float = 1.0,
-        inplace: bool = False,
+        **options: Unpack[ModuleKwargs],
     ) -> None:
         super().__init__()
-        self._keep(locals())
+        self._keep({**options, "ignore_index": ignore_index, "reduction": reduction,
+                    "label_smoothing": label_smoothing})  # fmt: skip
         self.register_buffer("weight", weight)
 
     def forward(
@@ -96,19 +107,19 @@ class LinearCrossEntropyLoss(_LossModule):
 
     ENTRY = "linear_module"
 
+    @takes_options("linear_module", per_call=False)
     def __init__(
         self,
         ignore_index: int = -100,
         reduction: str = "mean",
         label_smoothing: float = 0.0,
         *,
-        z_loss: float = 0.0,
-        softcap: float | None = None,
-        temperature: float = 1.0,
         chunk_size: int | None = None,
+        **options: Unpack[TransformKwargs],
     ) -> None:
         super().__init__()
-        self._keep(locals(), "chunk_size")
+        self._keep({**options, "ignore_index": ignore_index, "reduction": reduction,
+                    "label_smoothing": label_smoothing}, chunk_size=chunk_size)  # fmt: skip
 
     def forward(
         self,

@@ -13,13 +13,28 @@ from typing import Any
 import torch
 
 from crossent import _algebra, _spec
-from crossent._spec import LossOptions, Scales, make_options, options_for, options_from
+from crossent._spec import (
+    LossKwargs,
+    LossOptions,
+    ModuleKwargs,
+    Scales,
+    TorchKwargs,
+    TransformKwargs,
+    make_options,
+    options_for,
+    options_from,
+    takes_options,
+)
 
 __all__ = [
     "FLOAT_DTYPES",
     "Layout",
+    "LossKwargs",
     "LossOptions",
+    "ModuleKwargs",
     "Scales",
+    "TorchKwargs",
+    "TransformKwargs",
     "check_class_weight",
     "check_float_tensor",
     "flatten_target",
@@ -28,6 +43,7 @@ __all__ = [
     "options_from",
     "reduce_rows",
     "scales_for",
+    "takes_options",
     "transform",
     "use_triton",
 ]

@@ -2,7 +2,7 @@ r"""``vocab_parallel_cross_entropy``: the loss of ``(N, V)`` logits split by col
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -17,6 +17,7 @@ from crossent.torch._autograd import (
 from crossent.torch._buffers import grad_buffer
 from crossent.torch._grad import scale_target_grad
 from crossent.torch._options import (
+    LossKwargs,
     LossOptions,
     Scales,
     check_float_tensor,
@@ -24,6 +25,7 @@ from crossent.torch._options import (
     options_from,
     reduce_rows,
     scales_for,
+    takes_options,
     transform,
 )
 from crossent.torch.distributed import _agree
@@ -32,6 +34,9 @@ from crossent.torch.distributed._shard import (
     check_shard_inputs,
     shard_loss_grad,
 )
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 # rows per chunk: about this many logits (16 MiB in float32), two small all-reduces per chunk
 CHUNK_ELEMENTS = 1 << 22
@@ -109,21 +114,16 @@ class VocabParallelFunction(torch.autograd.Function):
         )
 
 
+@takes_options("vocab_parallel")
 def vocab_parallel_cross_entropy(
     logits_shard: torch.Tensor,
     target: torch.Tensor,
     *,
     group: Any = None,
     weight: torch.Tensor | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    softcap: float | None = None,
-    temperature: float = 1.0,
-    num_items: float | None = None,
     class_dim: int | None = None,
     check_ranks: bool = True,
+    **options: Unpack[LossKwargs],
 ) -> torch.Tensor:
     r"""Cross-entropy of logits whose classes are split over the ranks of ``group``.
 
@@ -224,7 +224,7 @@ def _class_dim(logits: torch.Tensor, class_dim: Any) -> int:
 def _prepare(a: dict[str, Any]) -> _agree.Local:
     """This rank's arguments checked and flattened: ``(M, V_r)`` logits, with the entries the
     ranks must agree on."""
-    opts = options_from(a)
+    opts = options_from(a["options"], "vocab_parallel")
     logits = check_float_tensor(a["logits_shard"], "logits_shard")
     cdim = _class_dim(logits, a["class_dim"])
     shape = tuple(logits.shape)

@@ -3,7 +3,7 @@ r"""``vocab_parallel_linear_cross_entropy``: the fused head with its rows split 
 from __future__ import annotations
 
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.distributed as dist
@@ -11,9 +11,12 @@ import torch.distributed as dist
 from crossent.torch import _linear
 from crossent.torch._autograd import check_no_func_transform
 from crossent.torch._head import default_chunk_size, prepare_head
-from crossent.torch._options import LossOptions, Scales, options_from
+from crossent.torch._options import LossKwargs, LossOptions, Scales, options_from, takes_options
 from crossent.torch.distributed import _agree
 from crossent.torch.distributed._shard import VocabShard, check_shard_inputs, shard_loss_grad
+
+if TYPE_CHECKING:
+    from typing_extensions import Unpack
 
 
 def _chunk_loss(
@@ -37,6 +40,7 @@ def _sum_over_ranks(gx: torch.Tensor, *, group: Any) -> None:
     dist.all_reduce(gx, op=dist.ReduceOp.SUM, group=group)
 
 
+@takes_options("vocab_parallel_linear")
 def vocab_parallel_linear_cross_entropy(
     input: torch.Tensor,
     weight_shard: torch.Tensor,
@@ -45,15 +49,9 @@ def vocab_parallel_linear_cross_entropy(
     *,
     group: Any = None,
     class_weight: torch.Tensor | None = None,
-    ignore_index: int = -100,
-    reduction: str = "mean",
-    label_smoothing: float = 0.0,
-    z_loss: float = 0.0,
-    softcap: float | None = None,
-    temperature: float = 1.0,
-    num_items: float | None = None,
     chunk_size: int | None = None,
     check_ranks: bool = True,
+    **options: Unpack[LossKwargs],
 ) -> torch.Tensor:
     r"""Cross-entropy of ``input @ weight.T + bias`` with the rows of ``weight`` split over ranks.
 
@@ -130,7 +128,7 @@ _NAMES = {
 
 def _prepare(a: dict[str, Any]) -> _agree.Local:
     """This rank's arguments checked, with the entries the ranks must agree on."""
-    opts = options_from(a)
+    opts = options_from(a["options"], "vocab_parallel_linear")
     x, t, _, chunk, batch = prepare_head(
         a["input"], a["weight_shard"], a["target"], a["bias_shard"], None, a["chunk_size"],
         names=("weight_shard", "bias_shard"),
