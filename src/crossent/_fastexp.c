@@ -32,32 +32,32 @@
 #define CE_X86 0
 #endif
 
-/* ---------------------------------------------------------------- scalar fallback */
+/* ----------------------------------------------------------------------------- scalar fallback */
 
-static void exp_row_f32_scalar(const float *s, float *d, Py_ssize_t n, double sh, double *sum)
-{
-    double acc = 0.0;
-    for (Py_ssize_t j = 0; j < n; j++) {
-        float e = expf(s[j] - (float)sh); /* float32 subtraction, as the SIMD path */
-        d[j] = e;
-        acc += e;
-    }
-    if (sum) *sum = acc;
-}
+/* One row, dst = exp(src - shift), sum = the row's sum in float64 (when sum is not NULL). The
+ * subtraction is in the row's own type (float32 rows subtract in float32), as the SIMD path does.
+ * Row functions take untyped pointers so that run() picks one per dtype and calls it alike. */
+typedef void row_fn(const void *src, void *dst, Py_ssize_t n, double sh, double *sum);
 
-static void exp_row_f64_scalar(const double *s, double *d, Py_ssize_t n, double sh, double *sum)
-{
-    double acc = 0.0;
-    for (Py_ssize_t j = 0; j < n; j++) {
-        double e = exp(s[j] - sh);
-        d[j] = e;
-        acc += e;
+#define CE_EXP_ROW_SCALAR(NAME, T, EXP)                                                        \
+    static void NAME(const void *src, void *dst, Py_ssize_t n, double sh, double *sum)          \
+    {                                                                                           \
+        const T *s = (const T *)src;                                                            \
+        T *d = (T *)dst;                                                                        \
+        double acc = 0.0;                                                                       \
+        for (Py_ssize_t j = 0; j < n; j++) {                                                    \
+            T e = EXP(s[j] - (T)sh);                                                            \
+            d[j] = e;                                                                           \
+            acc += e;                                                                           \
+        }                                                                                       \
+        if (sum) *sum = acc;                                                                    \
     }
-    if (sum) *sum = acc;
-}
+
+CE_EXP_ROW_SCALAR(exp_row_f32_scalar, float, expf)
+CE_EXP_ROW_SCALAR(exp_row_f64_scalar, double, exp)
 
 #if CE_X86
-/* ---------------------------------------------------------------- float32, AVX2 + FMA */
+/* ---------------------------------------------------------- exp of 8 float32 lanes, AVX2 + FMA */
 
 #define CE_AVX2 __attribute__((target("avx2,fma")))
 
@@ -90,65 +90,7 @@ CE_AVX2 static inline __m256 exp8_f32(__m256 x)
     return _mm256_blendv_ps(y, x, nan);
 }
 
-CE_AVX2 static inline __m256d widen_sum(__m256 e, __m256d acc)
-{
-    acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
-    return _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
-}
-
-CE_AVX2 static inline double hsum_pd(__m256d v)
-{
-    __m128d a = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
-    return _mm_cvtsd_f64(_mm_add_sd(a, _mm_unpackhi_pd(a, a)));
-}
-
-CE_AVX2 static void exp_row_f32_avx2(const float *s, float *d, Py_ssize_t n, double sh,
-                                     double *sum)
-{
-    __m256 vs = _mm256_set1_ps((float)sh);
-    int shifted = sh != 0.0;
-    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
-    __m256 fa = _mm256_setzero_ps(), fb = _mm256_setzero_ps();
-    Py_ssize_t j = 0;
-    int run = 0; /* float32 lane sums of at most 32 terms each, then added in float64 */
-    for (; j + 16 <= n; j += 16) {
-        __m256 a = _mm256_loadu_ps(s + j), b = _mm256_loadu_ps(s + j + 8);
-        if (shifted) {
-            a = _mm256_sub_ps(a, vs);
-            b = _mm256_sub_ps(b, vs);
-        }
-        a = exp8_f32(a);
-        b = exp8_f32(b);
-        _mm256_storeu_ps(d + j, a);
-        _mm256_storeu_ps(d + j + 8, b);
-        fa = _mm256_add_ps(fa, a);
-        fb = _mm256_add_ps(fb, b);
-        if (++run == 32) {
-            acc0 = widen_sum(fa, acc0);
-            acc1 = widen_sum(fb, acc1);
-            fa = fb = _mm256_setzero_ps();
-            run = 0;
-        }
-    }
-    acc0 = widen_sum(fa, acc0);
-    acc1 = widen_sum(fb, acc1);
-    if (j < n) { /* the tail through a zero-padded vector: the same arithmetic as the body */
-        float tin[16], tout[16];
-        Py_ssize_t m = n - j;
-        for (int k = 0; k < 16; k++) tin[k] = k < m ? s[j + k] : -INFINITY;
-        for (int h = 0; h < 16; h += 8) {
-            __m256 a = _mm256_loadu_ps(tin + h);
-            if (shifted) a = _mm256_sub_ps(a, vs);
-            a = exp8_f32(a);
-            _mm256_storeu_ps(tout + h, a);
-            acc0 = widen_sum(a, acc0);
-        }
-        memcpy(d + j, tout, (size_t)m * sizeof(float));
-    }
-    if (sum) *sum = hsum_pd(_mm256_add_pd(acc0, acc1));
-}
-
-/* ---------------------------------------------------------------- float64, AVX2 + FMA */
+/* ---------------------------------------------------------- exp of 4 float64 lanes, AVX2 + FMA */
 
 CE_AVX2 static inline __m256d pow2_pd(__m256d k)
 {
@@ -183,41 +125,108 @@ CE_AVX2 static inline __m256d exp4_f64(__m256d x)
     return _mm256_blendv_pd(y, x, nan);
 }
 
-CE_AVX2 static void exp_row_f64_avx2(const double *s, double *d, Py_ssize_t n, double sh,
-                                     double *sum)
+/* --------------------------------------------------------------------- the row sum, in float64 */
+
+/* acc0, acc1: float64 lanes. A float32 row sums into float32 lanes first (fa, fb), at most 32
+ * terms each, then adds them into acc0, acc1; a float64 row adds into acc0, acc1 directly. */
+typedef struct {
+    __m256d acc0, acc1;
+    __m256 fa, fb;
+    int run;
+} row_sum;
+
+CE_AVX2 static inline row_sum row_sum_zero(void)
 {
-    __m256d vs = _mm256_set1_pd(sh);
-    int shifted = sh != 0.0;
-    __m256d acc0 = _mm256_setzero_pd(), acc1 = _mm256_setzero_pd();
-    Py_ssize_t j = 0;
-    for (; j + 8 <= n; j += 8) {
-        __m256d a = _mm256_loadu_pd(s + j), b = _mm256_loadu_pd(s + j + 4);
-        if (shifted) {
-            a = _mm256_sub_pd(a, vs);
-            b = _mm256_sub_pd(b, vs);
-        }
-        a = exp4_f64(a);
-        b = exp4_f64(b);
-        _mm256_storeu_pd(d + j, a);
-        _mm256_storeu_pd(d + j + 4, b);
-        acc0 = _mm256_add_pd(acc0, a);
-        acc1 = _mm256_add_pd(acc1, b);
-    }
-    if (j < n) {
-        double tin[8], tout[8];
-        Py_ssize_t m = n - j;
-        for (int k = 0; k < 8; k++) tin[k] = k < m ? s[j + k] : -INFINITY;
-        for (int h = 0; h < 8; h += 4) {
-            __m256d a = _mm256_loadu_pd(tin + h);
-            if (shifted) a = _mm256_sub_pd(a, vs);
-            a = exp4_f64(a);
-            _mm256_storeu_pd(tout + h, a);
-            acc0 = _mm256_add_pd(acc0, a);
-        }
-        memcpy(d + j, tout, (size_t)m * sizeof(double));
-    }
-    if (sum) *sum = hsum_pd(_mm256_add_pd(acc0, acc1));
+    row_sum t = {_mm256_setzero_pd(), _mm256_setzero_pd(), _mm256_setzero_ps(),
+                 _mm256_setzero_ps(), 0};
+    return t;
 }
+
+CE_AVX2 static inline __m256d widen_sum(__m256 e, __m256d acc)
+{
+    acc = _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_castps256_ps128(e)));
+    return _mm256_add_pd(acc, _mm256_cvtps_pd(_mm256_extractf128_ps(e, 1)));
+}
+
+CE_AVX2 static inline void flush_ps(row_sum *t)
+{
+    t->acc0 = widen_sum(t->fa, t->acc0);
+    t->acc1 = widen_sum(t->fb, t->acc1);
+    t->fa = t->fb = _mm256_setzero_ps();
+    t->run = 0;
+}
+
+CE_AVX2 static inline void flush_pd(row_sum *t) { (void)t; }
+
+/* sum2: the loop body's two vectors (a on acc0's side, b on acc1's); sum1: one vector of the tail */
+CE_AVX2 static inline void sum2_ps(row_sum *t, __m256 a, __m256 b)
+{
+    t->fa = _mm256_add_ps(t->fa, a);
+    t->fb = _mm256_add_ps(t->fb, b);
+    if (++t->run == 32) flush_ps(t);
+}
+
+CE_AVX2 static inline void sum2_pd(row_sum *t, __m256d a, __m256d b)
+{
+    t->acc0 = _mm256_add_pd(t->acc0, a);
+    t->acc1 = _mm256_add_pd(t->acc1, b);
+}
+
+CE_AVX2 static inline void sum1_ps(row_sum *t, __m256 a) { t->acc0 = widen_sum(a, t->acc0); }
+
+CE_AVX2 static inline void sum1_pd(row_sum *t, __m256d a) { t->acc0 = _mm256_add_pd(t->acc0, a); }
+
+CE_AVX2 static inline double hsum_pd(__m256d v)
+{
+    __m128d a = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(a, _mm_unpackhi_pd(a, a)));
+}
+
+/* --------------------------------------------------------------- the row loop, both precisions */
+
+/* One row through AVX2, written once: SFX is the intrinsics' suffix (ps, pd), V the vector type, W
+ * its lanes, EXP the vector exp above. Two vectors a step; the tail goes through a buffer padded
+ * with -inf (exp 0): the same arithmetic as the body. */
+#define CE_EXP_ROW_AVX2(NAME, T, V, W, SFX, EXP)                                               \
+    CE_AVX2 static void NAME(const void *src, void *dst, Py_ssize_t n, double sh, double *sum)  \
+    {                                                                                           \
+        const T *s = (const T *)src;                                                            \
+        T *d = (T *)dst;                                                                        \
+        V vs = _mm256_set1_##SFX((T)sh);                                                        \
+        int shifted = sh != 0.0;                                                                \
+        row_sum t = row_sum_zero();                                                             \
+        Py_ssize_t j = 0;                                                                       \
+        for (; j + 2 * W <= n; j += 2 * W) {                                                    \
+            V a = _mm256_loadu_##SFX(s + j), b = _mm256_loadu_##SFX(s + j + W);                  \
+            if (shifted) {                                                                      \
+                a = _mm256_sub_##SFX(a, vs);                                                    \
+                b = _mm256_sub_##SFX(b, vs);                                                    \
+            }                                                                                   \
+            a = EXP(a);                                                                         \
+            b = EXP(b);                                                                         \
+            _mm256_storeu_##SFX(d + j, a);                                                      \
+            _mm256_storeu_##SFX(d + j + W, b);                                                  \
+            sum2_##SFX(&t, a, b);                                                               \
+        }                                                                                       \
+        flush_##SFX(&t);                                                                        \
+        if (j < n) {                                                                            \
+            T tin[2 * W], tout[2 * W];                                                          \
+            Py_ssize_t m = n - j;                                                               \
+            for (int k = 0; k < 2 * W; k++) tin[k] = k < m ? s[j + k] : -INFINITY;              \
+            for (int h = 0; h < 2 * W; h += W) {                                                \
+                V a = _mm256_loadu_##SFX(tin + h);                                              \
+                if (shifted) a = _mm256_sub_##SFX(a, vs);                                       \
+                a = EXP(a);                                                                     \
+                _mm256_storeu_##SFX(tout + h, a);                                               \
+                sum1_##SFX(&t, a);                                                              \
+            }                                                                                   \
+            memcpy(d + j, tout, (size_t)m * sizeof(T));                                         \
+        }                                                                                       \
+        if (sum) *sum = hsum_pd(_mm256_add_pd(t.acc0, t.acc1));                                 \
+    }
+
+CE_EXP_ROW_AVX2(exp_row_f32_avx2, float, __m256, 8, ps, exp8_f32)
+CE_EXP_ROW_AVX2(exp_row_f64_avx2, double, __m256d, 4, pd, exp4_f64)
 
 static int have_avx2(void)
 {
@@ -228,7 +237,7 @@ static int have_avx2(void)
 static int have_avx2(void) { return 0; }
 #endif
 
-/* ---------------------------------------------------------------- Python glue */
+/* --------------------------------------------------------------------------------- Python glue */
 
 static int use_simd = -1; /* -1: not decided yet */
 
@@ -295,29 +304,14 @@ static PyObject *run(PyObject *args, int with_sum)
         char *d = (char *)vd.buf;
         const double *sh = has_shift ? (const double *)vsh.buf : NULL;
         double *out = has_sum ? (double *)vsum.buf : NULL;
-        int simd = use_simd;
+        row_fn *row = f32 ? exp_row_f32_scalar : exp_row_f64_scalar;
+#if CE_X86
+        if (use_simd) row = f32 ? exp_row_f32_avx2 : exp_row_f64_avx2;
+#endif
+        size_t size = f32 ? sizeof(float) : sizeof(double);
         Py_BEGIN_ALLOW_THREADS
-        for (Py_ssize_t i = 0; i < rows; i++) {
-            double shi = sh ? sh[i] : 0.0;
-            double *si = out ? out + i : NULL;
-            if (f32) {
-                const float *a = (const float *)s + i * ss;
-                float *b = (float *)d + i * ds;
-#if CE_X86
-                if (simd) exp_row_f32_avx2(a, b, cols, shi, si);
-                else
-#endif
-                    exp_row_f32_scalar(a, b, cols, shi, si);
-            } else {
-                const double *a = (const double *)s + i * ss;
-                double *b = (double *)d + i * ds;
-#if CE_X86
-                if (simd) exp_row_f64_avx2(a, b, cols, shi, si);
-                else
-#endif
-                    exp_row_f64_scalar(a, b, cols, shi, si);
-            }
-        }
+        for (Py_ssize_t i = 0; i < rows; i++)
+            row(s + i * ss * size, d + i * ds * size, cols, sh ? sh[i] : 0.0, out ? out + i : NULL);
         Py_END_ALLOW_THREADS
     }
     if (has_sum) PyBuffer_Release(&vsum);

@@ -68,13 +68,25 @@ def _class_weights(w_ptr, cols, inb, HAS_WEIGHT: tl.constexpr, BLOCK_C: tl.const
 
 
 @triton.jit
+def _z_block(x_row, c0, C, inv_temp, cap, HAS_CAP: tl.constexpr, BLOCK_C: tl.constexpr):
+    """Columns ``c0 : c0 + BLOCK_C`` of a row, as both sweeps read them: the column indices,
+    the in-bounds mask, the transformed logits ``z`` in float32 (``-inf`` past ``C``) and
+    ``z``'s finite mask."""
+    ninf = float("-inf")
+    cols = c0 + tl.arange(0, BLOCK_C)
+    inb = cols < C
+    x = tl.load(x_row + cols, mask=inb, other=ninf).to(tl.float32)
+    z = _transform(x, inv_temp, cap, HAS_CAP)
+    return cols, inb, z, z != ninf
+
+
+@triton.jit
 def _row_sums(x_row, q_row, w_ptr, C, inv_temp, cap,
               HAS_WEIGHT: tl.constexpr, IS_PROB: tl.constexpr, HAS_SMOOTH: tl.constexpr,
               HAS_CAP: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
     """Sweep 1: the online max and ``Σ exp``, ``Σ_finite w_c z_c``, ``Σ_finite w_c``, the
     finite count ``k`` (label smoothing), ``Σ w_c q_c z_c`` and ``Σ w_c q_c`` (probabilities)."""
     ninf = float("-inf")
-    cols0 = tl.arange(0, BLOCK_C)
     m = ninf
     s = 0.0
     swz = 0.0
@@ -83,11 +95,7 @@ def _row_sums(x_row, q_row, w_ptr, C, inv_temp, cap,
     sqz = 0.0
     sq = 0.0
     for c0 in range(0, C, BLOCK_C):
-        cols = c0 + cols0
-        inb = cols < C
-        x = tl.load(x_row + cols, mask=inb, other=ninf).to(tl.float32)
-        z = _transform(x, inv_temp, cap, HAS_CAP)
-        fin = z != ninf
+        cols, inb, z, fin = _z_block(x_row, c0, C, inv_temp, cap, HAS_CAP, BLOCK_C)
         m_new = tl.maximum(m, tl.max(z, axis=0))
         m_safe = tl.where(m_new == ninf, 0.0, m_new)
         s = s * tl.exp(m - m_safe) + tl.sum(tl.exp(z - m_safe), axis=0)
@@ -113,14 +121,8 @@ def _write_grad(x_row, g_row, q_row, w_ptr, C, y_safe, lse, coef_p, rs, eps, k_s
                 HAS_CAP: tl.constexpr, BLOCK_C: tl.constexpr):  # fmt: skip
     """Sweep 2: ``g = coef_p·p - rs·w_c·b_c`` times the transforms' chain rule, written over
     the block just read (``b_c``: the target's share of class ``c``)."""
-    ninf = float("-inf")
-    cols0 = tl.arange(0, BLOCK_C)
     for c0 in range(0, C, BLOCK_C):
-        cols = c0 + cols0
-        inb = cols < C
-        x = tl.load(x_row + cols, mask=inb, other=ninf).to(tl.float32)
-        z = _transform(x, inv_temp, cap, HAS_CAP)
-        fin = z != ninf
+        cols, inb, z, fin = _z_block(x_row, c0, C, inv_temp, cap, HAS_CAP, BLOCK_C)
         p = tl.exp(z - lse)
         wc = _class_weights(w_ptr, cols, inb, HAS_WEIGHT, BLOCK_C)
         if IS_PROB:
