@@ -186,6 +186,32 @@ class _FastReadError(Exception):
     """The C parser refused the file: the reference reader reads it (and finds the error)."""
 
 
+def _count_lines(path: str | os.PathLike[str]) -> int:
+    """At least the number of lines of the file (one more than its newlines)."""
+    with open_regular(path, "rb") as fh:
+        return 1 + sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b""))
+
+
+def _load_numbers(
+    rows: Iterator[str], n_lines: int, numeric: list[int], dtype: Any
+) -> NDArray[np.float64]:
+    """The ``numeric`` columns of ``rows`` (at most ``n_lines``), parsed ``_CHUNK`` rows at a
+    time into one float64 array: the peak is the result and one chunk, not the result twice."""
+    out = np.empty((n_lines, len(numeric)))
+    filled = 0
+    while True:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # a blank line; no data left
+            chunk = np.loadtxt(
+                rows, delimiter=",", comments=None, quotechar='"', usecols=numeric,
+                dtype=dtype, ndmin=2, max_rows=_CHUNK,
+            )  # fmt: skip
+        out[filled : filled + len(chunk)] = chunk
+        filled += len(chunk)
+        if len(chunk) < _CHUNK:
+            return out[:filled]
+
+
 def _fast_table(
     path: str | os.PathLike[str],
     where: str,
@@ -222,23 +248,7 @@ def _fast_table(
         return arr
 
     def load_numbers(dtype: Any) -> NDArray[np.float64]:
-        """The numeric columns, parsed ``_CHUNK`` rows at a time into one float64 array: the
-        peak is the result and one chunk, not the result twice."""
-        with open_regular(path, "rb") as fh:  # at most one row per line
-            n_lines = 1 + sum(block.count(b"\n") for block in iter(lambda: fh.read(1 << 24), b""))
-        out = np.empty((n_lines, len(numeric)))
-        rows, filled = lines(report=True), 0
-        while True:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # a blank line; no data left
-                chunk = np.loadtxt(
-                    rows, delimiter=",", comments=None, quotechar='"', usecols=numeric,
-                    dtype=dtype, ndmin=2, max_rows=_CHUNK,
-                )  # fmt: skip
-            out[filled : filled + len(chunk)] = chunk
-            filled += len(chunk)
-            if len(chunk) < _CHUNK:
-                return out[:filled]
+        return _load_numbers(lines(report=True), _count_lines(path), numeric, dtype)
 
     try:
         values = np.empty((0, 0))

@@ -105,6 +105,26 @@ def _target_sums(
     return sums, keep
 
 
+def _scores_grad(co: Any, e: Array, rows: Rows, keep: dict[str, Array], eps: float) -> Array:
+    """The gradient with respect to the transformed scores: the coefficients ``co`` of
+    :func:`crossent._algebra.grad_coefficients` times ``e = exp(z - m)``, the target's and the
+    smoothing's terms subtracted."""
+    c, w = e.shape[-1], rows.w
+    g = co.p[:, None] * e
+    if rows.q is None:
+        # one scatter of M values, not a compare per logit; a target outside this device's
+        # columns (or ignored) gets column c, which mode="drop" skips
+        local_y = keep["local_y"]
+        col = jnp.where(keep["here"], local_y, c)
+        wt = co.target if w is None else co.target * w[jnp.clip(local_y, 0, c - 1)]
+        g = g.at[jnp.arange(g.shape[0]), col].add(-wt, mode="drop")
+    else:
+        g = g - co.target[:, None] * keep["wq"]
+    if eps > 0.0:
+        g = g - co.smooth[:, None] * keep["wf"]
+    return g
+
+
 def block(
     x: Array,
     rows: Rows,
@@ -122,7 +142,6 @@ def block(
     such as the incoming gradient works too), ``z_scale`` its z-term (default ``scale``).
     """
     eps, zl = opts.label_smoothing, opts.z_loss
-    c = x.shape[-1]
     z, tanh_u = _algebra.transform(x, opts.temperature, opts.softcap)
     finite = z != -math.inf
     m = comm.max(jnp.max(z, axis=-1))
@@ -163,19 +182,7 @@ def block(
         a, lse, s_safe, scale=scale, z_scale=z_scale, z_loss=zl,
         label_smoothing=eps, k=k, valid=rows.valid,
     )  # fmt: skip
-    g = co.p[:, None] * e
-    if rows.q is None:
-        # one scatter of M values, not a compare per logit; a target outside this device's
-        # columns (or ignored) gets column c, which mode="drop" skips
-        local_y = keep["local_y"]
-        col = jnp.where(keep["here"], local_y, c)
-        wt = co.target if w is None else co.target * w[jnp.clip(local_y, 0, c - 1)]
-        g = g.at[jnp.arange(g.shape[0]), col].add(-wt, mode="drop")
-    else:
-        g = g - co.target[:, None] * keep["wq"]
-    if eps > 0.0:
-        g = g - co.smooth[:, None] * keep["wf"]
-    grad = g * _algebra.chain_factor(tanh_u, opts.temperature)
+    grad = _scores_grad(co, e, rows, keep, eps) * _algebra.chain_factor(tanh_u, opts.temperature)
     if not want_target_grad:
         return Out(loss, lse, grad)
     # probabilities enter each row's loss only through the target's weight Σ w q and score
