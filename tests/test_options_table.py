@@ -280,3 +280,23 @@ def test_explain_flags_come_from_the_table(tmp_path):
     for o in options_for("explain"):
         assert flags[o.name].default == o.default
         assert flags[o.name].metavar == o.cli[0]
+
+
+@pytest.mark.slow
+def test_a_type_checker_sees_each_option_of_the_signature(tmp_path):
+    """``**options: Unpack[LossKwargs]`` (PEP 692): mypy checks each option's name and type."""
+    mypy_api = pytest.importorskip("mypy.api")
+    user = tmp_path / "user.py"
+    user.write_text(
+        "import crossent\n"
+        "crossent.cross_entropy([[0.0, 1.0]], [0], label_smoothing=0.1, reduction='sum')\n"
+        "crossent.cross_entropy([[0.0, 1.0]], [0], label_smoothing='a')\n"
+        "crossent.cross_entropy([[0.0, 1.0]], [0], label_smothing=0.1)\n"
+    )
+    out, _, status = mypy_api.run(
+        ["--no-incremental", "--follow-imports=silent", "--python-version=3.11", str(user)]
+    )
+    errors = [line.split(": error: ")[0].rsplit(":", 1)[1] for line in out.splitlines()
+              if ": error: " in line]  # fmt: skip
+    assert status == 1 and errors == ["3", "4"], out
+    assert 'did you mean "label_smoothing"' in out
