@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import math
 
 import numpy as np
 import pytest
@@ -221,31 +220,67 @@ def test_modules_keep_and_show_their_constructor_options():
 
 
 def _loss_options():
-    """Options that change the value of a 'mean' loss, one at a time (and all together)."""
-    keys = ("ignore_index", "label_smoothing", "z_loss", "softcap", "temperature", "num_items")
-    one = [{k: NON_DEFAULT[k]} for k in keys]
-    return [*one, {k: NON_DEFAULT[k] for k in keys}]
+    """Each option of the loss at a value other than its default, one at a time, and all
+    together ('mean', as ``num_items`` needs): derived from the table, so a new option is in."""
+    one = [{o.name: NON_DEFAULT[o.name]} for o in options_for("core")]
+    together = {o.name: NON_DEFAULT[o.name] for o in options_for("core") if o.name != "reduction"}
+    return [*one, together]
+
+
+def _losses_and_grads(x, y, kw):
+    """``{entry point: (loss, gradient with respect to the logits)}`` for every backend."""
+    per_call = {k: v for k, v in kw.items() if k == "num_items"}
+    ctor = {k: v for k, v in kw.items() if k != "num_items"}
+    eye = torch.eye(x.shape[1], dtype=torch.float64)
+
+    def torch_grad(f):
+        xt = torch.tensor(x, requires_grad=True)
+        loss = f(xt, torch.tensor(y))
+        loss.sum().backward()
+        return loss.detach().numpy(), xt.grad.numpy()
+
+    got = {
+        "core": crossent.cross_entropy_with_grad(x, y, **kw),
+        "torch": torch_grad(lambda a, b: ct.cross_entropy(a, b, **kw)),
+        "module": torch_grad(lambda a, b: ct.CrossEntropyLoss(**ctor)(a, b, **per_call)),
+        "linear": torch_grad(lambda a, b: ct.linear_cross_entropy(a, eye, b, **kw)),
+        "linear_module": torch_grad(
+            lambda a, b: ct.LinearCrossEntropyLoss(**ctor)(a, eye, b, **per_call)
+        ),
+    }
+    try:
+        import jax
+        import jax.numpy as jnp
+
+        import crossent.jax as cj
+    except ImportError:  # JAX not installed
+        return got
+    with jax.enable_x64(True):
+        for name, f in {
+            "jax": lambda a: cj.cross_entropy(a, jnp.asarray(y), **kw),
+            "jax_linear": lambda a: cj.linear_cross_entropy(a, jnp.eye(x.shape[1]), y, **kw),
+        }.items():
+            loss, vjp = jax.vjp(f, jnp.asarray(x))
+            got[name] = (np.asarray(loss), np.asarray(vjp(jnp.ones_like(loss))[0]))
+    return got
 
 
 @pytest.mark.parametrize("kw", _loss_options(), ids=lambda kw: "-".join(kw))
-def test_every_entry_point_forwards_the_options(kw):
-    """The modules, the fused head and the functional API give the NumPy core's loss."""
+def test_every_backend_gives_the_references_loss_and_gradient_for_every_option(kw):
+    """An option that a backend forgets to forward or to compute fails here: each entry point's
+    loss and gradient against :mod:`crossent.reference` (float64, every option of the table)."""
+    from crossent import reference
+    from numgrad import reference_grad
+
     g = np.random.default_rng(1)
     x = g.normal(size=(6, 5)) * 2
     y = np.array([0, 1, 4, 1, 3, 2])
-    want = crossent.cross_entropy(x, y, **kw)
-    xt, yt = torch.tensor(x), torch.tensor(y)
-    per_call = {k: v for k, v in kw.items() if k == "num_items"}
-    ctor = {k: v for k, v in kw.items() if k != "num_items"}
-    eye = torch.eye(5, dtype=torch.float64)
-    got = {
-        "torch": ct.cross_entropy(xt, yt, **kw),
-        "module": ct.CrossEntropyLoss(**ctor)(xt, yt, **per_call),
-        "linear": ct.linear_cross_entropy(xt, eye, yt, **kw),
-        "linear_module": ct.LinearCrossEntropyLoss(**ctor)(xt, eye, yt, **per_call),
-    }
-    for name, loss in got.items():
-        assert math.isclose(float(loss), float(want), rel_tol=1e-12, abs_tol=1e-12), name
+    want = reference.cross_entropy(x, y, **kw)
+    want_grad = reference_grad(x, y, **kw)
+    assert not np.allclose(want, reference.cross_entropy(x, y)), "the option changes nothing"
+    for name, (loss, grad) in _losses_and_grads(x, y, kw).items():
+        np.testing.assert_allclose(loss, want, rtol=1e-12, atol=1e-12, err_msg=name)
+        np.testing.assert_allclose(grad, want_grad, rtol=1e-10, atol=1e-12, err_msg=name)
 
 
 def test_the_dtensor_path_refuses_the_options_it_cannot_pass_on():
