@@ -375,6 +375,8 @@ def options_from(
     :data:`DEFAULT_OPTIONS` without a validation call, as the classifier calls this every step;
     the test is over the whole table, so that no option can be left out of it.
     """
+    if not options:  # the common call: every default
+        return DEFAULT_OPTIONS
     takes = _TAKES[entry_point, per_call]
     if not options.keys() <= takes:
         name = next(k for k in options if k not in takes)
