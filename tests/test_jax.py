@@ -188,6 +188,17 @@ def test_jit_vmap_and_eager_agree():
     np.testing.assert_allclose(grad, jnp.stack([e[1] for e in eager]), rtol=1e-6, atol=1e-8)
 
 
+def test_jit_takes_the_options_by_name_as_static_arguments():
+    """``static_argnames`` reads the signature, which the table gives (``**options``)."""
+    x = jnp.asarray(RNG.normal(size=(4, C)), dtype=jnp.float32)
+    y = jnp.array([0, 1, -100, 4])
+    kw = {"reduction": "sum", "label_smoothing": 0.1, "softcap": 5.0}
+    f = jax.jit(cross_entropy, static_argnames=tuple(kw))
+    np.testing.assert_allclose(f(x, y, **kw), cross_entropy(x, y, **kw), rtol=1e-6)
+    with pytest.raises(ValueError, match="reduction: expected one of"):
+        f(x, y, reduction="avg")
+
+
 def test_the_class_axis_is_the_same_as_moving_it_last():  # optax's consistency check
     x = jnp.asarray(RNG.normal(size=(4, 5, 6)), dtype=jnp.float32)
     ys = [jnp.asarray(RNG.integers(0, x.shape[a], size=np.delete(x.shape, a))) for a in range(3)]
