@@ -124,3 +124,21 @@ def test_linear_small_chunks_input_grad_as_accurate(chunk):
     )
     # PyTorch's own error is ~1e-6 here; 1.5x allows other BLAS kernels their own rounding
     assert ours <= 1.5 * theirs, (ours, theirs)
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("shape", [(64, 10), (32, 255), (16, 250), (32, 256)])
+def test_short_row_sums_agree_on_both_sides_of_the_gemv_threshold(shape, dtype):
+    """Rows of one run: a small matrix is summed by a matrix-vector product, a larger one
+    (above ``GEMV_MAX`` elements) by einsum; either is the float64 sum to within a few units of
+    the compute dtype's last place, NaN and ``-inf`` included."""
+    from crossent._exp import GEMV_MAX, row_sums
+
+    x = np.random.default_rng(3).random(shape).astype(dtype)
+    x[0, 1], x[1, :3] = np.nan, -np.inf
+    big = np.tile(x, (GEMV_MAX // x.size + 1, 1))  # the same rows, over the threshold
+    exact = x.astype(np.float64).sum(axis=1)
+    tol = 8 * np.finfo(dtype).eps * shape[1]
+    for got in (row_sums(x, x.dtype), row_sums(big, big.dtype)[: len(x)]):
+        assert got.dtype == np.float64
+        np.testing.assert_allclose(got, exact, rtol=tol)

@@ -20,7 +20,7 @@ from numpy.typing import ArrayLike, NDArray
 
 from crossent import _algebra, _engine, _spec
 from crossent._algebra import no_shift_range
-from crossent._exp import SUM_RUN, exp_rows, row_sums
+from crossent._exp import exp_rows, row_sums
 from crossent._kernel import Problem
 from crossent._spec import LossOptions, Scales
 from crossent._validation import as_array, as_float_array, normalize_axis
@@ -184,16 +184,13 @@ _UNSIGNED = {1: np.uint8, 2: np.uint16, 4: np.uint32, 8: np.uint64}
 
 
 @functools.lru_cache(maxsize=64)
-def _small_constants(
-    dtype: str, n: int, c: int
-) -> tuple[float, float, NDArray[np.intp], NDArray[Any]]:
+def _small_constants(dtype: str, n: int, c: int) -> tuple[float, float, NDArray[np.intp]]:
     """What :func:`small_simple` needs of a shape, remembered (a tenth of a call's time):
-    :func:`crossent._algebra.no_shift_range`, each row's offset and a row of ones (read-only)."""
+    :func:`crossent._algebra.no_shift_range` and each row's offset (read-only)."""
     lo, hi = no_shift_range("float64" if dtype == "d" else "float32", c)
     offsets = np.arange(0, n * c, c)
-    ones = np.ones(c, dtype)
-    offsets.flags.writeable = ones.flags.writeable = False
-    return lo, hi, offsets, ones
+    offsets.flags.writeable = False
+    return lo, hi, offsets
 
 
 def small_simple(
@@ -221,7 +218,7 @@ def small_simple(
     # one reduction checks 0 <= target < C: negative labels wrap to huge unsigned values
     if target.view(_UNSIGNED[target.itemsize]).max() >= c:
         return None  # ignored rows or a bad label: the general path
-    lo, hi, offsets, ones = _small_constants(logits.dtype.char, n, c)
+    lo, hi, offsets = _small_constants(logits.dtype.char, n, c)
     z = np.empty((n, c), logits.dtype)  # C order: z.ravel() below must be a view
     if lo <= logits.min() and logits.max() <= hi:  # no shift needed (False for NaN)
         shift = None
@@ -231,9 +228,7 @@ def small_simple(
         if not math.isfinite(shift.sum()):
             return None  # NaN, inf, or -inf rows: the general path
         exp_rows(logits, z, shift.astype(np.float64))
-    # (n,) float64; rows of up to SUM_RUN classes are one run (row_sums), whose sum in the
-    # compute dtype a matrix-vector product gives in a third of einsum's time at this size
-    s = z.dot(ones).astype(np.float64) if c <= SUM_RUN else row_sums(z, z.dtype)
+    s = row_sums(z, z.dtype)  # (n,) float64: float32 sums lose digits on long rows
     flat = offsets + target.astype(np.intp, copy=False)  # [n, target[n]]
     log_s = np.log(s)
     lin = logits.take(flat).astype(np.float64)  # (n,) the target's logit

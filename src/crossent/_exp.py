@@ -14,6 +14,7 @@ AVX-512, other CPUs, an install without a C compiler — NumPy's ``exp`` does th
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any
 
@@ -133,6 +134,17 @@ def _flat(a: Array) -> Array:
 
 # columns summed by einsum in the compute dtype before the partial sums are added in float64
 SUM_RUN = 256
+# rows of one run in a matrix of at most this many elements are summed by a matrix-vector
+# product (the same sum in the compute dtype, without einsum's set-up): below OpenBLAS's
+# threshold for threads (2304 x 4 elements), so it never competes with the engine's threads
+GEMV_MAX = 8192
+
+
+@functools.lru_cache(maxsize=64)
+def _ones(c: int, dtype: str) -> Array:
+    ones = np.ones(c, dtype)
+    ones.flags.writeable = False
+    return ones
 
 
 def row_sums(x: Array, cdtype: Any) -> Array:
@@ -148,6 +160,8 @@ def row_sums(x: Array, cdtype: Any) -> Array:
     n, c = x.shape
     k = c // SUM_RUN
     if k < 1:
+        if x.size <= GEMV_MAX and x.dtype == cdtype:  # a third of einsum's time (64 x 10)
+            return x.dot(_ones(c, x.dtype.char)).astype(np.float64, copy=False)
         return np.einsum("ij->i", x, dtype=cdtype).astype(np.float64, copy=False)
     runs = np.einsum("ijk->ij", x[:, : k * SUM_RUN].reshape(n, k, SUM_RUN), dtype=cdtype)
     total = runs.sum(axis=1, dtype=np.float64)
