@@ -8,8 +8,8 @@ defaults), the PyTorch custom op's schema, the modules' attributes and ``extra_r
 DTensor forwarding, the ``crossent explain`` flags and the public signatures themselves
 (:func:`takes_options`: a loss function takes its options as ``**options``, and ``help()`` and
 :func:`inspect.signature` show each of them with its default). A new option is one new field
-here, its key in the typed dictionaries below (for type checkers and IDEs; a test compares them
-with the table) and its mathematics.
+here, its key in the typed dictionaries below (for type checkers and IDEs; checked against the
+table when the modules are imported) and its mathematics.
 """
 
 from __future__ import annotations
