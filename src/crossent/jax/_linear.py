@@ -199,7 +199,7 @@ def prepare_head(
     """Check and lay out the head's arguments (``comm``: the classes may be split)."""
     x, w, b = check_head(input, weight, bias, names)
     v_local = w.shape[0]
-    v = v_local if comm.axis_name is None else v_local * _axis_size(comm.axis_name)
+    v = comm.n_classes(v_local)
     cw = _checks.class_weight(class_weight, v, "class_weight")
     batch = x.shape[:-1]
     x2 = x.reshape(-1, x.shape[-1])
@@ -215,10 +215,6 @@ def prepare_head(
     rows, x2 = pad_rows(rows, x2, chunk)
     st = HeadStatic(opts, chunk, n, comm)
     return st, x2, w, b, rows, (jnp.asarray(sc.ce, cd), jnp.asarray(sc.z, cd)), batch
-
-
-def _axis_size(axis_name: str) -> int:
-    return int(jax.lax.axis_size(axis_name))
 
 
 @takes_options("linear")

@@ -42,6 +42,12 @@ class Comm(NamedTuple):
         """The global index of this device's first class."""
         return 0 if self.axis_name is None else jax.lax.axis_index(self.axis_name) * n_local
 
+    def n_classes(self, n_local: int) -> int:
+        """The number of classes over every device (equal shards of ``n_local``)."""
+        return (
+            n_local if self.axis_name is None else n_local * int(jax.lax.axis_size(self.axis_name))
+        )
+
 
 LOCAL = Comm()
 

@@ -24,10 +24,6 @@ if TYPE_CHECKING:
 Array = Any
 
 
-def _axis_size(axis_name: Any) -> int:
-    return int(jax.lax.axis_size(axis_name))
-
-
 @takes_options("vocab_parallel")
 def vocab_parallel_cross_entropy(
     logits_shard: Any,
@@ -86,7 +82,7 @@ def vocab_parallel_cross_entropy(
     comm = Comm(axis_name)
     x = _checks.float_array(logits_shard, "logits_shard")
     v_local = x.shape[-1]
-    v = v_local * _axis_size(axis_name)
+    v = comm.n_classes(v_local)
     w = _checks.class_weight(weight, v, "weight")
     batch = x.shape[:-1]
     x2 = x.reshape(-1, v_local)
